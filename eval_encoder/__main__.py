@@ -1,0 +1,33 @@
+"""``python -m eval_encoder <command>``: probe, demo, ls, codec, suite, leaderboard."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import List, Optional
+
+COMMANDS = {
+    "probe": ("eval_encoder.probe.run", "run one attentive probe (same flags as attentive_probe.py)"),
+    "demo": ("eval_encoder.demo", "generate the demo data and a tiny encoder, then probe it"),
+    "ls": ("eval_encoder.listing", "list encoder families, model names, datasets and recipes"),
+    "codec": ("eval_encoder.codec.cli", "codec patch selection tools (precompute)"),
+    "suite": ("eval_encoder.suite", "run a recipe over its datasets"),
+    "leaderboard": ("eval_encoder.leaderboard", "build leaderboard tables from run records"),
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+        print("usage: python -m eval_encoder <command> [options]\n\ncommands:\n" + "\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

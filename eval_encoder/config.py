@@ -1,0 +1,234 @@
+"""Typed run configuration: defaults < YAML recipe (--config) < command line.
+
+Every flag of the upstream ``attentive_probe.py`` / ``attentive_probe_codec.py`` is a field
+here, with the upstream spelling and default, so their command lines keep working. Unknown
+YAML keys are errors naming the file. The resolved configuration, with the source of each
+value, is saved in the run record.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from eval_encoder.codec.options import CodecOptions
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used, with the reason."""
+
+
+def _f(default: Any, help: str, **meta) -> Any:
+    """A dataclass field carrying its argparse help (and optional nargs/choices)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class ProbeConfig:
+    # --- data
+    dataset: str = _f("ssv2", "dataset card name (datasets/<name>.yaml)")
+    data_root: Optional[str] = _f(None, "folder holding <dataset>/<manifest>.csv and the videos")
+    train_data_csv_path: Optional[str] = _f(None, "train manifest file name (default: the card's)")
+    val_data_csv_path: Optional[str] = _f(None, "val manifest file name (default: the card's)")
+    num_classes: int = _f(0, "0: from the dataset card; otherwise must equal the card's count")
+    # --- model
+    model_family: str = _f("chunk_wise_sampling", "encoder family (see `python -m eval_encoder ls`)")
+    model_name: str = _f("ov_encoder_large", "model name inside the family")
+    model_weight: str = _f("NULL", "checkpoint: local folder, file or hub id; 'random' for random init")
+    encoder_module: List[str] = _f([], "import these modules first (user @register_encoder)", nargs="+")
+    allow_download: bool = _f(False, "let a hub id be downloaded instead of read from the local cache")
+    attn_implementation: str = _f("auto", "attention kernel", choices=["auto", "sdpa", "flash"])
+    num_frames: int = _f(8, "frames per clip")
+    num_tokens: Optional[int] = _f(None, "if set, the tokens per clip the encoder must return")
+    input_size: Optional[int] = _f(None, "crop size (default: the encoder's)")
+    tubelet_size: int = _f(1, "temporal patch size; the encoders here take 1")
+    embedding_size: Optional[int] = _f(None, "token width (default: the encoder's; checked against it)")
+    frames_token_num: Optional[int] = _f(None, "tokens per frame (default: the encoder's; checked)")
+    target_frames: int = _f(64, "RoPE temporal grid that frame indices are interpolated onto")
+    mean: Optional[List[float]] = _f(None, "normalisation mean (default: the encoder's)", nargs=3)
+    std: Optional[List[float]] = _f(None, "normalisation std (default: the encoder's)", nargs=3)
+    short_side_size: Optional[int] = _f(None, "resize the shorter side to this (default: input size)")
+    # --- training
+    batch_size: Optional[int] = _f(None, "clips per GPU per step (default: the dataset card's)")
+    default_epoch: Optional[int] = _f(None, "epochs (default: the dataset card's)")
+    default_lr_list: List[float] = _f([1e-4], "learning rates: one probe head each", nargs="+")
+    default_weight_decay: List[float] = _f([0.0], "weight decays: one head per (lr, wd)", nargs="+")
+    default_min_lr: float = _f(1e-7, "LinearLR end learning rate")
+    clip_grad: float = _f(5.0, "gradient-norm clip per head (0: off)")
+    smoothing: float = _f(0.1, "label smoothing")
+    probe_size: int = _f(1, "attention-pooling blocks in the head (upstream uses 1)")
+    seed: int = _f(1, "seed for sampling, jitter and head init")
+    select: str = _f("best_val", "reported score: best epoch on val (upstream) or last epoch",
+                     choices=["best_val", "last"])
+    max_skip_fraction: float = _f(0.01, "fail when more than this fraction of a split is unreadable")
+    # --- evaluation
+    eval_freq: int = _f(1, "evaluate every N epochs (and always after the last)")
+    num_temporal_crops: int = _f(1, "temporal views per validation clip (logits averaged)")
+    num_spatial_crops: int = _f(1, "spatial views per validation clip (1 centre, 3 left/centre/right)")
+    # --- loading and runtime
+    loader: str = _f("auto", "data pipeline: DALI on GPU, torch on CPU", choices=["auto", "dali", "torch"])
+    device: str = _f("auto", "cuda when available, else cpu", choices=["auto", "cpu", "cuda"])
+    dali_num_threads: int = _f(2, "DALI CPU threads")
+    dali_py_num_workers: int = _f(4, "decode worker processes (DALI or torch DataLoader)")
+    decord_num_threads: int = _f(2, "threads per video decoder (PyAV; upstream used decord)")
+    print_freq: int = _f(10, "log every N steps")
+    save_report: str = _f("fewshot_video_report/ActionRecognition", "folder for records and reports")
+    # torchrun sets these through the environment; given on the command line they must agree
+    rank: Optional[int] = _f(None, "compat: must match $RANK")
+    local_rank: Optional[int] = _f(None, "compat: must match $LOCAL_RANK")
+    world_size: Optional[int] = _f(None, "compat: must match $WORLD_SIZE")
+    global_rank: Optional[int] = _f(None, "compat: must match $RANK")
+    config: Optional[str] = _f(None, "YAML file of values (command line wins)")
+    method_label: Optional[str] = _f(None, "leaderboard method name (default: family/model name)")
+    arch_label: Optional[str] = _f(None, "leaderboard architecture label, e.g. ViT-L/14")
+    # --- codec selection (used by the codec family)
+    codec: CodecOptions = field(default_factory=CodecOptions)
+
+    # where each value came from: default / yaml:<file> / command line / dataset card / encoder
+    sources: Dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SKIP = {"codec", "sources"}
+
+
+def _own_fields(cls) -> List[dataclasses.Field]:
+    return [f for f in fields(cls) if f.name not in _SKIP]
+
+
+def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    meta = f.metadata
+    kwargs: Dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta.get("help")}
+    ftype = str(f.type)
+    if "bool" in ftype:
+        kwargs["type"] = _parse_bool
+        kwargs["nargs"] = "?"
+        kwargs["const"] = True
+    else:
+        kwargs["type"] = float if "float" in ftype else int if "int" in ftype else str
+    if "nargs" in meta:
+        kwargs["nargs"] = meta["nargs"]
+    if "choices" in meta:
+        kwargs["choices"] = meta["choices"]
+    parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def _parse_bool(text: str) -> bool:
+    low = str(text).lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def build_parser(prog: str = "attentive_probe.py") -> argparse.ArgumentParser:
+    """The command-line parser: every ProbeConfig and CodecOptions field as ``--name``."""
+    parser = argparse.ArgumentParser(prog, description="Attentive probe of a frozen video encoder")
+    for f in _own_fields(ProbeConfig):
+        _add_field(parser, f)
+    group = parser.add_argument_group("codec patch selection (codec family)")
+    for f in fields(CodecOptions):
+        _add_field(group, f)
+    return parser
+
+
+def _coerce(name: str, value: Any, f: dataclasses.Field, origin: str) -> Any:
+    """Check a YAML value against the field's type; lists stay lists."""
+    ftype = str(f.type)
+    try:
+        if value is None:
+            return None
+        if "List" in ftype:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            inner = float if "float" in ftype else str
+            return [inner(v) for v in items]
+        if "bool" in ftype:
+            return _parse_bool(value)
+        if "float" in ftype:
+            return float(value)
+        if "int" in ftype:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("not an integer")
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: {name}: cannot use {value!r} ({exc})") from None
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    """Read a YAML mapping; a missing file or a non-mapping is a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    return data
+
+
+def apply_values(cfg: ProbeConfig, values: Dict[str, Any], origin: str) -> None:
+    """Set ``values`` on ``cfg`` (flat names, codec options included); unknown keys raise."""
+    own = {f.name: f for f in _own_fields(ProbeConfig)}
+    codec = {f.name: f for f in fields(CodecOptions)}
+    for name, value in values.items():
+        if name in own:
+            setattr(cfg, name, _coerce(name, value, own[name], origin))
+        elif name in codec:
+            setattr(cfg.codec, name, _coerce(name, value, codec[name], origin))
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(name, [*own, *codec], n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"{origin}: unknown option {name!r}{hint}")
+        cfg.sources[name] = origin
+
+
+def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
+                 base: Optional[Dict[str, Any]] = None) -> ProbeConfig:
+    """Resolve a ProbeConfig from ``base`` values, an optional --config YAML and ``argv``."""
+    parser = build_parser(prog)
+    ns = vars(parser.parse_args(argv))
+    cfg = ProbeConfig()
+    if base:
+        apply_values(cfg, base, "caller")
+    yaml_path = ns.get("config")
+    if yaml_path:
+        apply_values(cfg, {k: v for k, v in load_yaml(yaml_path).items() if k != "config"},
+                     f"yaml:{yaml_path}")
+    apply_values(cfg, ns, "command line")
+    check_launcher_flags(cfg)
+    return cfg
+
+
+def check_launcher_flags(cfg: ProbeConfig) -> None:
+    """--rank/--local_rank/--world_size are torchrun's job; given, they must agree with it."""
+    env = {"rank": "RANK", "global_rank": "RANK", "local_rank": "LOCAL_RANK", "world_size": "WORLD_SIZE"}
+    for name, var in env.items():
+        given = getattr(cfg, name)
+        if given is None:
+            continue
+        actual = int(os.environ.get(var, "1" if var == "WORLD_SIZE" else "0"))
+        if given != actual:
+            raise ConfigError(
+                f"--{name} {given} disagrees with the launcher (${var}={actual}); "
+                "launch with torchrun and leave rank flags out")
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``condition``."""
+    if not condition:
+        raise ConfigError(message)
+

@@ -1,0 +1,25 @@
+"""Encoder families. Importing this package registers every built-in family explicitly."""
+from __future__ import annotations
+
+from eval_encoder.encoders import baselines, codec, sampling  # noqa: F401  (registration)
+from eval_encoder.encoders.base import EncoderSpec, VideoEncoder
+from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
+from eval_encoder.registry import ENCODERS, register_encoder
+
+__all__ = ["EncoderSpec", "VideoEncoder", "build_encoder", "register_encoder"]
+
+
+def build_encoder(cfg) -> VideoEncoder:
+    """Build the frozen encoder named by ``cfg.model_family`` / ``cfg.model_name``.
+
+    User modules (``--encoder_module``) and installed entry points are imported first, so
+    their ``@register_encoder`` families are found like the built-in ones.
+    """
+    load_encoder_modules(cfg.encoder_module)
+    load_entry_points()
+    factory = ENCODERS.get(cfg.model_family)
+    encoder = factory(cfg)
+    if not isinstance(getattr(encoder, "spec", None), EncoderSpec):
+        raise TypeError(f"encoder family {cfg.model_family!r} returned {type(encoder).__name__} "
+                        "without an EncoderSpec in .spec")
+    return encoder.freeze() if isinstance(encoder, VideoEncoder) else encoder

@@ -1,0 +1,287 @@
+"""The attentive-probe run: resolve the config, build data and encoder, train, score, record.
+
+This is the one long driver; it only wires the units together.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from eval_encoder import distributed as dist
+from eval_encoder import record as rec
+from eval_encoder.config import ConfigError, ProbeConfig, parse_config, require
+from eval_encoder.encoders import build_encoder
+from eval_encoder.logs import setup_logging
+from eval_encoder.probe.head import head_grid
+from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
+from eval_encoder.registry import CLIP_SOURCES, ENCODERS
+from eval_encoder.video.dataset import ClipDataset
+from eval_encoder.video.loader import make_loader, pick_backend, train_order, val_order
+from eval_encoder.video.manifest import DatasetCard, file_sha256, load_card, read_manifest, split_paths
+from eval_encoder.video.transforms import TransformSpec
+
+log = logging.getLogger("eval_encoder.run")
+
+
+@dataclass
+class Splits:
+    card: DatasetCard
+    video_root: str
+    train_csv: str
+    val_csv: str
+    train: ClipDataset
+    val: ClipDataset
+
+
+def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
+    """Fill class count, epochs and batch size from the dataset card where not given."""
+    card = load_card(cfg.dataset)
+    require(cfg.num_classes in (0, card.num_classes),
+            f"--num_classes {cfg.num_classes} disagrees with datasets/{card.name}.yaml "
+            f"({card.num_classes} classes)")
+    cfg.num_classes = card.num_classes
+    for name, value in (("batch_size", card.default_batch_size), ("default_epoch", card.default_epochs)):
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, value)
+            cfg.sources[name] = f"dataset card {card.path}"
+    require(cfg.batch_size > 0, f"--batch_size must be positive, got {cfg.batch_size}")
+    require(cfg.default_epoch > 0, f"--default_epoch must be positive, got {cfg.default_epoch}")
+    return card
+
+
+def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
+    """Upstream flags that describe the encoder must agree with what the encoder declares."""
+    require(cfg.tubelet_size == 1, f"--tubelet_size {cfg.tubelet_size}: the encoders here embed "
+            "single frames (tubelet 1); other sizes are not supported")
+    require(cfg.embedding_size in (None, spec.embed_dim),
+            f"--embedding_size {cfg.embedding_size} but {cfg.model_name} returns {spec.embed_dim}-wide tokens")
+    require(cfg.frames_token_num in (None, spec.tokens_per_frame) or spec.tokens_per_frame is None,
+            f"--frames_token_num {cfg.frames_token_num} but {cfg.model_name} at {spec.input_size}px "
+            f"gives {spec.tokens_per_frame} tokens per frame")
+    require(cfg.num_temporal_crops >= 1 and cfg.num_spatial_crops >= 1, "crop counts must be >= 1")
+    require(cfg.probe_size >= 1, f"--probe_size must be >= 1, got {cfg.probe_size}")
+    require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
+    cfg.embedding_size, cfg.input_size = spec.embed_dim, spec.input_size
+    cfg.mean, cfg.std = list(spec.mean), list(spec.std)
+    if spec.tokens_per_frame is not None:
+        cfg.frames_token_num = spec.tokens_per_frame
+
+
+def build_splits(cfg: ProbeConfig, card: DatasetCard, spec) -> Splits:
+    """Read both manifests (failing on any bad line before training) and make the datasets."""
+    require(cfg.data_root is not None, "--data_root is required (the folder holding "
+            f"{card.name}/{card.train_manifest})")
+    root, train_csv, val_csv = split_paths(card, cfg.data_root, cfg.train_data_csv_path,
+                                           cfg.val_data_csv_path)
+    train_entries = read_manifest(train_csv, card.num_classes)
+    val_entries = read_manifest(val_csv, card.num_classes)
+    source_cls = CLIP_SOURCES.get(spec.clip_source)
+    source = source_cls(num_frames=spec.num_frames or cfg.num_frames,
+                        decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
+    train = ClipDataset(train_entries, root, source, train=True, seed=cfg.seed)
+    val = ClipDataset(val_entries, root, source, train=False, seed=cfg.seed,
+                      temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
+    return Splits(card, root, train_csv, val_csv, train, val)
+
+
+def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
+    short = cfg.short_side_size or spec.input_size
+    require(short >= spec.input_size, f"--short_side_size {short} is smaller than the crop {spec.input_size}")
+    return TransformSpec(input_size=spec.input_size, short_side=short,
+                         mean=tuple(spec.mean), std=tuple(spec.std))
+
+
+def _skip_check(trainer: ProbeTrainer, split: str, size: int, limit: float) -> None:
+    """Fail (on every rank) once a split has more unreadable clips than allowed."""
+    merged = {}
+    for part in dist.all_gather_objects(trainer.counters.skipped[split]):
+        merged.update(part)
+    trainer.counters.skipped[split] = merged
+    if len(merged) > limit * size:
+        sample = "; ".join(f"{v['path']}: {v['reason']}" for v in list(merged.values())[:5])
+        raise RunFailed(f"{len(merged)} of {size} {split} clips could not be read (limit "
+                        f"{limit:.1%}; --max_skip_fraction): {sample}")
+
+
+def train_and_score(cfg: ProbeConfig, trainer: ProbeTrainer, loaders, splits: Splits) -> List[Dict]:
+    """Epoch loop: train every head, evaluate every eval_freq epochs and after the last."""
+    train_loader, val_loader = loaders
+    for epoch in range(cfg.default_epoch):
+        train_loader.set_epoch(epoch)
+        losses = trainer.train_epoch(train_loader, epoch)
+        _skip_check(trainer, "train", len(splits.train), cfg.max_skip_fraction)
+        entry = {h.name: {"epoch": epoch, "train_loss": losses[h.name]} for h in trainer.heads}
+        if epoch % cfg.eval_freq == 0 or epoch == cfg.default_epoch - 1:
+            val_loader.set_epoch(0)
+            scored = trainer.evaluate(val_loader, splits.val.views, epoch)
+            _skip_check(trainer, "val", len(splits.val), cfg.max_skip_fraction)
+            skipped_clips = {k // splits.val.views for k in trainer.counters.skipped["val"]}
+            check_scored_once(scored, len(splits.val.entries), skipped_clips)
+            trainer.scored_val = len(scored)
+            for i, h in enumerate(trainer.heads):
+                entry[h.name].update(accuracy(scored, i) if h.alive else {"top1": None, "top5": None})
+            best = max((e["top1"] for e in entry.values() if e.get("top1") is not None), default=float("nan"))
+            log.info("epoch %d: best head top-1 %.2f%% over %d clips", epoch, best, len(scored))
+        for h in trainer.heads:
+            h.history.append(entry[h.name])
+    return [h.history for h in trainer.heads]
+
+
+def summarise_heads(trainer: ProbeTrainer, select: str):
+    """Per-head best/last scores, and the reported head with how it was chosen."""
+    rows = []
+    for h in trainer.heads:
+        evals = [e for e in h.history if e.get("top1") is not None and math.isfinite(e["top1"])]
+        best = max(evals, key=lambda e: e["top1"], default=None)
+        last = evals[-1] if evals and h.alive else None
+        rows.append({
+            "name": h.name, "lr": h.lr, "weight_decay": h.weight_decay, "status": h.status,
+            "best_top1": best and best["top1"], "best_top5": best and best["top5"],
+            "best_epoch": best and best["epoch"], "last_top1": last and last["top1"],
+            "last_top5": last and last["top5"], "history": h.history})
+    prefix = "best" if select == "best_val" else "last"
+    candidates = [r for r in rows if r["status"] == "ok" and r[f"{prefix}_top1"] is not None]
+    if not candidates:
+        raise RunFailed("no head finished with a finite score: " +
+                        "; ".join(f"{r['name']}: {r['status']}" for r in rows))
+    chosen = max(candidates, key=lambda r: r[f"{prefix}_top1"])
+    reported = {
+        "head": chosen["name"], "top1": chosen[f"{prefix}_top1"], "top5": chosen[f"{prefix}_top5"],
+        "epoch": chosen["best_epoch"] if prefix == "best" else chosen["history"][-1]["epoch"],
+        "selection": select, "chosen_on": "val",
+        "note": ("best epoch and best head chosen on the validation split that is reported "
+                 "(the upstream protocol; optimistic by the selection)") if prefix == "best" else
+                "last epoch; the head is chosen on the validation split that is reported",
+    }
+    return rows, reported
+
+
+def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -> Dict:
+    return {
+        "schema": rec.SCHEMA, "schema_version": rec.SCHEMA_VERSION,
+        "run_id": rec.new_run_id(cfg.dataset), "status": "failed", "error": None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_time_s": round(time.time() - wall_start, 2),
+        "dataset": {"name": cfg.dataset}, "config_hash": requested_hash,
+        "config": cfg.to_dict(), "sources": dict(cfg.sources),
+        "versions": rec.software_versions(), "git_commit": rec.git_commit(),
+        "world_size": env.world_size if env else int(os.environ.get("WORLD_SIZE", "1")),
+        "device": str(env.device) if env else None,
+    }
+
+
+def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, spec, trainer: ProbeTrainer) -> None:
+    """Everything a reader needs to trust and reproduce the number."""
+    card = splits.card
+    record["dataset"] = {
+        "name": card.name, "version": card.version, "num_classes": card.num_classes,
+        "train_manifest": splits.train_csv, "val_manifest": splits.val_csv,
+        "train_manifest_sha256": file_sha256(splits.train_csv),
+        "val_manifest_sha256": file_sha256(splits.val_csv)}
+    record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
+                         "model_weight": cfg.model_weight, "spec": spec.to_dict()}
+    frames = spec.num_frames or cfg.num_frames
+    record.update({
+        "method": cfg.method_label or f"{record['encoder']['family']}/{cfg.model_name}",
+        "arch": cfg.arch_label or "", "res": spec.input_size, "frames": frames,
+        "token_budget": (cfg.codec.K_keep if spec.tokens_per_frame is None
+                         else frames * spec.tokens_per_frame)})
+    c = trainer.counters
+    views = splits.val.views
+    record["samples"] = {
+        "train": {"expected": len(splits.train.entries), "skipped": list(c.skipped["train"].values()),
+                  "flags": c.flags["train"]},
+        "val": {"expected": len(splits.val.entries), "scored": getattr(trainer, "scored_val", 0),
+                "views_per_clip": views,
+                "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
+                "flags": c.flags["val"]}}
+    record["encoder_passes"], record["batches"] = dict(c.encoder_passes), dict(c.batches)
+    record["config"], record["sources"] = cfg.to_dict(), dict(cfg.sources)
+
+
+def write_outputs(record: Dict, cfg: ProbeConfig) -> None:
+    """The JSON record, plus upstream's one-line report for old tooling."""
+    path = rec.write_record(record, cfg.save_report)
+    log.info("run record: %s", path)
+    if record["status"] == "complete":
+        weight = os.path.basename(os.path.normpath(cfg.model_weight))
+        txt = os.path.join(cfg.save_report, f"report_attentive_probe_{weight}.txt")
+        os.makedirs(cfg.save_report, exist_ok=True)
+        with open(txt, "a", encoding="utf-8") as fh:
+            fh.write(f"{cfg.dataset} {record['reported']['top1']}\n")
+
+
+def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
+    """Run one probe configuration end to end; returns the record (rank 0 writes it)."""
+    start = time.time()
+    env = dist.init(cfg.device)
+    record = base_record(cfg, requested_hash, env, start)
+    try:
+        card = resolve_dataset(cfg)
+        encoder = build_encoder(cfg).to(env.device)
+        spec = encoder.spec
+        check_encoder_flags(cfg, spec)
+        splits = build_splits(cfg, card, spec)
+        tspec = transform_spec(cfg, spec)
+        backend = pick_backend(cfg.loader, env.device)
+        cfg.sources.setdefault("loader_backend", backend)
+        extras = ["visible_indices", "flags"] if spec.clip_source == "codec" else []
+        loaders = (
+            make_loader(splits.train, lambda e: train_order(len(splits.train), e, env.rank, env.world_size, cfg.seed),
+                        cfg.batch_size, tspec, backend, env.device, cfg.dali_py_num_workers,
+                        cfg.dali_num_threads, cfg.seed, extras),
+            make_loader(splits.val, lambda e: val_order(len(splits.val.entries), splits.val.views, env.rank, env.world_size),
+                        cfg.batch_size, tspec, backend, env.device, cfg.dali_py_num_workers,
+                        cfg.dali_num_threads, cfg.seed, extras))
+        steps = len(loaders[0]) * cfg.default_epoch
+        heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
+                           card.num_classes, cfg.probe_size, steps, cfg.default_min_lr, env.device, cfg.seed)
+        trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
+                               cfg.num_tokens, cfg.print_freq)
+        log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs, %s loader, "
+                 "world size %d", cfg.model_name, card.name, len(splits.train.entries),
+                 len(splits.val.entries), len(heads), len(loaders[0]), cfg.default_epoch, backend,
+                 env.world_size)
+        train_and_score(cfg, trainer, loaders, splits)
+        fill_record(record, cfg, splits, spec, trainer)
+        record["heads"], record["reported"] = summarise_heads(trainer, cfg.select)
+        record["status"] = "complete"
+    except (RunFailed, ConfigError, ValueError, RuntimeError, KeyError, OSError) as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["wall_time_s"] = round(time.time() - start, 2)
+        if env.is_main:
+            write_outputs(record, cfg)
+        raise
+    record["wall_time_s"] = round(time.time() - start, 2)
+    if env.is_main:
+        write_outputs(record, cfg)
+        r = record["reported"]
+        log.info("%s %s: top-1 %.2f%% top-5 %.2f%% (head %s, epoch %s, chosen on %s)", cfg.dataset,
+                 cfg.model_name, r["top1"], r["top5"], r["head"], r["epoch"], r["chosen_on"])
+    return record
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
+         base: Optional[Dict] = None) -> int:
+    """Command-line entry: parse, run, exit non-zero with a one-line reason on failure."""
+    setup_logging()
+    try:
+        cfg = parse_config(argv, prog=prog, base=base)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    requested = rec.config_hash(cfg.to_dict())
+    try:
+        run(cfg, requested)
+    except (RunFailed, ConfigError, ValueError, RuntimeError, KeyError, OSError) as exc:
+        log.error("run failed: %s", exc)
+        return 1
+    finally:
+        dist.shutdown()
+    return 0

@@ -1,0 +1,112 @@
+"""Self-describing run records (JSON), one per run, written atomically.
+
+Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
+
+  schema, schema_version, run_id, status ("complete" | "failed"), error (message or null),
+  created (UTC ISO time), wall_time_s,
+  dataset   {name, version, num_classes, train_manifest, val_manifest,
+             train_manifest_sha256, val_manifest_sha256}
+  encoder   {family, model_name, model_weight, spec{...}}
+  method, arch, res, frames, token_budget      (leaderboard row labels)
+  heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
+              last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
+  reported  {head, top1, top5, epoch, selection, chosen_on, note}
+  samples   {train|val: {expected, scored, skipped[{index, path, reason}], flags{name: count}}}
+  encoder_passes {train, val}, batches {train, val}
+  config (resolved, every value), sources (where each value came from), config_hash
+  versions {python, torch, ...}, git_commit, world_size, device
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+SCHEMA = "eval_encoder.run_record"
+SCHEMA_VERSION = 1
+
+# options that change how a run executes but not what it measures
+RUNTIME_KEYS = frozenset({
+    "data_root", "save_report", "print_freq", "loader", "device", "dali_num_threads",
+    "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
+    "global_rank", "config", "sources", "method_label", "arch_label",
+})
+
+
+def config_hash(config: Dict[str, Any]) -> str:
+    """Hash of every option that changes the result (runtime-only options left out)."""
+    semantic = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    if isinstance(semantic.get("codec"), dict):
+        semantic["codec"] = {k: v for k, v in semantic["codec"].items() if k != "cache_dir"}
+    text = json.dumps(semantic, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def new_run_id(dataset: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{dataset}-{uuid.uuid4().hex[:6]}"
+
+
+def software_versions() -> Dict[str, str]:
+    """Versions of Python and the libraries that can change a number."""
+    out = {"python": platform.python_version()}
+    for mod in ("torch", "torchvision", "timm", "av", "numpy", "nvidia.dali"):
+        try:
+            module = __import__(mod, fromlist=["__version__"])
+            out[mod] = str(getattr(module, "__version__", "?"))
+        except ImportError:
+            out[mod] = "absent"
+    return out
+
+
+def git_commit() -> Optional[str]:
+    """The commit of the code that ran (with '+dirty' for uncommitted changes), if in git."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def records_dir(save_report: str, dataset: str) -> Path:
+    return Path(save_report) / "runs" / dataset
+
+
+def write_record(record: Dict[str, Any], save_report: str) -> Path:
+    """Write the record to ``<save_report>/runs/<dataset>/<run_id>.json`` atomically."""
+    folder = records_dir(save_report, record["dataset"]["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['run_id']}.json"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(record, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_record(path: str) -> Dict[str, Any]:
+    """Load a record; another schema or a newer version is refused with a clear message."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a JSON run record ({exc})") from None
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not an eval_encoder run record (schema {data.get('schema')!r})")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{path}: record schema version {version} is not supported by this "
+                         f"version of eval_encoder (reads version {SCHEMA_VERSION})")
+    return data

@@ -1,0 +1,122 @@
+"""Clip sources and the per-sample producer shared by the torch and DALI pipelines.
+
+A *clip source* turns a manifest entry into raw frames plus whatever the encoder reads
+from the batch (frame indices, total frames, visible patch indices). Which source runs is
+declared by the encoder (``EncoderSpec.clip_source``), never by a branch in the trainer.
+
+A broken clip is never replaced by another one: the sample comes back with ``error`` set,
+the loader drops it from the batch and the trainer counts and lists it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from eval_encoder.registry import CLIP_SOURCES
+from eval_encoder.video.decode import ClipDecodeError, decode_clip
+from eval_encoder.video.manifest import ManifestEntry
+from eval_encoder.video.transforms import JitterParams, draw_jitter
+
+
+# bit -> name of the per-clip "flags" extra a clip source may set (codec: fallback taken, ...);
+# the run record counts each flag per split.
+FLAG_NAMES: Dict[int, str] = {}
+
+
+@dataclass
+class Sample:
+    """One view of one clip, before transforms."""
+
+    index: int  # position in the (view-expanded) split
+    clip_index: int  # position of the clip in the manifest
+    label: int
+    path: str
+    frames: Optional[np.ndarray] = None  # uint8 [T, H, W, 3]
+    frame_indices: Optional[np.ndarray] = None  # int64 [T]
+    total_frames: int = 0
+    crop_pos: Tuple[float, float] = (0.5, 0.5)  # (x, y) of the crop window, in [0, 1]
+    jitter: Optional[JitterParams] = None
+    extras: Dict[str, np.ndarray] = field(default_factory=dict)
+    error: Optional[str] = None
+
+
+@dataclass
+class ClipRequest:
+    path: str
+    train: bool
+    rng: np.random.Generator
+    temporal_view: int = 0
+    num_temporal_views: int = 1
+
+
+class FramesSource:
+    """T frames at segment points (train: random point per segment; eval: centres)."""
+
+    def __init__(self, num_frames: int, decode_threads: int = 1, **_):
+        self.num_frames = num_frames
+        self.decode_threads = decode_threads
+
+    def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
+        frames, idx, total = decode_clip(req.path, self.num_frames, req.train, req.rng,
+                                         self.decode_threads, req.temporal_view, req.num_temporal_views)
+        return frames, idx, total, {}
+
+
+CLIP_SOURCES.register("frames", FramesSource)
+
+
+def spatial_crop_positions(num_views: int) -> List[float]:
+    """Crop-window positions along the longer side: centre, or evenly from start to end."""
+    if num_views <= 1:
+        return [0.5]
+    return [v / (num_views - 1) for v in range(num_views)]
+
+
+class ClipDataset:
+    """The split as a list of samples: clips x temporal views x spatial views.
+
+    ``sample(i, epoch)`` is deterministic in (seed, epoch, i), whichever worker or rank
+    computes it, so runs are reproducible across loaders and world sizes.
+    """
+
+    def __init__(self, entries: Sequence[ManifestEntry], video_root: str, source, train: bool,
+                 seed: int, temporal_views: int = 1, spatial_views: int = 1):
+        self.entries = list(entries)
+        self.video_root = video_root
+        self.source = source
+        self.train = train
+        self.seed = seed
+        self.temporal_views = 1 if train else temporal_views
+        self.spatial_views = 1 if train else spatial_views
+        self.spatial_pos = spatial_crop_positions(self.spatial_views)
+
+    @property
+    def views(self) -> int:
+        return self.temporal_views * self.spatial_views
+
+    def __len__(self) -> int:
+        return len(self.entries) * self.views
+
+    def clip_of(self, index: int) -> int:
+        return index // self.views
+
+    def sample(self, index: int, epoch: int = 0) -> Sample:
+        clip, view = divmod(index, self.views)
+        t_view, s_view = divmod(view, self.spatial_views)
+        entry = self.entries[clip]
+        path = os.path.join(self.video_root, entry.path)
+        rng = np.random.default_rng([self.seed, epoch, index, int(self.train)])
+        pos = self.spatial_pos[s_view]
+        out = Sample(index=index, clip_index=clip, label=entry.label, path=path, crop_pos=(pos, pos))
+        req = ClipRequest(path, self.train, rng, t_view, self.temporal_views)
+        try:
+            out.frames, out.frame_indices, out.total_frames, out.extras = self.source.load(req)
+        except ClipDecodeError as exc:
+            out.error = str(exc)
+            return out
+        if self.train:
+            out.jitter = draw_jitter(rng)
+        return out

@@ -1,0 +1,152 @@
+"""Frame decoding with PyAV and segment-based frame sampling."""
+from __future__ import annotations
+
+import math
+import os
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+
+class ClipDecodeError(RuntimeError):
+    """A clip that is missing or cannot be decoded; the message names the file."""
+
+
+def segment_indices(total: int, num_frames: int, train: bool, rng: Optional[np.random.Generator] = None,
+                    view: int = 0, num_views: int = 1) -> np.ndarray:
+    """Frame indices of T equal segments over ``total`` frames (upstream's rule).
+
+    Train: a uniform random point in each segment. Eval: the segment centre, or with
+    ``num_views`` temporal views, the point ``(view + 0.5) / num_views`` of each segment.
+    Clips shorter than T take every frame and repeat the last one.
+    """
+    if total <= 0:
+        raise ValueError(f"a clip needs at least one frame, got {total}")
+    if total < num_frames:
+        return np.array(list(range(total)) + [total - 1] * (num_frames - total), dtype=np.int64)
+    seg = (total - 1) / num_frames
+    if train:
+        if rng is None:
+            raise ValueError("training-time sampling needs a random generator")
+        offsets = rng.uniform(0.0, seg, size=num_frames)
+    else:
+        offsets = np.full(num_frames, seg * (view + 0.5) / num_views)
+    idx = np.floor(seg * np.arange(num_frames) + offsets).astype(np.int64)
+    return np.clip(idx, 0, total - 1)
+
+
+def uniform_indices(total: int, num_frames: int) -> np.ndarray:
+    """``num_frames`` indices spread evenly from the first to the last frame (codec's 64)."""
+    if total <= 0:
+        raise ValueError(f"a clip needs at least one frame, got {total}")
+    return np.round(np.linspace(0, total - 1, num_frames)).astype(np.int64)
+
+
+def to_rope_grid(frame_indices, total_frames, target_frames: int = 64):
+    """Map source frame indices onto the ``target_frames`` RoPE grid: round(i/(n-1)*(g-1))."""
+    import torch
+
+    idx = torch.as_tensor(frame_indices, dtype=torch.float32)
+    total = torch.as_tensor(total_frames, dtype=torch.float32).reshape(-1, *([1] * (idx.dim() - 1)))
+    scaled = idx / torch.clamp(total - 1, min=1.0) * (target_frames - 1)
+    return torch.round(scaled).long().clamp(0, target_frames - 1)
+
+
+def _open(path: str, threads: int):
+    import av
+
+    if not os.path.isfile(path):
+        raise ClipDecodeError(f"{path}: file not found")
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise ClipDecodeError(f"{path}: cannot open ({exc})") from exc
+    if not container.streams.video:
+        container.close()
+        raise ClipDecodeError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "SLICE"
+    stream.thread_count = max(1, threads)
+    return container, stream
+
+
+def count_frames(path: str) -> int:
+    """Frames in the first video stream, counted from its packets (no decoding)."""
+    import av
+
+    container, stream = _open(path, 1)
+    try:
+        return sum(1 for p in container.demux(stream) if p.size > 0)
+    except av.error.FFmpegError as exc:
+        raise ClipDecodeError(f"{path}: cannot read packets ({exc})") from exc
+    finally:
+        container.close()
+
+
+def decode_frames(path: str, indices: Sequence[int], threads: int = 1) -> np.ndarray:
+    """Decode the frames at ``indices`` (any order, repeats allowed) as uint8 [T, H, W, 3] RGB.
+
+    Decodes sequentially up to the largest index. A frame index past the decodable end
+    raises ClipDecodeError: the caller decides, nothing is substituted here.
+    """
+    import av
+
+    wanted = set(int(i) for i in indices)
+    if not wanted:
+        raise ValueError("no frame indices")
+    last = max(wanted)
+    keep = {}
+    container, stream = _open(path, threads)
+    try:
+        for n, frame in enumerate(container.decode(stream)):
+            if n in wanted:
+                keep[n] = frame.to_ndarray(format="rgb24")
+            if n >= last:
+                break
+    except av.error.FFmpegError as exc:
+        raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
+    finally:
+        container.close()
+    missing = sorted(i for i in wanted if i not in keep)
+    if missing:
+        raise ClipDecodeError(f"{path}: frames {missing[:5]} past the decodable end")
+    return np.stack([keep[int(i)] for i in indices])
+
+
+def decode_clip(path: str, num_frames: int, train: bool, rng: Optional[np.random.Generator],
+                threads: int = 1, view: int = 0, num_views: int = 1, uniform: bool = False):
+    """Count, sample and decode one clip: (frames [T,H,W,3] uint8, indices [T], total)."""
+    total = count_frames(path)
+    if total == 0:
+        raise ClipDecodeError(f"{path}: no video frames")
+    if uniform:
+        idx = uniform_indices(total, num_frames)
+    else:
+        idx = segment_indices(total, num_frames, train, rng, view, num_views)
+    try:
+        frames = decode_frames(path, idx, threads)
+    except ClipDecodeError:
+        # packet count and decodable frames can disagree (a damaged tail): resample once over
+        # the frames that do decode, so indices stay consistent with the pixels.
+        total = _decodable_count(path, threads)
+        if total == 0:
+            raise
+        idx = uniform_indices(total, num_frames) if uniform else \
+            segment_indices(total, num_frames, train, rng, view, num_views)
+        frames = decode_frames(path, idx, threads)
+    return frames, idx, total
+
+
+def _decodable_count(path: str, threads: int) -> int:
+    import av
+
+    container, stream = _open(path, threads)
+    n = 0
+    try:
+        for _ in container.decode(stream):
+            n += 1
+    except av.error.FFmpegError:
+        pass  # the frames before the error are the decodable ones; that is what we count
+    finally:
+        container.close()
+    return n

@@ -1,0 +1,122 @@
+"""End to end: the upstream command line on the generated demo data, with torchrun and gloo."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval_encoder.demo import generate, probe_command, save_tiny_encoder
+from eval_encoder.probe.run import main as probe_main
+from eval_encoder.record import read_record
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return generate(out), save_tiny_encoder(out)
+
+
+def _records(report: Path):
+    return [read_record(p) for p in sorted((report / "runs").rglob("*.json"))]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    return env
+
+
+def test_torchrun_two_ranks_score_odd_val_set_once(demo, tmp_path):
+    data, weights = demo
+    report = tmp_path / "report"
+    cmd = probe_command(data, weights, report, nproc=2, port=29517,
+                        extra=["--default_lr_list", "0.001", "0.0003", "0.0001", "--default_epoch", "1"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = _records(report)
+    assert record["status"] == "complete" and record["world_size"] == 2
+    val = record["samples"]["val"]
+    assert val["expected"] == 7 and val["scored"] == 7 and val["skipped"] == []
+    # three learning rates, three heads, and still one encoder pass per batch
+    assert len(record["heads"]) == 3
+    assert record["encoder_passes"]["train"] == record["batches"]["train"]
+    assert record["encoder_passes"]["val"] == record["batches"]["val"]
+    assert record["reported"]["chosen_on"] == "val"
+    assert 0 <= record["reported"]["top1"] <= 100
+    assert record["config"]["model_family"] == "llava_vit_sampling"
+    assert record["encoder"]["family"] == "sampling"
+    assert len(record["dataset"]["val_manifest_sha256"]) == 64
+    line = (report / "report_attentive_probe_ov_encoder_tiny.txt").read_text().strip()
+    assert line == f"demo {record['reported']['top1']}"
+
+
+def _copy_demo(data: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(data / "demo", root / "demo")
+    return root
+
+
+def _run_single(root: Path, weights: Path, report: Path, *extra: str) -> int:
+    cmd = probe_command(root, weights, report, nproc=1,
+                        extra=["--default_epoch", "1", "--default_lr_list", "0.001", *extra])
+    return probe_main(cmd[2:])  # in process: [python, script, flags...]
+
+
+def test_broken_clip_is_skipped_and_listed_never_replaced(demo, tmp_path, monkeypatch):
+    data, weights = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    root = _copy_demo(data, tmp_path)
+    first_val = (root / "demo" / "val_new.csv").read_text().splitlines()[0].split(",")[0]
+    (root / "demo" / first_val).write_bytes(b"broken" * 100)
+    report = tmp_path / "report"
+    assert _run_single(root, weights, report, "--max_skip_fraction", "0.2") == 0
+    (record,) = _records(report)
+    val = record["samples"]["val"]
+    assert val["expected"] == 7 and val["scored"] == 6
+    assert len(val["skipped"]) == 1 and val["skipped"][0]["clip"] == 0
+    assert first_val in val["skipped"][0]["path"] and val["skipped"][0]["reason"]
+
+
+def test_too_many_broken_clips_fail_with_a_record(demo, tmp_path, monkeypatch):
+    data, weights = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    root = _copy_demo(data, tmp_path)
+    first_val = (root / "demo" / "val_new.csv").read_text().splitlines()[0].split(",")[0]
+    (root / "demo" / first_val).unlink()
+    report = tmp_path / "report"
+    assert _run_single(root, weights, report) == 1  # default limit 1% of 7 clips
+    (record,) = _records(report)
+    assert record["status"] == "failed"
+    assert "could not be read" in record["error"] and "file not found" in record["error"]
+
+
+def test_bad_manifest_line_fails_before_training(demo, tmp_path, monkeypatch, caplog):
+    data, weights = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    root = _copy_demo(data, tmp_path)
+    manifest = root / "demo" / "train_new.csv"
+    manifest.write_text(manifest.read_text() + "videos/x.mp4,17\n")
+    report = tmp_path / "report"
+    assert _run_single(root, weights, report) == 1
+    (record,) = _records(report)
+    assert f"{manifest}:17: label 17 outside the dataset's 4 classes" in record["error"]
+    assert "heads" not in record  # nothing was trained
+
+
+def test_unknown_family_fails_with_suggestion(demo, tmp_path, monkeypatch):
+    data, weights = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    report = tmp_path / "report"
+    assert _run_single(data, weights, report, "--model_family", "llava_vit_sampler") == 1
+    (record,) = _records(report)
+    assert "Did you mean" in record["error"] and "llava_vit_sampling" in record["error"]

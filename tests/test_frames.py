@@ -1,0 +1,84 @@
+"""Frame sampling, RoPE-grid interpolation, decoding and sharding."""
+import numpy as np
+import pytest
+import torch
+
+from eval_encoder.demo import render_clip, write_video
+from eval_encoder.video.decode import (ClipDecodeError, count_frames, decode_clip, decode_frames,
+                                       segment_indices, to_rope_grid)
+from eval_encoder.video.loader import train_order, val_order
+
+
+def test_eval_takes_segment_centres():
+    # 100 frames, 4 segments of 99/4 = 24.75: centres at 12.375, 37.125, 61.875, 86.625
+    assert segment_indices(100, 4, train=False).tolist() == [12, 37, 61, 86]
+
+
+def test_train_takes_one_point_per_segment():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = segment_indices(100, 4, train=True, rng=rng)
+        seg = 99 / 4
+        for i, v in enumerate(idx):
+            assert int(seg * i) <= v <= int(seg * (i + 1))
+
+
+def test_short_clip_repeats_last_frame():
+    assert segment_indices(3, 6, train=False).tolist() == [0, 1, 2, 2, 2, 2]
+
+
+def test_temporal_views_shift_inside_segments():
+    views = [segment_indices(100, 4, False, view=v, num_views=2).tolist() for v in range(2)]
+    assert views[0] != views[1]
+    assert all(a < b for a, b in zip(*views))
+
+
+def test_rope_grid_interpolation():
+    idx = torch.tensor([[0, 50, 99]])
+    assert to_rope_grid(idx, torch.tensor([100]), 64).tolist() == [[0, round(50 / 99 * 63), 63]]
+    # a one-frame clip stays at 0
+    assert to_rope_grid(torch.tensor([[0, 0]]), torch.tensor([1]), 64).tolist() == [[0, 0]]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v") / "c.mp4"
+    frames = render_clip((1, 0), 20, 64, 48, np.random.default_rng(0))
+    write_video(path, frames)
+    return path, frames
+
+
+def test_decode_counts_and_picks_frames(clip):
+    path, frames = clip
+    assert count_frames(str(path)) == 20
+    got = decode_frames(str(path), [5, 0, 5])
+    assert got.shape == (3, 48, 64, 3)
+    assert np.abs(got[0].astype(int) - frames[5].astype(int)).mean() < 12  # lossy codec
+    np.testing.assert_array_equal(got[0], got[2])
+    out, idx, total = decode_clip(str(path), 4, train=False, rng=None)
+    assert total == 20 and idx.tolist() == segment_indices(20, 4, False).tolist()
+
+
+def test_missing_and_broken_files_raise_named_errors(tmp_path):
+    with pytest.raises(ClipDecodeError, match="missing.mp4: file not found"):
+        decode_clip(str(tmp_path / "missing.mp4"), 4, False, None)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not a video" * 20)
+    with pytest.raises(ClipDecodeError, match="junk.mp4"):
+        decode_clip(str(junk), 4, False, None)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_val_shards_cover_every_clip_once(world):
+    clips, views = 11, 3
+    seen = [i for r in range(world) for i in val_order(clips, views, r, world)]
+    assert sorted(seen) == list(range(clips * views))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_train_shards_are_equal_and_cover(world):
+    orders = [train_order(11, epoch=2, rank=r, world=world, seed=5) for r in range(world)]
+    assert len({len(o) for o in orders}) == 1
+    assert set().union(*map(set, orders)) == set(range(11))
+    assert train_order(11, 2, 0, world, 5) == orders[0]  # same on re-draw
+    assert train_order(11, 3, 0, world, 5) != orders[0] or world == 11
