@@ -120,3 +120,21 @@ def test_unknown_family_fails_with_suggestion(demo, tmp_path, monkeypatch):
     assert _run_single(data, weights, report, "--model_family", "llava_vit_sampler") == 1
     (record,) = _records(report)
     assert "Did you mean" in record["error"] and "llava_vit_sampling" in record["error"]
+
+
+def test_user_encoder_from_readme_runs_end_to_end(demo, tmp_path, monkeypatch):
+    data, _ = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    example = Path(__file__).resolve().parents[1] / "examples" / "my_encoders.py"
+    report = tmp_path / "report"
+    code = probe_main([
+        "--encoder_module", str(example), "--model_family", "my_patch_encoder", "--model_name", "tiny",
+        "--model_weight", "random", "--dataset", "demo", "--data_root", str(data), "--num_frames", "2",
+        "--default_epoch", "1", "--batch_size", "4", "--dali_py_num_workers", "0",
+        "--save_report", str(report)])
+    assert code == 0
+    (record,) = _records(report)
+    assert record["encoder"]["family"] == "my_patch_encoder"
+    assert record["samples"]["val"]["scored"] == 7
+    assert record["encoder"]["spec"]["input_size"] == 64

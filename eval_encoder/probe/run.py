@@ -176,8 +176,9 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
     }
 
 
-def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, spec, trainer: ProbeTrainer) -> None:
+def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer: ProbeTrainer) -> None:
     """Everything a reader needs to trust and reproduce the number."""
+    spec = encoder.spec
     card = splits.card
     record["dataset"] = {
         "name": card.name, "version": card.version, "num_classes": card.num_classes,
@@ -185,7 +186,9 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, spec, trainer: P
         "train_manifest_sha256": file_sha256(splits.train_csv),
         "val_manifest_sha256": file_sha256(splits.val_csv)}
     record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
-                         "model_weight": cfg.model_weight, "spec": spec.to_dict()}
+                         "model_weight": cfg.model_weight,
+                         "weights": str(getattr(encoder, "weights", cfg.model_weight)),
+                         "spec": spec.to_dict()}
     frames = spec.num_frames or cfg.num_frames
     record.update({
         "method": cfg.method_label or f"{record['encoder']['family']}/{cfg.model_name}",
@@ -249,7 +252,7 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
                  len(splits.val.entries), len(heads), len(loaders[0]), cfg.default_epoch, backend,
                  env.world_size)
         train_and_score(cfg, trainer, loaders, splits)
-        fill_record(record, cfg, splits, spec, trainer)
+        fill_record(record, cfg, splits, encoder, trainer)
         record["heads"], record["reported"] = summarise_heads(trainer, cfg.select)
         record["status"] = "complete"
     except (RunFailed, ConfigError, ValueError, RuntimeError, KeyError, OSError) as exc:

@@ -57,7 +57,12 @@ def load_card(name: str) -> DatasetCard:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ManifestError(f"unknown dataset {name!r}.{hint} Known: {', '.join(known)}")
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: expected a mapping of key: value")
     allowed = {f.name for f in fields(DatasetCard)} - {"path"}
     unknown = set(data) - allowed
     if unknown:

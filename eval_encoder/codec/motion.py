@@ -1,0 +1,173 @@
+"""Motion vectors and motion-compensated luma residuals of a canonical H.264 re-encode.
+
+FFmpeg exports motion vectors for H.264 and MPEG-4 Part 2 but not for HEVC, VP9 or AV1,
+and it never exports residuals. So whatever the input codec, the sampled frames are
+re-encoded in memory to one canonical luma-only stream: frame 0 intra, every other frame a P-frame
+with one reference, integer-pel motion search, no weighted prediction, single-threaded
+(x264 is then bit-exact from run to run, which keeps cached selections reproducible).
+Its vectors are read back with ``flags2=+export_mvs`` under slice threading (frame
+threading drops or alters vectors on some frames), and the residual is computed here as
+``luma - reference luma displaced by the block's vector``, at integer pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import List, Tuple
+
+import numpy as np
+
+# motion vectors live on a grid of CELL x CELL pixel cells: FFmpeg exports H.264 vectors
+# per 16x16, 16x8, 8x16 or 8x8 block, so no exported block is ever split
+CELL = 8
+
+# every setting that shapes the stream (all are part of the cache key). The stream is luma
+# only (4:0:0): chroma plays no part in the analysis, and skipping it halves the cost.
+X264_PARAMS = ("keyint=infinite:min-keyint=1:scenecut=0:bframes=0:ref=1:weightp=0:"
+               "subme=0:me=dia:partitions=p8x8:8x8dct=0:cabac=0:no-deblock=1:aq-mode=0:"
+               "mbtree=0:rc-lookahead=0:trellis=0:psy=0:log-level=none")
+X264_QP = 20
+
+
+@dataclass
+class MotionField:
+    """What the canonical re-encode says about T frames of size H x W.
+
+    ``mv``: float32 [T, ceil(H/CELL), ceil(W/CELL), 2] (dx, dy) in pixels from each cell to
+    its reference, NaN where no vector exists (intra frame, intra blocks).
+    ``residual``: int16 [T, H, W], luma minus its motion-compensated prediction (0 on intra
+    frames). ``intra``: bool [T], frames coded without reference.
+    """
+
+    mv: np.ndarray
+    residual: np.ndarray
+    intra: np.ndarray
+
+
+def encode_canonical(frames: np.ndarray) -> List:
+    """Encode uint8 RGB frames [T, H, W, 3] as the canonical H.264 packets (luma only)."""
+    import av
+
+    t, h, w, _ = frames.shape
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "gray"
+    enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)
+    enc.thread_count = 1
+    enc.options = {"preset": "ultrafast", "qp": str(X264_QP), "x264-params": X264_PARAMS}
+    packets = []
+    for i in range(t):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+        frame.pts = i
+        packets.extend(enc.encode(frame))
+    packets.extend(enc.encode(None))
+    return packets
+
+
+def _luma(frame) -> np.ndarray:
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
+
+
+def decode_with_vectors(packets: List, expected: int) -> Tuple[np.ndarray, List[np.ndarray], np.ndarray]:
+    """Decode canonical packets: (luma uint8 [T, H, W], per-frame vector arrays, intra [T])."""
+    import av
+
+    dec = av.CodecContext.create("h264", "r")
+    dec.options = {"flags2": "+export_mvs"}
+    dec.thread_type = "SLICE"
+    dec.thread_count = 1
+    lumas, vectors, intra = [], [], []
+    for packet in [*packets, None]:
+        for frame in dec.decode(packet):
+            lumas.append(_luma(frame).copy())
+            side = frame.side_data.get("MOTION_VECTORS")
+            vectors.append(side.to_ndarray() if side is not None else None)
+            intra.append(frame.pict_type == av.video.frame.PictureType.I)
+    if len(lumas) != expected:
+        raise RuntimeError(f"canonical re-encode returned {len(lumas)} frames for {expected}")
+    return np.stack(lumas), vectors, np.asarray(intra, dtype=bool)
+
+
+def paint_vectors(vectors: List, t: int, h: int, w: int) -> np.ndarray:
+    """Motion field [T, ceil(H/CELL), ceil(W/CELL), 2] in pixels from exported block vectors.
+
+    FFmpeg gives each block's centre (dst_x, dst_y), size (w, h) and motion in units of
+    1/motion_scale pixel; the block at dst is predicted from dst + motion. Cells without a
+    past-reference vector stay NaN.
+    """
+    hc, wc = -(-h // CELL), -(-w // CELL)
+    field = np.full((t, hc + 2, wc + 2, 2), np.nan, dtype=np.float32)  # margin: edge macroblocks
+    rows = [(i, v) for i, v in enumerate(vectors) if v is not None and len(v)]
+    if not rows:
+        return field[:, :hc, :wc]
+    frame_of = np.concatenate([np.full(len(v), i) for i, v in rows])
+    mv = np.concatenate([v for _, v in rows])
+    past = mv["source"] < 0
+    frame_of, mv = frame_of[past], mv[past]
+    bw, bh = mv["w"].astype(np.int64), mv["h"].astype(np.int64)
+    if np.any(bw % CELL) or np.any(bh % CELL):
+        raise RuntimeError(f"exported block sizes {sorted(set(zip(bw, bh)))} are not multiples "
+                           f"of the {CELL}-pixel motion cell")
+    scale = np.maximum(mv["motion_scale"].astype(np.float32), 1.0)
+    vec = np.stack([mv["motion_x"] / scale, mv["motion_y"] / scale], axis=1)
+    x0 = (mv["dst_x"].astype(np.int64) - bw // 2) // CELL
+    y0 = (mv["dst_y"].astype(np.int64) - bh // 2) // CELL
+    for oy in range(int(bh.max()) // CELL):
+        for ox in range(int(bw.max()) // CELL):
+            sel = (oy * CELL < bh) & (ox * CELL < bw)
+            yi = np.clip(y0[sel] + oy, 0, hc + 1)
+            xi = np.clip(x0[sel] + ox, 0, wc + 1)
+            field[frame_of[sel], yi, xi] = vec[sel]
+    return field[:, :hc, :wc]
+
+
+def pad_to_cells(img: np.ndarray) -> np.ndarray:
+    """Edge-pad the last two axes up to whole CELL x CELL cells."""
+    h, w = img.shape[-2:]
+    extra = [(0, 0)] * (img.ndim - 2) + [(0, -h % CELL), (0, -w % CELL)]
+    return np.pad(img, extra, mode="edge") if any(e[1] for e in extra) else img
+
+
+def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray) -> np.ndarray:
+    """Residual int16 [T, H, W]: luma minus the previous frame's luma shifted by the vectors.
+
+    Works per CELL x CELL cell (a cell never straddles two blocks): its prediction is the
+    reference cell the vector points to, edge-extended beyond the frame as in H.264 (a
+    CELL-wide edge margin is enough, since clamping a cell's origin into it leaves its pixels
+    unchanged). Cells without a vector (intra blocks) are predicted from the co-located pixels.
+    """
+    t, h, w = luma.shape
+    padded = pad_to_cells(luma)
+    hp, wp = padded.shape[1:]
+    hc, wc = hp // CELL, wp // CELL
+    res = np.zeros((t, hp, wp), dtype=np.int16)
+    cy = (np.arange(hc) * CELL)[:, None]
+    cx = (np.arange(wc) * CELL)[None, :]
+    for i in range(1, t):
+        if intra[i]:
+            continue
+        cur, ref = padded[i].astype(np.int16), padded[i - 1]
+        disp = np.nan_to_num(field[i]).round().astype(np.int64)
+        if not disp.any():
+            res[i] = cur - ref
+            continue
+        ext = np.pad(ref, CELL, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(ext, (CELL, CELL))
+        sy = np.clip(cy + disp[..., 1], -CELL, hp) + CELL
+        sx = np.clip(cx + disp[..., 0], -CELL, wp) + CELL
+        pred = windows[sy, sx].transpose(0, 2, 1, 3).reshape(hp, wp)
+        res[i] = cur - pred
+    return res[:, :h, :w]
+
+
+def motion_field(frames: np.ndarray) -> MotionField:
+    """Re-encode uint8 RGB frames [T, H, W, 3] and return their motion field and residual."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    luma, vectors, intra = decode_with_vectors(encode_canonical(frames), t)
+    intra[0] = True  # the first frame has no reference whatever the stream says
+    field = paint_vectors(vectors, t, h, w)
+    field[intra] = np.nan
+    return MotionField(mv=field, residual=compensated_residual(luma, field, intra), intra=intra)

@@ -1,0 +1,108 @@
+"""From saliency maps to the K kept patches of the T x (S/p)^2 grid of the transformed clip.
+
+The maps are resized and centre-cropped exactly like the pixels (the pixel transform's
+cubic resampling of the shorter side, then its S x S centre crop), averaged per patch, and
+the top K patch indices are kept, sorted. Near-static clips (upstream's thresholds on the per-patch mean, 0..255)
+take a few uniformly spaced frames whole and fill the remaining budget by score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from eval_encoder.codec.options import CodecOptions
+from eval_encoder.video.transforms import crop_start, resample_weights, resize_plan
+
+# bits of the per-clip "flags" extra (names registered in eval_encoder.video.dataset.FLAG_NAMES)
+FLAG_STATIC_FALLBACK = 1 << 0
+FLAG_SHORT_CLIP = 1 << 1
+FLAG_K_CLIPPED = 1 << 2
+FLAG_CACHE_RECOMPUTED = 1 << 3
+FLAG_NAMES = {
+    FLAG_STATIC_FALLBACK: "codec_static_fallback",
+    FLAG_SHORT_CLIP: "codec_clip_shorter_than_frames",
+    FLAG_K_CLIPPED: "codec_K_larger_than_grid",
+    FLAG_CACHE_RECOMPUTED: "codec_damaged_cache_recomputed",
+}
+
+
+@dataclass
+class Selection:
+    """Kept patch indices (int64, sorted, unique) and the flag bits that explain them."""
+
+    indices: np.ndarray
+    flags: int = 0
+
+
+def _axis_pooling(in_size: int, in_short: int, short_side: int, crop: int, patch: int) -> np.ndarray:
+    """[crop/patch, in_size]: row j averages the ``patch`` output pixels of patch j of the
+    resized (shorter side to ``short_side``) and centre-cropped axis, in input pixels."""
+    out, origin, step = resize_plan(in_size, in_short, short_side)
+    start = crop_start(out, crop, 0.5)
+    rows = resample_weights(in_size, out, origin, step)[start:start + crop]
+    return rows.reshape(crop // patch, patch, in_size).mean(axis=1).astype(np.float32)
+
+
+def patch_scores(maps: np.ndarray, short_side: int, crop: int, patch: int) -> np.ndarray:
+    """Mean saliency of every patch of the resized, centre-cropped maps [T, H, W], flattened
+    in (t, row, col) order: float64 [T * (crop/patch)^2].
+
+    Resize (the pixel transform's own cubic weights), crop and patch averaging are all
+    linear, so they collapse into one [g, H] and one [g, W] matrix and the resized map is
+    never built. (Upstream stored the resized map as uint8, clipping bicubic overshoot; a
+    patch mean of the unclipped map is the faithful average and differs only at sharp edges.)
+    """
+    t, h, w = maps.shape
+    if crop % patch:
+        raise ValueError(f"crop {crop} is not a multiple of the patch size {patch}")
+    ay = _axis_pooling(h, min(h, w), short_side, crop, patch)
+    ax = _axis_pooling(w, min(h, w), short_side, crop, patch)
+    cols = np.matmul(maps.astype(np.float32, copy=False).reshape(t * h, w), ax.T)  # one GEMM
+    return np.matmul(ay, cols.reshape(t, h, -1)).reshape(-1).astype(np.float64)
+
+
+def is_static(scores: np.ndarray, opts: CodecOptions) -> bool:
+    """Upstream's near-static test: low 95th percentile, or lowish and flat distribution."""
+    p95, p50 = np.percentile(scores, [95.0, 50.0])
+    flatness = (p95 - p50) / max(p95, 1e-6)
+    return bool(p95 < opts.static_abs_thresh
+                or (p95 < 2 * opts.static_abs_thresh and flatness < opts.static_rel_thresh))
+
+
+def top_k(scores: np.ndarray, k: int, exclude: np.ndarray = None) -> np.ndarray:
+    """Indices of the k best scores; ties go to the lower index, so results are reproducible."""
+    s = scores.copy()
+    if exclude is not None and exclude.size:
+        s[exclude] = -np.inf
+    order = np.argsort(-s, kind="stable")
+    return order[:k]
+
+
+def uniform_frame_patches(frames: int, per_frame: int, n_frames: int, budget: int) -> np.ndarray:
+    """Patches of ``n_frames`` evenly spaced frames: whole frames if the budget allows,
+    otherwise the budget split evenly over them and spread evenly within each frame."""
+    n_frames = min(n_frames, frames)
+    picked = np.unique(np.linspace(0, frames - 1, n_frames).round().astype(np.int64))
+    if budget >= picked.size * per_frame:
+        return (picked[:, None] * per_frame + np.arange(per_frame)[None, :]).ravel()
+    shares = np.full(picked.size, budget // picked.size)
+    shares[: budget % picked.size] += 1
+    out = [t * per_frame + np.unique(np.linspace(0, per_frame - 1, n).round().astype(np.int64))
+           for t, n in zip(picked, shares) if n > 0]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def choose(scores: np.ndarray, k: int, per_frame: int, opts: CodecOptions) -> Selection:
+    """Top-k of per-patch scores [T * per_frame], with the static fallback and K clipping."""
+    flags = 0
+    if k > scores.size:
+        k, flags = scores.size, flags | FLAG_K_CLIPPED
+    if opts.static_fallback and is_static(scores, opts):
+        flags |= FLAG_STATIC_FALLBACK
+        frames = scores.size // per_frame
+        base = uniform_frame_patches(frames, per_frame, opts.static_uniform_frames, k)
+        rest = top_k(scores, k - base.size, exclude=base)
+        chosen = np.concatenate([base, rest])
+    else:
+        chosen = top_k(scores, k)
+    return Selection(np.sort(chosen).astype(np.int64), flags)

@@ -1,0 +1,47 @@
+"""The ``codec`` clip source: 64 uniform frames plus the visible patch indices chosen from
+the compressed stream (cached on disk when ``--cache_dir`` is set).
+
+The selection is made on the centre crop of the whole clip, as upstream does, so every
+training epoch and every view of a clip sees the same frames and patches; several spatial
+or temporal views would therefore be identical, and are refused instead of computed.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+
+from eval_encoder.codec.pipeline import Selector
+from eval_encoder.config import ConfigError
+from eval_encoder.codec.select import FLAG_NAMES
+from eval_encoder.registry import CLIP_SOURCES
+from eval_encoder.video import dataset as _ds
+from eval_encoder.video.dataset import ClipRequest
+
+_ds.FLAG_NAMES.update(FLAG_NAMES)
+
+
+class CodecSource:
+    """Clip source for encoders whose ``spec.clip_source`` is ``"codec"``."""
+
+    def __init__(self, num_frames: int, decode_threads: int = 1, cfg=None, spec=None, **_):
+        if cfg is None or spec is None:
+            raise ConfigError("the codec clip source needs the run config and the encoder spec")
+        for flag in ("num_spatial_crops", "num_temporal_crops"):
+            if getattr(cfg, flag, 1) != 1:
+                raise ConfigError(f"--{flag} {getattr(cfg, flag)}: the codec family selects patches "
+                                 "on the centre crop of 64 uniform frames, so every view would be "
+                                 "the same; use 1")
+        input_size = cfg.input_size or spec.input_size
+        self.decode_threads = decode_threads
+        self.selector = Selector(num_frames, input_size, cfg.codec, cfg.short_side_size)
+
+    def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
+        """(frames uint8 [T,H,W,3], frame indices [T], total frames, extras) for one clip."""
+        frames, idx, total, sel = self.selector.load(req.path, self.decode_threads)
+        extras = {"visible_indices": sel.indices,
+                  "flags": np.array([sel.flags], dtype=np.int64)}
+        return frames, idx, total, extras
+
+
+CLIP_SOURCES.register("codec", CodecSource)

@@ -1,0 +1,204 @@
+"""Where a ``--model_weight`` points and how a weight file is read.
+
+Shared by every encoder family. ``--model_weight`` is a local folder, a local file, or a
+Hugging Face hub id resolved through the local hub cache (downloaded only with
+``--allow_download``). Files are read without pickle: safetensors directly, ``.bin``/``.pt``
+through ``torch.load(weights_only=True)``. Wrappers left by training code
+(``{"state_dict": ...}``, ``{"model": ...}``, DDP's ``module.``, ``torch.compile``'s
+``_orig_mod.``) are removed so every family sees plain parameter names.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Union
+
+import torch
+
+from eval_encoder.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+# Suffixes that mark a value as a file name, so a missing one is reported as a missing file
+# instead of being looked up on the hub.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# Folder layouts we read, in order of preference (single file before shards, safetensors first).
+FOLDER_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# Containers that training scripts wrap a state dict in.
+_WRAPPER_KEYS = ("state_dict", "model", "module")
+
+
+def resolve_weights(model_weight: str, allow_download: bool = False,
+                    cache_dir: Optional[PathLike] = None) -> Path:
+    """Turn ``--model_weight`` into a local path (a folder or a single file).
+
+    A path that exists is returned as is. Otherwise the value is a Hugging Face hub id,
+    looked up in the local hub cache (``cache_dir`` or the default one); with
+    ``allow_download`` it may be fetched. Anything unusable raises ConfigError saying what
+    to pass instead. ``"random"`` is not a weight: callers handle it before calling this.
+    """
+    value = (model_weight or "").strip()
+    if value in ("", "NULL", "None", "none"):
+        raise ConfigError(
+            f"no encoder weights given (--model_weight {model_weight!r}): pass --model_weight "
+            "with a local folder, a weight file or a Hugging Face hub id, or 'random' for "
+            "random initialisation")
+    if value == "random":
+        raise ConfigError("--model_weight 'random' means random initialisation; it has no file")
+    path = Path(os.path.expanduser(value))
+    if path.exists():
+        return path
+    if _looks_like_local_path(value):
+        raise ConfigError(f"--model_weight {value!r}: no such file or folder")
+    return _from_hub(value, allow_download, cache_dir)
+
+
+def _looks_like_local_path(value: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else can only be a local path."""
+    if value.startswith(("/", ".", "~")) or value.count("/") > 1 or "\\" in value:
+        return True
+    return value.lower().endswith(WEIGHT_SUFFIXES)
+
+
+def _from_hub(repo_id: str, allow_download: bool, cache_dir: Optional[PathLike]) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub import errors as hf_errors
+
+    expected = (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled,
+                hf_errors.HFValidationError, hf_errors.RepositoryNotFoundError,
+                hf_errors.GatedRepoError, hf_errors.RevisionNotFoundError,
+                hf_errors.HfHubHTTPError, OSError)
+    try:
+        folder = snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=not allow_download)
+    except expected as exc:
+        how = ("it could not be downloaded" if allow_download else
+               "it is not in the local Hugging Face cache and --allow_download is off")
+        raise ConfigError(
+            f"--model_weight {repo_id!r} is not a local file or folder, and as a hub id {how} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass a "
+            "local folder (config.json + model.safetensors) or weight file with --model_weight, "
+            "or add --allow_download to fetch the hub id") from exc
+    logger.info("model weight %s resolved to %s", repo_id, folder)
+    return Path(folder)
+
+
+def find_weight_file(folder: PathLike) -> Path:
+    """The weight file (or shard index) of a Hugging Face style folder; raises if none."""
+    folder = Path(folder)
+    for name in FOLDER_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    present = sorted(p.name for p in folder.iterdir())[:20] if folder.is_dir() else []
+    raise ConfigError(f"{folder}: no weight file; expected one of {', '.join(FOLDER_WEIGHT_FILES)}"
+                      f" (found: {', '.join(present) or 'nothing'})")
+
+
+def load_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
+    """Read the weights at ``path``: a folder, a weight file, or a ``*.index.json`` of shards."""
+    path = Path(path)
+    if path.is_dir():
+        path = find_weight_file(path)
+    if path.name.endswith(".index.json"):
+        return _load_sharded(path)
+    return load_state_dict_file(path)
+
+
+def _load_sharded(index_path: Path) -> Dict[str, torch.Tensor]:
+    try:
+        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{index_path}: not a shard index with a 'weight_map' ({exc})") from None
+    merged: Dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        part = load_state_dict_file(index_path.parent / shard)
+        clash = sorted(set(part) & set(merged))
+        if clash:
+            raise ConfigError(f"{index_path}: key {clash[0]!r} appears in more than one shard")
+        merged.update(part)
+    return merged
+
+
+def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
+    """Read one weight file into a flat ``{name: tensor}`` dict on the CPU.
+
+    ``.safetensors`` is read with safetensors; anything else with
+    ``torch.load(weights_only=True)`` (no pickle code runs). ``{"state_dict": ...}`` /
+    ``{"model": ...}`` wrappers and ``module.`` / ``_orig_mod.`` prefixes are removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"weight file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            raw = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"{path}: not a readable safetensors file ({exc})") from None
+    else:
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch.load raises many types; report which file and why
+            raise ConfigError(f"{path}: cannot be read as a weights-only torch file "
+                              f"({type(exc).__name__}: {exc})") from None
+    return strip_prefixes(_unwrap(raw, path))
+
+
+def _unwrap(obj, path: Path) -> Dict[str, torch.Tensor]:
+    """Descend through single wrapper keys until the dict holds tensors."""
+    for _ in range(3):
+        if not isinstance(obj, dict):
+            break
+        inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None or any(torch.is_tensor(v) for v in obj.values()):
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not obj:
+        raise ConfigError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    bad = [k for k, v in obj.items() if not torch.is_tensor(v)]
+    if bad:
+        raise ConfigError(f"{path}: entry {bad[0]!r} is a {type(obj[bad[0]]).__name__}, not a "
+                          f"tensor ({len(bad)} such entries); is this a training checkpoint?")
+    return obj
+
+
+def strip_prefixes(state_dict: Dict[str, torch.Tensor],
+                   prefixes: Iterable[str] = ("module.",)) -> Dict[str, torch.Tensor]:
+    """Remove leading DDP ``module.`` prefixes and ``_orig_mod.`` segments anywhere.
+
+    ``torch.compile`` inserts ``_orig_mod.`` at the level of the compiled submodule, so it
+    can sit in the middle of a name; ``module.`` is only removed at the front, where DDP
+    puts it, so a real submodule called ``module`` deeper down keeps its name.
+    """
+    prefixes = tuple(prefixes)
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        new = key.replace("_orig_mod.", "")
+        while new.startswith(prefixes):
+            new = new[len(next(p for p in prefixes if new.startswith(p))):]
+        if new in out:
+            raise ConfigError(f"two checkpoint entries map to {new!r} after removing prefixes "
+                              f"(one of them is {key!r})")
+        out[new] = value
+    return out
+
+
+def describe_key_mismatch(missing: List[str], unexpected: List[str], limit: int = 10) -> str:
+    """A readable summary of missing/unexpected keys for strict-loading errors."""
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            shown = ", ".join(sorted(keys)[:limit])
+            more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+            parts.append(f"{len(keys)} {label} key(s): {shown}{more}")
+    return "; ".join(parts)

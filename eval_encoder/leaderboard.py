@@ -1,0 +1,723 @@
+"""Run records -> leaderboard tables (md / csv / tex) and a plot, beside the paper's numbers.
+
+The table has the paper's layout: a block per frame count, a row per method, columns Arch,
+Res, AVG and the benchmark datasets (default: the paper's eight). Each cell is the score a
+record reports (``record["reported"]["top1"]``) of the latest *complete* record for that
+(frames, method, arch, res, dataset); a dataset whose latest attempt failed and that has no
+complete record shows ``fail``. AVG is the mean over the benchmark datasets and is given only
+for rows that have all of them; a partial row shows ``partial (n/N)`` instead.
+
+With ``reported=True`` the paper's numbers (``results/paper_attentive_probe.csv``) stand
+under the measured ones with a delta row (measured - paper). A reported AVG that is not the
+mean of its own printed cells, rounded half-up to the one decimal the paper prints, is
+flagged (see :func:`check_reported_avgs` for why that rounding).
+
+Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--reported] [--format md|csv|tex]
+[--plot FILE.png]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from eval_encoder.logs import setup_logging
+from eval_encoder.record import SCHEMA, SCHEMA_VERSION, read_record
+
+log = logging.getLogger(__name__)
+
+PAPER_DATASETS: Tuple[str, ...] = ("ssv2", "diving48", "perception_test", "charadesego",
+                                   "epic_verb", "epic_noun", "k400", "hmdb51")
+DISPLAY_NAMES: Dict[str, str] = {
+    "ssv2": "SSV2", "diving48": "Diving48", "perception_test": "Perce. Test",
+    "charadesego": "CharEgo", "epic_verb": "Epic Verb", "epic_noun": "Epic Noun",
+    "k400": "K400", "hmdb51": "HMDB51",
+}
+REPORTED_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_attentive_probe.csv"
+DEFAULT_RUNS = "results/runs"
+ROW_KEYS = ["frames", "method", "arch", "res"]
+RECORD_COLUMNS = [*ROW_KEYS, "token_budget", "dataset", "status", "top1", "created", "run_id",
+                  "config_hash", "path"]
+SOURCES = ("measured", "reported", "delta")
+FORMATS = ("md", "csv", "tex")
+
+# schema_version -> function upgrading a record dict of that version to the next one. Empty:
+# version 1 is the first schema; add an entry here when the schema moves on, so old records
+# stay readable instead of being refused.
+UPGRADERS: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = {}
+
+
+class LeaderboardError(ValueError):
+    """A record, reported-numbers file or option the leaderboard cannot use, with the reason."""
+
+
+# ----------------------------------------------------------------------------- records
+def load_record(path: Path) -> Dict[str, Any]:
+    """Read one run record; older schema versions go through :data:`UPGRADERS` or are refused."""
+    try:
+        record = read_record(str(path))
+    except ValueError:
+        record = _upgrade_old(path)
+        if record is None:
+            raise
+    _check_fields(record, path)
+    record["_path"] = str(path)
+    return record
+
+
+def _upgrade_old(path: Path) -> Optional[Dict[str, Any]]:
+    """An older-version record brought up to the current schema, or None when none applies."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if data.get("schema") != SCHEMA or not isinstance(version, int) or version >= SCHEMA_VERSION:
+        return None
+    while version < SCHEMA_VERSION:
+        if version not in UPGRADERS:
+            raise LeaderboardError(
+                f"{path}: record schema version {version} is older than this version of "
+                f"eval_encoder reads ({SCHEMA_VERSION}) and no upgrade from it is known; "
+                "rerun that dataset to write a current record")
+        data = UPGRADERS[version](data)
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def _check_fields(record: Dict[str, Any], path: Path) -> None:
+    """The status, dataset and score the leaderboard needs, present and of the right kind."""
+    def bad(field: str, why: str) -> LeaderboardError:
+        return LeaderboardError(f"{path}: field {field!r} {why} (value {record.get(field)!r})")
+
+    if not isinstance(record.get("dataset"), dict) or not record["dataset"].get("name"):
+        raise bad("dataset", "must be a mapping with a 'name'")
+    if record.get("status") not in ("complete", "failed"):
+        raise bad("status", "must be 'complete' or 'failed'")
+    if record["status"] == "complete":
+        top1 = (record.get("reported") or {}).get("top1")
+        if not isinstance(top1, (int, float)) or isinstance(top1, bool) or not math.isfinite(top1):
+            raise bad("reported", "of a complete run must hold a finite 'top1'")
+        if not isinstance(record.get("method"), str) or not record["method"]:
+            raise bad("method", "must be a non-empty string")
+        if not isinstance(record.get("frames"), int):
+            raise bad("frames", "must be an integer")
+    elif "method" not in record and not isinstance(record.get("config"), dict):
+        raise bad("config", "is needed to place a failed run that has no row labels")
+
+
+def row_labels(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The leaderboard row of a record: frames (its frame block), method, arch, res.
+
+    A failed run that stopped before its encoder was built carries no labels; they come from
+    its resolved config the way the trainer makes them (method_label or family/model_name,
+    arch_label, input_size, num_frames). An encoder that returns a token budget instead of
+    whole frames (``spec.tokens_per_frame`` is None, as codec) goes in the block of the frames
+    that budget is worth, ``token_budget / (input_size / patch_size)**2``, the way the paper
+    places its codec rows (2048 patches from 64 frames -> the 8-frame block).
+    """
+    if "method" not in record:
+        cfg = record["config"]
+        return {"frames": int(cfg.get("num_frames") or 0),
+                "method": (cfg.get("method_label")
+                           or f"{cfg.get('model_family')}/{cfg.get('model_name')}"),
+                "arch": str(cfg.get("arch_label") or ""), "res": _res_text(cfg.get("input_size"))}
+    frames = int(record["frames"])
+    spec = (record.get("encoder") or {}).get("spec") or {}
+    budget = record.get("token_budget")
+    if spec and spec.get("tokens_per_frame") is None and budget and spec.get("patch_size"):
+        per_frame = (int(spec["input_size"]) // int(spec["patch_size"])) ** 2
+        if per_frame and budget % per_frame == 0:
+            frames = budget // per_frame
+    return {"frames": frames, "method": record["method"], "arch": str(record.get("arch") or ""),
+            "res": _res_text(record.get("res"))}
+
+
+def find_records(runs_dir: Path) -> List[Path]:
+    """Every record file under ``runs_dir`` (``<dataset>/<run_id>.json``), temp files left out."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".tmp-"))
+
+
+def load_records(runs_dir: Path) -> List[Dict[str, Any]]:
+    """All records under ``runs_dir``; a record that cannot be read is an error naming it."""
+    return [load_record(p) for p in find_records(runs_dir)]
+
+
+def records_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
+    """One line per record: its row labels, dataset, status and score."""
+    records = list(records)
+    rows_of = _rows_by_identity([r for r in records if r["status"] == "complete"])
+    rows = []
+    for rec in records:
+        complete = rec["status"] == "complete"
+        labels = row_labels(rec) if complete else _failed_row(rec, rows_of)
+        rows.append({
+            **labels, "token_budget": rec.get("token_budget"),
+            "dataset": rec["dataset"]["name"], "status": rec["status"],
+            "top1": float(rec["reported"]["top1"]) if complete else math.nan,
+            "created": str(rec.get("created") or ""), "run_id": rec.get("run_id", ""),
+            "config_hash": rec.get("config_hash"), "path": rec.get("_path", ""),
+        })
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+# config options that tell one recipe (leaderboard row) from another across its datasets
+ROW_IDENTITY = ("method_label", "model_family", "model_name", "model_weight", "num_frames")
+
+
+def _identity(record: Dict[str, Any]) -> Optional[Tuple[str, ...]]:
+    cfg = record.get("config")
+    if not isinstance(cfg, dict) or not cfg:
+        return None
+    budget = (cfg.get("codec") or {}).get("K_keep")
+    return tuple(str(cfg.get(k)) for k in ROW_IDENTITY) + (str(budget),)
+
+
+def _rows_by_identity(complete: List[Dict[str, Any]]) -> Dict[Tuple[str, ...], Dict[str, Any]]:
+    """identity -> row labels, for identities whose complete records all share one row."""
+    seen: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
+    for rec in complete:
+        key = _identity(rec)
+        if key is not None:
+            seen.setdefault(key, []).append(row_labels(rec))
+    return {k: v[0] for k, v in seen.items() if all(x == v[0] for x in v)}
+
+
+def _failed_row(record: Dict[str, Any],
+                rows_of: Dict[Tuple[str, ...], Dict[str, Any]]) -> Dict[str, Any]:
+    """A failed run goes in the row of complete runs of the same recipe when there is one:
+    a run that dies before its encoder is built cannot know its resolution or frame block."""
+    own = row_labels(record)
+    match = rows_of.get(_identity(record) or ())
+    size = (record.get("config") or {}).get("input_size")
+    if match is None or (size is not None and _res_text(size) != match["res"]):
+        return own
+    return dict(match)
+
+
+def _res_text(res: Any) -> str:
+    if res is None or (isinstance(res, float) and math.isnan(res)):
+        return ""
+    return str(int(res)) if isinstance(res, (int, float)) else str(res)
+
+
+def pick_latest(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (row, dataset): the latest complete record, else the latest failed one.
+
+    Older complete records of the same cell are superseded (logged, never averaged in).
+    """
+    keys = [*ROW_KEYS, "dataset"]
+    frame = frame.sort_values(["created", "run_id"], kind="stable")
+    done = frame[frame["status"] == "complete"]
+    superseded = len(done) - len(done.drop_duplicates(keys, keep="last"))
+    if superseded:
+        log.info("%d older complete record(s) superseded by a later run of the same cell",
+                 superseded)
+    done = done.drop_duplicates(keys, keep="last")
+    failed = frame[frame["status"] != "complete"].drop_duplicates(keys, keep="last")
+    done_keys = set(map(tuple, done[keys].itertuples(index=False)))
+    failed = failed[[tuple(k) not in done_keys for k in failed[keys].itertuples(index=False)]]
+    return pd.concat([done, failed], ignore_index=True)
+
+
+def measured_table(picked: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """Wide table, a line per row: scores per dataset, AVG (complete rows only), n_done, failed.
+
+    Datasets found in the records but outside ``datasets`` become extra columns after them,
+    never part of AVG.
+    """
+    extras = sorted(set(picked["dataset"]) - set(datasets))
+    table = picked[ROW_KEYS].drop_duplicates().set_index(ROW_KEYS)
+    done = picked[picked["status"] == "complete"]
+    scores = done.pivot(index=ROW_KEYS, columns="dataset", values="top1")
+    table = table.join(scores).reindex(columns=[*datasets, *extras])
+    fails = picked[picked["status"] != "complete"].groupby(ROW_KEYS)["dataset"].agg(
+        lambda s: ",".join(sorted(s)))
+    table["failed"] = fails.reindex(table.index).fillna("")
+    table = table.reset_index()
+    _add_average(table, datasets)
+    table["source"] = "measured"
+    return table
+
+
+def _add_average(table: pd.DataFrame, datasets: Sequence[str]) -> None:
+    """AVG over ``datasets`` for rows that have every one of them; NaN (partial) otherwise."""
+    cells = table[list(datasets)].astype(float)
+    table["n_done"] = cells.notna().sum(axis=1).astype(int)
+    table["n_datasets"] = len(datasets)
+    table["complete"] = table["n_done"] == len(datasets)
+    table["avg"] = cells.mean(axis=1).where(table["complete"])
+
+
+# ----------------------------------------------------------------------------- reported numbers
+def load_reported(path: Path = REPORTED_CSV) -> pd.DataFrame:
+    """The paper's table as shipped: frames, method, arch, res, avg and the eight datasets.
+
+    Every cell must be a number; an error names the file, line and column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LeaderboardError(f"reported numbers not found: {path}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    skipped = next(i for i, line in enumerate([*lines, ""]) if not line.startswith("#"))
+    frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+    expected = ["frames", *ROW_KEYS[1:], "avg", *PAPER_DATASETS]
+    if list(frame.columns) != expected:
+        raise LeaderboardError(f"{path}: columns {list(frame.columns)}, expected {expected}")
+    for col in ["frames", "res", "avg", *PAPER_DATASETS]:
+        frame[col] = [_number(path, skipped + 2 + i, col, v) for i, v in enumerate(frame[col])]
+    frame["frames"] = frame["frames"].astype(int)
+    frame["res"] = frame["res"].map(_res_text)
+    frame["source"] = "reported"
+    frame["order"] = range(len(frame))
+    return frame
+
+
+def _number(path: Path, line: int, col: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise LeaderboardError(f"{path}:{line}: column {col!r}: {text!r} is not a number")
+    return value
+
+
+def check_reported_avgs(reported: pd.DataFrame) -> pd.DataFrame:
+    """Recompute each reported AVG from its own printed cells; add avg_mean and avg_flag.
+
+    The paper prints one decimal, so the check is: mean of the printed cells, computed
+    exactly (Decimal), rounded half-up to one decimal, equals the printed AVG. Half-up is how
+    a table is normally rounded; half-even gives the same answer on the shipped CSV. A
+    flagged AVG may still be the correctly rounded mean of the *unrounded* accuracies: each
+    cell carries up to +-0.05 of rounding, so a gap up to 0.1 can come from that; the
+    footnote gives the gap so a reader can judge.
+    """
+    out = reported.copy()
+    means, flags = [], []
+    for _, row in out.iterrows():
+        cells = [Decimal(repr(float(row[d]))) for d in PAPER_DATASETS]
+        mean = sum(cells) / len(cells)
+        shown = mean.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        means.append(float(mean))
+        flags.append(shown != Decimal(repr(float(row["avg"]))).quantize(Decimal("0.1")))
+    out["avg_mean"] = means
+    out["avg_flag"] = flags
+    return out
+
+
+# ----------------------------------------------------------------------------- combined table
+@dataclass
+class Board:
+    """A built leaderboard: the long table and which dataset columns it shows."""
+
+    table: pd.DataFrame  # a line per (row, source); see build_board
+    datasets: List[str]  # benchmark columns: AVG is over these
+    extras: List[str] = field(default_factory=list)  # other datasets found in the records
+
+    @property
+    def columns(self) -> List[str]:
+        return [*self.datasets, *self.extras]
+
+
+def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAPER_DATASETS,
+                reported: Optional[pd.DataFrame] = None) -> Board:
+    """The leaderboard: measured rows and, with ``reported``, paper rows and delta rows.
+
+    Table columns: ROW_KEYS, source (measured | reported | delta), avg, one per dataset,
+    n_done, n_datasets, complete, failed (datasets whose latest attempt failed), and for
+    paper rows avg_mean (recomputed) and avg_flag. Rows: frame blocks ascending, in a block
+    the paper's order, then other methods by name; in a row measured, reported, delta.
+    """
+    datasets = list(datasets)
+    if reported is not None and datasets != list(PAPER_DATASETS):
+        raise LeaderboardError("the paper's AVG is over its eight datasets; leave out --datasets "
+                               "when comparing with reported numbers")
+    parts, extras = [], []
+    if records:
+        picked = pick_latest(records_frame(records))
+        extras = sorted(set(picked["dataset"]) - set(datasets))
+        parts.append(measured_table(picked, datasets))
+    if reported is not None:
+        rep = check_reported_avgs(reported)
+        _add_counts(rep, datasets)
+        parts.append(rep)
+        if records:
+            parts.append(delta_rows(parts[0], rep, datasets))
+    if not parts:
+        raise LeaderboardError("nothing to show: no run records and no reported numbers")
+    table = pd.concat(parts, ignore_index=True)
+    for col in ("avg_mean", "avg_flag"):
+        if col not in table.columns:
+            table[col] = math.nan
+    table["avg_flag"] = table["avg_flag"].eq(True)
+    table = _order(table, reported)
+    fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
+    rest = ["n_done", "n_datasets", "complete", "failed", "avg_mean", "avg_flag"]
+    return Board(table[fixed + rest], datasets, extras)
+
+
+def _add_counts(rep: pd.DataFrame, datasets: Sequence[str]) -> None:
+    cells = rep[list(datasets)]
+    rep["n_done"] = cells.notna().sum(axis=1).astype(int)
+    rep["n_datasets"] = len(datasets)
+    rep["complete"] = rep["n_done"] == len(datasets)
+    rep["failed"] = ""
+
+
+def delta_rows(measured: pd.DataFrame, reported: pd.DataFrame,
+               datasets: Sequence[str]) -> pd.DataFrame:
+    """measured - reported per cell and for AVG, for rows matched on (frames, method)."""
+    pair = measured.merge(reported, on=["frames", "method"], suffixes=("", "_rep"))
+    delta = pair[ROW_KEYS].copy()
+    for col in [*datasets, "avg"]:
+        delta[col] = pair[col].astype(float) - pair[f"{col}_rep"].astype(float)
+    delta["source"] = "delta"
+    for col in ("n_done", "n_datasets", "complete", "failed"):
+        delta[col] = pair[col]
+    return delta
+
+
+def _order(table: pd.DataFrame, reported: Optional[pd.DataFrame]) -> pd.DataFrame:
+    paper = {} if reported is None else {
+        (int(r.frames), r.method): int(r.order) for r in reported.itertuples()}
+    rank = [paper.get((int(f), m), len(paper)) for f, m in zip(table["frames"], table["method"])]
+    source_rank = table["source"].map({s: i for i, s in enumerate(SOURCES)})
+    table = table.assign(_rank=rank, _src=source_rank)
+    table = table.sort_values(["frames", "_rank", "method", "arch", "res", "_src"], kind="stable")
+    return table.drop(columns=["_rank", "_src"]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- text formats
+def _num(value: Any, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    value = float(value)
+    if signed:
+        return f"{value:+.1f}".replace("-0.0", "+0.0")
+    return f"{value:.1f}"
+
+
+def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
+    """Cell texts, a list per line (block headers as ``["\\x00<title>"]``), and footnotes.
+
+    ``style`` is "md" or "tex": only the markers of sub-rows differ.
+    """
+    sub = {"md": ("↳ paper", "↳ Δ"), "tex": (r"\quad paper", r"\quad $\Delta$")}[style]
+    table = board.table
+    mine = table[table.source == "measured"]
+    measured = {(f, m): (a, r) for f, m, a, r in zip(mine.frames, mine.method, mine.arch, mine.res)}
+    lines, notes, block = [], {}, None
+    for row in table.to_dict("records"):
+        if row["frames"] != block:
+            block = row["frames"]
+            lines.append([f"\x00{block} Frames"])
+        lines.append(_line(row, board, measured.get((row["frames"], row["method"])), sub, notes))
+    return lines, list(notes.values())
+
+
+def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
+          sub: Tuple[str, str], notes: Dict[str, str]) -> List[str]:
+    """One table line; ``paired`` is the (arch, res) of the measured line of the same row."""
+    source, failed = row["source"], set(filter(None, row["failed"].split(",")))
+    label = {"measured": row["method"], "reported": sub[0] if paired else row["method"],
+             "delta": sub[1]}[source]
+    arch, res = (row["arch"], row["res"]) if source != "delta" else ("", "")
+    if source == "reported" and paired and (arch, res) == paired:
+        arch, res = "", ""  # same as the measured line above it
+    avg = _num(row["avg"], signed=source == "delta")
+    if source == "measured" and not row["complete"]:
+        avg = f"partial ({row['n_done']}/{row['n_datasets']})"
+        notes["partial"] = (f"partial (n/{row['n_datasets']}): AVG is given only for rows with "
+                            "every benchmark dataset")
+    if source == "reported" and row["avg_flag"]:
+        avg += " †"
+        mean = Decimal(repr(row["avg_mean"])).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        notes[f"flag{row['frames']}{row['method']}"] = (
+            f"† {row['frames']} frames, {row['method']}: reported AVG {row['avg']:.1f} but its "
+            f"cells average {row['avg_mean']:.4f} ({mean} at one decimal); the gap of "
+            f"{abs(row['avg'] - row['avg_mean']):.2f} is within the 0.10 that rounding of the "
+            "cells can explain." if abs(row["avg"] - row["avg_mean"]) <= 0.1 + 1e-9 else
+            f"† {row['frames']} frames, {row['method']}: reported AVG {row['avg']:.1f} but its "
+            f"cells average {row['avg_mean']:.4f}: more than cell rounding can explain.")
+    cells = []
+    for col in board.columns:
+        if source == "measured" and col in failed:
+            cells.append("fail")
+            notes["fail"] = "fail: the latest run of that dataset failed (see its record's error)"
+        else:
+            cells.append(_num(row.get(col), signed=source == "delta"))
+    return [label, arch, res, avg, *cells]
+
+
+def _header(board: Board) -> List[str]:
+    return ["Method", "Arch.", "Res.", "AVG", *[DISPLAY_NAMES.get(c, c) for c in board.columns]]
+
+
+def to_markdown(board: Board) -> str:
+    """GitHub markdown: one table, a bold line per frame block, footnotes below."""
+    lines, notes = display_rows(board, "md")
+    header = _header(board)
+    out = ["| " + " | ".join(header) + " |",
+           "|:--|" + "|".join([":-:"] * (len(header) - 1)) + "|"]
+    for cells in lines:
+        if cells[0].startswith("\x00"):
+            cells = [f"**{cells[0][1:]}**"] + [""] * (len(header) - 1)
+        out.append("| " + " | ".join(cells) + " |")
+    out += [""] + [f"- {n}" for n in notes] if notes else []
+    return "\n".join(out) + "\n"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+                "†": r"$^\dagger$"}
+
+
+def _tex(text: str) -> str:
+    if text.startswith(r"\quad"):
+        return text
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(board: Board) -> str:
+    """A booktabs ``tabular``: a centred line per frame block, footnotes as a small paragraph."""
+    lines, notes = display_rows(board, "tex")
+    header = _header(board)
+    ncol = len(header)
+    out = [r"\begin{tabular}{l" + "c" * (ncol - 1) + "}", r"\toprule",
+           " & ".join(_tex(h) for h in header) + r" \\"]
+    for cells in lines:
+        if cells[0].startswith("\x00"):
+            out += [r"\midrule", rf"\multicolumn{{{ncol}}}{{c}}{{\textit{{{cells[0][1:]}}}}} \\",
+                    r"\midrule"]
+        else:
+            out.append(" & ".join(_tex(c) for c in cells) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if notes:
+        out.append(r"\par\footnotesize " + r" \\ ".join(_tex(n) for n in notes))
+    return "\n".join(out) + "\n"
+
+
+def to_csv(board: Board) -> str:
+    """The long table as CSV: every number unformatted (rounded to 4 decimals), flags as columns."""
+    table = board.table.copy()
+    numeric = ["avg", *board.columns, "avg_mean"]
+    table[numeric] = table[numeric].astype(float).round(4)
+    return table.to_csv(index=False, lineterminator="\n")
+
+
+def render(board: Board, fmt: str) -> str:
+    """The board in ``fmt`` (md, csv or tex)."""
+    if fmt not in FORMATS:
+        raise LeaderboardError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return {"md": to_markdown, "csv": to_csv, "tex": to_latex}[fmt](board)
+
+
+# ----------------------------------------------------------------------------- plot
+def _figure_class():
+    """matplotlib's Figure and Agg canvas (no pyplot state); a clear error when absent."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise LeaderboardError("--plot needs matplotlib, an optional dependency: "
+                               "pip install 'eval-encoder[plot]' (or matplotlib>=3.8)") from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_board(board: Board, path: str) -> None:
+    """Save a dot plot of the board to ``path``: a panel per dataset (AVG first), a row of
+    panels per frame block, a line per method; filled dots are measured, rings the paper's
+    numbers, a grey bar joins the two. Each column has its own x range (shared across blocks)
+    so differences of a point stay visible, and the best value of each panel is bold."""
+    Figure, Canvas = _figure_class()
+    table = board.table[board.table["source"] != "delta"]
+    blocks = sorted(table["frames"].unique())
+    cols = ["avg", *board.columns]
+    methods = {b: list(dict.fromkeys(table.loc[table.frames == b, "method"])) for b in blocks}
+    palette = _palette(list(dict.fromkeys(table["method"])))
+    heights = [max(len(methods[b]), 1) for b in blocks]
+    fig = Figure(figsize=(1.55 * len(cols) + 2.2, 0.34 * sum(heights) + 0.9 * len(blocks) + 0.6))
+    Canvas(fig)
+    axes = fig.subplots(len(blocks), len(cols), squeeze=False, sharex="col",
+                        gridspec_kw={"height_ratios": heights, "wspace": 0.08, "hspace": 0.25})
+    for bi, block in enumerate(blocks):
+        rows = table[table.frames == block]
+        for ci, col in enumerate(cols):
+            _panel(axes[bi][ci], rows, methods[block], col, palette, _xlim(table, col))
+            axes[bi][ci].set_yticklabels(methods[block] if ci == 0 else [])
+            if bi == 0:
+                axes[bi][ci].set_title("AVG" if col == "avg" else DISPLAY_NAMES.get(col, col),
+                                       fontsize=9, fontweight="bold")
+        axes[bi][0].set_ylabel(f"{block} frames", fontsize=10, fontweight="bold")
+    _legend(fig, {s: bool((table["source"] == s).any()) for s in ("measured", "reported")})
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+
+
+def _palette(methods: List[str]) -> Dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+
+
+def _xlim(table: pd.DataFrame, col: str) -> Tuple[float, float]:
+    values = table[col].astype(float).dropna()
+    if values.empty:
+        return 0.0, 100.0
+    low, high = float(values.min()), float(values.max())
+    span = max(high - low, 2.0)
+    # room on the right for the value labels
+    return low - 0.12 * span, high + 0.45 * span
+
+
+def _panel(ax, rows: pd.DataFrame, methods: List[str], col: str, palette: Dict[str, Any],
+           xlim: Tuple[float, float]) -> None:
+    """One dataset column of one frame block."""
+    n = len(methods)
+    has_measured = (rows.source == "measured").any()
+    label_source = "measured" if has_measured else "reported"
+    best = rows.loc[rows.source == label_source, col].astype(float).max()
+    for i, method in enumerate(methods):
+        y = n - 1 - i
+        mine = rows[rows.method == method]
+        meas, rep = _value(mine, "measured", col), _value(mine, "reported", col)
+        color = palette[method]
+        if meas is not None and rep is not None:
+            ax.plot([rep, meas], [y, y], color="0.75", lw=3, solid_capstyle="round", zorder=1)
+        if rep is not None:
+            ax.scatter([rep], [y], s=46, facecolors="white", edgecolors=color, linewidths=1.6,
+                       zorder=2)
+        if meas is not None:
+            ax.scatter([meas], [y], s=46, color=color, zorder=3)
+        # the label is the measured value when the method was run, the paper's otherwise
+        shown = meas if (mine.source == "measured").any() else rep
+        if shown is not None:
+            ax.annotate(f"{shown:.1f}", (max(shown, rep or shown), y), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=7.5,
+                        fontweight="bold" if shown == best else "normal")
+        else:
+            text = _missing_text(mine, col)
+            ax.annotate(text, (max(rep or xlim[0], xlim[0]), y), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=7, style="italic",
+                        color="tab:red" if text == "fail" else "0.45")
+    _style_axis(ax, n, xlim, highlight=col == "avg")
+
+
+def _value(rows: pd.DataFrame, source: str, col: str) -> Optional[float]:
+    sel = rows.loc[rows.source == source, col]
+    if sel.empty or pd.isna(sel.iloc[0]):
+        return None
+    return float(sel.iloc[0])
+
+
+def _missing_text(rows: pd.DataFrame, col: str) -> str:
+    meas = rows[rows.source == "measured"]
+    if meas.empty:
+        return ""
+    row = meas.iloc[0]
+    if col == "avg":
+        return f"partial {row['n_done']}/{row['n_datasets']}"
+    return "fail" if col in row["failed"].split(",") else "not run"
+
+
+def _style_axis(ax, n: int, xlim: Tuple[float, float], highlight: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlim(*xlim)
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.set_yticks(range(n - 1, -1, -1))
+    ax.tick_params(axis="y", length=0, labelsize=8.5)
+    ax.tick_params(axis="x", labelsize=7, colors="0.4")
+    ax.xaxis.set_major_locator(MaxNLocator(3))
+    ax.grid(axis="x", color="0.92", lw=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.spines["bottom"].set_color("0.7")
+    if highlight:
+        ax.set_facecolor("#fff4e8")
+
+
+def _legend(fig, present: Dict[str, bool]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if present["measured"]:
+        handles.append(Line2D([], [], marker="o", ls="", color="0.3", label="measured (this suite)"))
+    if present["reported"]:
+        handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white",
+                              markeredgecolor="0.3", label="reported (paper)"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
+               fontsize=8.5, bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle("Attentive-probe top-1 accuracy (%)", fontsize=12, fontweight="bold", y=1.04)
+
+
+# ----------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval_encoder leaderboard",
+        description="Build the attentive-probe leaderboard from run records.")
+    parser.add_argument("--runs", default=DEFAULT_RUNS,
+                        help="folder of run records, <runs>/<dataset>/*.json "
+                             f"(default {DEFAULT_RUNS})")
+    parser.add_argument("--reported", action="store_true",
+                        help="show the paper's numbers beside the measured ones, with deltas")
+    parser.add_argument("--reported_csv", default=str(REPORTED_CSV),
+                        help="reported numbers "
+                             "(default: the shipped results/paper_attentive_probe.csv)")
+    parser.add_argument("--format", default="md", choices=FORMATS, help="table format (default md)")
+    parser.add_argument("--out", help="write the table here instead of standard output")
+    parser.add_argument("--plot", metavar="FILE.png", help="also save a plot (needs matplotlib)")
+    parser.add_argument("--datasets", help="comma-separated benchmark columns that AVG is over "
+                        "(default: the paper's eight)")
+    return parser
+
+
+def make_board(runs: str, reported: bool = False, reported_csv: Path = REPORTED_CSV,
+               datasets: Optional[Sequence[str]] = None) -> Board:
+    """Load the records under ``runs`` (and the paper's numbers) and build the board."""
+    records = load_records(Path(runs))
+    if not records:
+        log.warning("no run records under %s", runs)
+    rep = load_reported(Path(reported_csv)) if reported else None
+    return build_board(records, datasets or PAPER_DATASETS, rep)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m eval_encoder leaderboard``: print (or write) the table, optionally a plot."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
+    try:
+        board = make_board(args.runs, args.reported, args.reported_csv, datasets)
+        text = render(board, args.format)
+        if args.plot:
+            plot_board(board, args.plot)
+    except ValueError as exc:  # LeaderboardError and unreadable records (read_record)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

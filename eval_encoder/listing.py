@@ -1,0 +1,202 @@
+"""``python -m eval_encoder ls``: encoder families, model names, datasets and recipes.
+
+Model rows come from each family's own table (a factory with ``describe_models() -> [dict]``)
+without building any model. Plain aligned text, or ``--json``. The exit status is 1 when a
+dataset card or recipe could not be read (its row says why), else 0.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from eval_encoder.config import ConfigError, load_yaml
+from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
+from eval_encoder.registry import ENCODERS
+
+SECTIONS = ("families", "models", "datasets", "recipes")
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "probes"
+RECIPE_KEYS = ("model_family", "model_name", "num_frames", "input_size", "dataset", "datasets",
+               "description")
+UNREADABLE = "unreadable (see Problems)"
+_NAMED_STATS = {CLIP_MEAN: "clip", CLIP_STD: "clip", IMAGENET_MEAN: "imagenet",
+                IMAGENET_STD: "imagenet", HALF: "0.5"}
+
+
+def recipes_dir() -> Path:
+    """Where recipes live: $EVAL_ENCODER_PROBES, else the repository's probes/ folder."""
+    return Path(os.environ.get("EVAL_ENCODER_PROBES", RECIPES_DIR))
+
+
+def load_families(encoder_modules: Sequence[str] = ()) -> None:
+    """Register every family: built-in ones, the hf backend, entry points, user modules."""
+    importlib.import_module("eval_encoder.encoders")
+    importlib.import_module("eval_encoder.encoders.hf_backend")
+    from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
+
+    load_encoder_modules(encoder_modules)
+    load_entry_points()
+
+
+def family_rows() -> List[dict]:
+    """One row per registered family: name, aliases, number of listed models, description."""
+    rows = []
+    for name, factory in ENCODERS.items():
+        describe = getattr(factory, "describe_models", None)
+        doc = getattr(factory, "description", None) or (factory.__doc__ or "").strip()
+        rows.append({"family": name, "aliases": list(ENCODERS.aliases_of(name)),
+                     "models": len(describe()) if callable(describe) else None,
+                     "description": doc.splitlines()[0] if doc else ""})
+    return rows
+
+
+def model_rows() -> List[dict]:
+    """Every model name a family declares in its table (nothing is built)."""
+    rows: List[dict] = []
+    for _, factory in ENCODERS.items():
+        describe = getattr(factory, "describe_models", None)
+        if callable(describe):
+            rows.extend(describe())
+    return rows
+
+
+def dataset_rows() -> List[dict]:
+    """Every dataset card; a card that cannot be read gives a row with its error."""
+    import yaml
+
+    from eval_encoder.video.manifest import ManifestError, cards_dir, known_datasets, load_card
+
+    rows = []
+    for name in known_datasets():
+        try:
+            card = load_card(name)
+        except yaml.YAMLError as exc:  # load_card passes YAML errors through without the file
+            rows.append({"name": name, "error": f"{cards_dir() / (name + '.yaml')}: not valid "
+                                                f"YAML: {' '.join(str(exc).split())}"})
+            continue
+        except (ManifestError, ValueError, TypeError, OSError) as exc:
+            rows.append({"name": name, "error": str(exc)})
+            continue
+        rows.append({"name": card.name, "version": card.version, "num_classes": card.num_classes,
+                     "default_epochs": card.default_epochs,
+                     "default_batch_size": card.default_batch_size, "metric": card.metric,
+                     "train_manifest": card.train_manifest, "val_manifest": card.val_manifest})
+    return rows
+
+
+def recipe_rows() -> List[dict]:
+    """Every recipe (probes/*.yaml) with its main keys; unreadable ones give their error."""
+    rows = []
+    for path in sorted(recipes_dir().glob("*.yaml")):
+        try:
+            data = load_yaml(str(path))
+        except ConfigError as exc:
+            rows.append({"name": path.stem, "error": str(exc)})
+            continue
+        rows.append({"name": path.stem, **{k: data[k] for k in RECIPE_KEYS if k in data}})
+    return rows
+
+
+def _stats(values) -> Optional[str]:
+    if not values:
+        return None
+    key = tuple(float(v) for v in values)
+    return _NAMED_STATS.get(key) or ",".join(f"{v:.3f}" for v in key)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: List[Sequence]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    cells = [list(map(str, headers))] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+# per section: (header, row key or function of the row)
+COLUMNS: Dict[str, List[Tuple[str, object]]] = {
+    "families": [("family", "family"), ("aliases", "aliases"), ("models", "models"),
+                 ("description", "description")],
+    "models": [("family", "family"), ("model_name", "model_name"), ("width", "embed_dim"),
+               ("patch", "patch_size"), ("input", "input_size"),
+               ("tokens/frame", "tokens_per_frame"), ("mean", lambda r: _stats(r.get("mean"))),
+               ("std", lambda r: _stats(r.get("std"))), ("timm arch", "timm_arch")],
+    "datasets": [("dataset", "name"), ("version", "version"), ("classes", "num_classes"),
+                 ("epochs", "default_epochs"), ("batch", "default_batch_size"),
+                 ("metric", "metric"), ("train", "train_manifest"), ("val", "val_manifest")],
+    "recipes": [("recipe", "name"), ("family", "model_family"), ("model", "model_name"),
+                ("frames", "num_frames"),
+                ("datasets", lambda r: r.get("datasets", r.get("dataset")))],
+}
+
+
+def _row(section: str, row: dict) -> list:
+    """The table cells of one row; an unreadable file shows its name and a pointer."""
+    columns = COLUMNS[section]
+    if "error" in row:
+        return [row["name"], *[""] * (len(columns) - 2), UNREADABLE]
+    return [key(row) if callable(key) else row.get(key) for _, key in columns]
+
+
+def render_text(data: Dict[str, List[dict]]) -> str:
+    """The human-readable listing of the sections present in ``data``."""
+    blocks = []
+    for section, rows in data.items():
+        headers = [h for h, _ in COLUMNS[section]]
+        body = format_table(headers, [_row(section, r) for r in rows]) if rows else "  (none)"
+        blocks.append(f"{section.capitalize()} ({len(rows)})\n{body}")
+    notes = [f"  {r['model_name']}: {r['note']}" for r in data.get("models", []) if r.get("note")]
+    if notes:
+        blocks.append("Notes\n" + "\n".join(notes))
+    problems = [f"  {r['name']}: {r['error']}" for rows in data.values() for r in rows
+                if "error" in r]
+    if problems:
+        blocks.append("Problems\n" + "\n".join(problems))
+    return "\n\n".join(blocks)
+
+
+def collect(sections: Sequence[str]) -> Dict[str, List[dict]]:
+    """The rows of each requested section, in :data:`SECTIONS` order."""
+    makers = {"families": family_rows, "models": model_rows, "datasets": dataset_rows,
+              "recipes": recipe_rows}
+    return {s: makers[s]() for s in SECTIONS if s in sections}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ls`` command line."""
+    parser = argparse.ArgumentParser(
+        "python -m eval_encoder ls", description="List encoder families, model names, "
+        "dataset cards and probe recipes.")
+    parser.add_argument("sections", nargs="*", metavar="{" + ",".join(SECTIONS) + "}",
+                        help="what to list (default: all)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--family", help="only this family's models (name or alias)")
+    parser.add_argument("--encoder_module", nargs="+", default=[],
+                        help="import these modules first, so their encoders are listed too")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry of ``python -m eval_encoder ls``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+    load_families(args.encoder_module)
+    data = collect(args.sections or SECTIONS)
+    if args.family and "models" in data:
+        family = ENCODERS.canonical(args.family)
+        data["models"] = [r for r in data["models"] if r["family"] == family]
+    print(json.dumps(data, indent=2) if args.json else render_text(data))
+    failed = any("error" in r for rows in data.values() for r in rows)
+    return 1 if failed else 0

@@ -1,0 +1,253 @@
+"""Clip transforms in torch (CPU path); the DALI pipeline in dali.py applies the same ops.
+
+resize shorter side (bicubic) -> crop -> (train) colour jitter -> normalise -> [C, T, H, W].
+Random jitter parameters are drawn here, per sample, from a seeded generator and handed to
+whichever pipeline runs, so torch and DALI apply the very same jitter.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import astuple, dataclass
+from functools import lru_cache
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class JitterParams:
+    """One sample's colour jitter, as upstream: each op applied with p=0.8, BGR swap p=0.1."""
+
+    brightness_contrast: bool = False
+    contrast: float = 1.0
+    brightness: float = 0.0  # additive shift as a fraction of the 0..255 range
+    saturation_on: bool = False
+    saturation: float = 1.0
+    hue_on: bool = False
+    hue: float = 0.0  # degrees, as DALI's hue operator takes it
+    bgr: bool = False
+
+    def as_array(self) -> np.ndarray:
+        return np.asarray(astuple(self), dtype=np.float32)
+
+
+def draw_jitter(rng: np.random.Generator) -> JitterParams:
+    """Draw one sample's jitter with upstream's probabilities and ranges."""
+    return JitterParams(
+        brightness_contrast=bool(rng.random() < 0.8),
+        contrast=float(rng.uniform(0.6, 1.4)),
+        brightness=float(rng.uniform(-0.125, 0.125)),
+        saturation_on=bool(rng.random() < 0.8),
+        saturation=float(rng.uniform(0.6, 1.4)),
+        hue_on=bool(rng.random() < 0.8),
+        hue=float(rng.uniform(-0.2, 0.2)),
+        bgr=bool(rng.random() < 0.1),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Deterministic transforms (torch, CPU). Every step mirrors what the DALI pipeline in dali.py
+# computes, down to DALI's float32 filter tables, so both loaders give the same tensors.
+# ----------------------------------------------------------------------------------------------
+
+# DALI tabulates its cubic window (Keys, a = -0.5) at 129 points over [-2, 2] and interpolates
+# the table linearly; using the exact polynomial instead differs by up to ~2e-4 per weight.
+_CUBIC_TABLE_SIZE = 129
+# DALI's RGB -> YIQ matrix; DALI (2.x) goes back with its exact inverse, not the rounded
+# textbook YIQ -> RGB table (measured: the rounded table is off by up to 0.7 of 255).
+_RGB2YIQ = np.array([[.299, .587, .114], [.596, -.274, -.321], [.211, -.523, .311]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+_CONTRAST_CENTRE = 128.0  # DALI's default centre for uint8 data; our data stay in 0..255
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """Crop size, resize target of the shorter side, and normalisation (0..1 scale)."""
+
+    input_size: int
+    short_side: int
+    mean: tuple
+    std: tuple
+
+    def __post_init__(self):
+        if self.input_size <= 0 or self.short_side < self.input_size:
+            raise ValueError(f"TransformSpec: need 0 < input_size <= short_side, got input_size="
+                             f"{self.input_size}, short_side={self.short_side}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"TransformSpec: mean and std need 3 values, std > 0; got "
+                             f"mean={self.mean}, std={self.std}")
+
+
+def _cubic_table() -> np.ndarray:
+    x = (np.float32(4) * (np.arange(_CUBIC_TABLE_SIZE, dtype=np.float32) - np.float32(64))
+         / np.float32(128))
+    a = np.abs(x)
+    a2, a3 = a * a, a * a * a
+    inner = np.float32(1.5) * a3 - np.float32(2.5) * a2 + np.float32(1.0)
+    outer = np.float32(-0.5) * a3 + np.float32(2.5) * a2 - np.float32(4.0) * a + np.float32(2.0)
+    return np.where(a >= 2, np.float32(0), np.where(a > 1, outer, inner)).astype(np.float32)
+
+
+_CUBIC = _cubic_table()
+
+
+def _table_lookup(x: np.ndarray) -> np.ndarray:
+    """The tabulated window at fractional table positions ``x`` (zero outside the table)."""
+    x0 = np.floor(x).astype(np.int64)
+    d = (x - x0.astype(np.float32)).astype(np.float32)
+    n = _CUBIC_TABLE_SIZE
+    f0 = np.where((x0 >= 0) & (x0 < n), _CUBIC[np.clip(x0, 0, n - 1)], np.float32(0))
+    f1 = np.where((x0 + 1 >= 0) & (x0 + 1 < n), _CUBIC[np.clip(x0 + 1, 0, n - 1)], np.float32(0))
+    inside = (x > -1) & (x < n)
+    return np.where(inside, f0 + d * (f1 - f0), np.float32(0)).astype(np.float32)
+
+
+def resize_plan(in_size: int, in_short: int, short_side: int) -> Tuple[int, float, float]:
+    """One axis of DALI's ``resize_shorter``: (output size, ROI start, input step per output).
+
+    The scale is ``short_side / in_short`` on both axes; the output size is rounded and, as
+    DALI's default ``subpixel_scale`` does, the input ROI is shrunk or grown about its centre so
+    that the scale stays exact. Values are rounded to float32 where DALI holds them in float32.
+    """
+    scale = np.float32(short_side) / np.float32(in_short)
+    out_f = float(np.float32(in_size * float(scale)))
+    out = max(1, int(math.floor(abs(out_f) + 0.5)))
+    lo, hi = 0.0, float(in_size)
+    if out != out_f:
+        adjust = out / out_f
+        centre = (lo + hi) * 0.5
+        lo, hi = centre + (lo - centre) * adjust, centre + (hi - centre) * adjust
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    return out, float(lo32), float(np.float32((hi32 - lo32) / np.float32(out)))
+
+
+@lru_cache(maxsize=256)
+def resample_weights(in_size: int, out_size: int, origin: float, step: float) -> np.ndarray:
+    """[out_size, in_size] float32 weights of DALI's CPU cubic resampling along one axis.
+
+    Output pixel x is centred at input ``origin + (x + 0.5) * step - 0.5``; when shrinking
+    (step > 1) the window is widened by ``step`` (antialiasing); each row is normalised to sum
+    to one and taps beyond the border are clamped to the edge pixel (DALI replicates edges).
+    """
+    f32 = np.float32
+    step, origin = f32(step), f32(origin)
+    width = max(f32(4), f32(4) * step)
+    table_step = f32(128) / width  # table entries per input pixel
+    anchor = f32(64) / table_step
+    support = int(math.ceil(f32(128) / table_step))
+    start = f32(origin + f32(0.5) * step - f32(0.5) - anchor)
+    pos = (np.arange(out_size, dtype=f32) * step + start).astype(f32)
+    first = np.ceil(pos)
+    frac = (first - pos).astype(f32)
+    taps = np.arange(support, dtype=f32)
+    coeffs = _table_lookup(((frac[:, None] + taps[None]) * table_step).astype(f32))
+    total = np.zeros(out_size, f32)
+    for k in range(support):  # sequential float32 sum, as DALI normalises
+        total = (total + coeffs[:, k]).astype(f32)
+    coeffs = (coeffs / np.where(total == 0, f32(1), total)[:, None]).astype(f32)
+    cols = np.clip(first.astype(np.int64)[:, None] + np.arange(support)[None], 0, in_size - 1)
+    weights = np.zeros((out_size, in_size), np.float64)
+    np.add.at(weights, (np.repeat(np.arange(out_size), support), cols.reshape(-1)), coeffs.reshape(-1))
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+def crop_start(size: int, crop: int, pos: float) -> int:
+    """First pixel of a ``crop``-wide window at relative position ``pos`` (DALI's rounding)."""
+    if not 0.0 <= pos <= 1.0:
+        raise ValueError(f"crop position must be in [0, 1], got {pos}")
+    if crop > size:
+        raise ValueError(f"crop of {crop} pixels does not fit in {size}")
+    return int(math.floor(float(np.float32(pos) * np.float32(size - crop)) + 0.5))
+
+
+def _axis_weights(in_size: int, in_short: int, spec: TransformSpec, pos: float) -> torch.Tensor:
+    out, origin, step = resize_plan(in_size, in_short, spec.short_side)
+    start = crop_start(out, spec.input_size, pos)
+    rows = resample_weights(in_size, out, origin, step)[start:start + spec.input_size]
+    return torch.tensor(rows)  # a copy: the cached weights stay read-only
+
+
+def resize_crop(frames: torch.Tensor, spec: TransformSpec, crop_pos=(0.5, 0.5)) -> torch.Tensor:
+    """uint8/float [T,H,W,3] -> float32 [3,T,S,S]: shorter side to ``spec.short_side`` (DALI's
+    cubic, antialiased when shrinking), then the S x S window at ``crop_pos`` = (x, y).
+
+    Only the output rows and columns inside the crop window are computed.
+    """
+    _, h, w, _ = frames.shape
+    wy = _axis_weights(h, min(h, w), spec, float(crop_pos[1]))
+    wx = _axis_weights(w, min(h, w), spec, float(crop_pos[0]))
+    x = frames.permute(3, 0, 1, 2).to(torch.float32)  # [3,T,H,W]
+    return torch.matmul(torch.matmul(wy, x), wx.t()).contiguous()
+
+
+def colour_matrix(hue: float = 0.0, saturation: float = 1.0) -> np.ndarray:
+    """DALI's hue/saturation matrix: to YIQ, rotate IQ by ``hue`` degrees, scale IQ, back."""
+    rad = hue * math.pi / 180.0
+    rot = np.eye(3)
+    rot[1, 1] = rot[2, 2] = math.cos(rad)
+    rot[1, 2], rot[2, 1] = math.sin(rad), -math.sin(rad)
+    sat = np.diag([1.0, saturation, saturation])
+    return (_YIQ2RGB @ rot @ sat @ _RGB2YIQ).astype(np.float32)
+
+
+def _apply_matrix(x: torch.Tensor, m: np.ndarray) -> torch.Tensor:
+    return torch.einsum("ck,k...->c...", torch.from_numpy(m), x)
+
+
+def apply_jitter(x: torch.Tensor, jitter: JitterParams) -> torch.Tensor:
+    """Colour jitter on float [3,...] RGB in 0..255, each op clamped to [0, 255].
+
+    brightness/contrast: ``x * c + (b * 255 + 128 - 128 * c)`` (DALI brightness_contrast with
+    ``contrast_center=128`` and ``brightness_shift=b``). Upstream passed its U(-0.125, 0.125)
+    draw as DALI's *multiplicative* ``brightness``, which would nearly blacken every frame; we
+    read it as the additive ``brightness_shift`` (a fraction of the 0..255 range).
+    saturation / hue: DALI's YIQ colour matrices (hue in degrees). Then an optional RGB->BGR swap.
+    """
+    if jitter.brightness_contrast:
+        c = np.float32(jitter.contrast)
+        add = np.float32(np.float32(jitter.brightness) * np.float32(255)
+                         + (np.float32(_CONTRAST_CENTRE) - c * np.float32(_CONTRAST_CENTRE)))
+        x = (x * float(c) + float(add)).clamp_(0.0, 255.0)
+    if jitter.saturation_on:
+        x = _apply_matrix(x, colour_matrix(saturation=jitter.saturation)).clamp_(0.0, 255.0)
+    if jitter.hue_on:
+        x = _apply_matrix(x, colour_matrix(hue=jitter.hue)).clamp_(0.0, 255.0)
+    if jitter.bgr:
+        x = x.flip(0)
+    return x
+
+
+def normalise(x: torch.Tensor, spec: TransformSpec) -> torch.Tensor:
+    """(x / 255 - mean) / std per channel of [3, ...], computed as DALI does: (x - 255 m) / (255 s)."""
+    shape = (3,) + (1,) * (x.dim() - 1)
+    mean = torch.tensor([m * 255.0 for m in spec.mean], dtype=torch.float32).view(shape)
+    inv = torch.tensor([1.0 / (s * 255.0) for s in spec.std], dtype=torch.float32).view(shape)
+    return (x - mean) * inv
+
+
+def _as_frames(frames) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if not torch.is_tensor(t) or t.dtype != torch.uint8 or t.dim() != 4 or t.shape[-1] != 3:
+        desc = f"{getattr(t, 'dtype', type(t))} {tuple(getattr(t, 'shape', ()))}"
+        raise ValueError(f"transform_clip needs uint8 frames [T, H, W, 3], got {desc}")
+    if min(t.shape[:3]) == 0:
+        raise ValueError(f"transform_clip got empty frames {tuple(t.shape)}")
+    return t
+
+
+def transform_clip(frames, spec: TransformSpec, crop_pos=(0.5, 0.5),
+                   jitter: Optional[JitterParams] = None) -> torch.Tensor:
+    """uint8 [T,H,W,3] RGB (numpy or torch) -> normalised float32 [3,T,S,S].
+
+    Resize the shorter side to ``spec.short_side`` (bicubic as DALI computes it, antialiased
+    when shrinking), crop S x S at ``crop_pos`` = (x, y) in [0, 1] (0.5 = centre), apply
+    ``jitter`` if given (see :func:`apply_jitter`), normalise with ``spec.mean``/``spec.std``.
+    All in float32 with no rounding between ops; matches the DALI pipeline to ~1e-5.
+    """
+    x = resize_crop(_as_frames(frames), spec, crop_pos)
+    if jitter is not None:
+        x = apply_jitter(x, jitter)
+    return normalise(x, spec)
