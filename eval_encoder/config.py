@@ -104,7 +104,8 @@ def _own_fields(cls) -> List[dataclasses.Field]:
     return [f for f in fields(cls) if f.name not in _SKIP]
 
 
-def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+def add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    """Add dataclass field ``f`` as ``--name`` (help, nargs and choices from its metadata)."""
     meta = f.metadata
     kwargs: Dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta.get("help")}
     ftype = str(f.type)
@@ -134,10 +135,10 @@ def build_parser(prog: str = "attentive_probe.py") -> argparse.ArgumentParser:
     """The command-line parser: every ProbeConfig and CodecOptions field as ``--name``."""
     parser = argparse.ArgumentParser(prog, description="Attentive probe of a frozen video encoder")
     for f in _own_fields(ProbeConfig):
-        _add_field(parser, f)
+        add_field(parser, f)
     group = parser.add_argument_group("codec patch selection (codec family)")
     for f in fields(CodecOptions):
-        _add_field(group, f)
+        add_field(group, f)
     return parser
 
 

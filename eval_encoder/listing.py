@@ -96,7 +96,9 @@ def recipe_rows() -> List[dict]:
         except ConfigError as exc:
             rows.append({"name": path.stem, "error": str(exc)})
             continue
-        rows.append({"name": path.stem, **{k: data[k] for k in RECIPE_KEYS if k in data}})
+        suite = data.get("suite") if isinstance(data.get("suite"), dict) else {}
+        merged = {**{k: suite[k] for k in ("datasets", "description") if k in suite}, **data}
+        rows.append({"name": path.stem, **{k: merged[k] for k in RECIPE_KEYS if k in merged}})
     return rows
 
 

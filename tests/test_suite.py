@@ -5,7 +5,6 @@ the trainer does); the slow ones run the real trainer over the two demo datasets
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import zlib
 from dataclasses import asdict
@@ -110,15 +111,43 @@ def decode_entry(arr: np.ndarray, expected_k: int, grid: int) -> Selection:
     return Selection(idx.copy(), flags)
 
 
+_NPY_HEADER = re.compile(rb"\{'descr': '<i8', 'fortran_order': False, 'shape': \((\d+),\), \} *\n")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    """A version-1 ``.npy`` file of an int64 vector (what np.save writes; np.load reads it)."""
+    header = b"{'descr': '<i8', 'fortran_order': False, 'shape': (%d,), }" % arr.size
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"  # data aligned to 64 bytes
+    prefix = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+    return prefix + header + arr.astype("<i8").tobytes()
+
+
+def _parse_npy(raw: bytes) -> np.ndarray:
+    """The int64 vector of a file written by :func:`_npy_bytes`, parsed strictly.
+
+    np.load would parse the header with ast.literal_eval, which on Python 3.11 can fail with
+    a SystemError when threads load at the same time; our entries have one fixed layout.
+    """
+    if raw[:8] != b"\x93NUMPY\x01\x00" or len(raw) < 10:
+        raise CacheDamaged("not a version-1 .npy file")
+    end = 10 + int.from_bytes(raw[8:10], "little")
+    match = _NPY_HEADER.fullmatch(raw[10:end])
+    if match is None:
+        raise CacheDamaged(f"unexpected .npy header {raw[10:end][:80]!r}")
+    n = int(match.group(1))
+    if len(raw) != end + 8 * n:
+        raise CacheDamaged(f"{len(raw) - end} data bytes for {n} int64 values")
+    return np.frombuffer(raw, dtype="<i8", offset=end).astype(np.int64)
+
+
 def read_entry(path: str, expected_k: int, grid: int) -> Optional[Selection]:
     """The cached selection, None if absent; a damaged file raises CacheDamaged."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return None
-    except (ValueError, OSError, EOFError) as exc:
-        raise CacheDamaged(f"unreadable ({exc})") from exc
-    return decode_entry(arr, expected_k, grid)
+    return decode_entry(_parse_npy(raw), expected_k, grid)
 
 
 def write_entry(path: str, sel: Selection) -> None:
@@ -128,7 +157,7 @@ def write_entry(path: str, sel: Selection) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npy")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, encode_entry(sel), allow_pickle=False)
+            fh.write(_npy_bytes(encode_entry(sel)))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

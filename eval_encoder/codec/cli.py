@@ -23,7 +23,7 @@ from typing import List, Optional, Tuple
 
 from eval_encoder.codec.options import CodecOptionError, CodecOptions, make_options
 from eval_encoder.codec.pipeline import Selector
-from eval_encoder.config import _add_field
+from eval_encoder.config import add_field
 from eval_encoder.video.decode import ClipDecodeError
 from eval_encoder.video.manifest import ManifestError, load_card, read_manifest, split_paths
 
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--num_frames", type=int, default=64, help="uniformly sampled frames")
     group = pre.add_argument_group("codec patch selection (as in the probe)")
     for f in fields(CodecOptions):
-        _add_field(group, f)
+        add_field(group, f)
     return parser
 
 
@@ -62,7 +62,8 @@ def clip_paths(args: argparse.Namespace) -> List[str]:
     root, train_csv, val_csv = split_paths(card, args.data_root, args.train_data_csv_path,
                                            args.val_data_csv_path)
     manifests = {"train": [train_csv], "val": [val_csv], "both": [train_csv, val_csv]}[args.split]
-    paths = [os.path.join(root, e.path) for m in manifests for e in read_manifest(m, card.num_classes)]
+    paths = [os.path.join(root, entry.path)
+             for manifest in manifests for entry in read_manifest(manifest, card.num_classes)]
     return list(dict.fromkeys(paths))
 
 

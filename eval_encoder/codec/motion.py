@@ -2,9 +2,9 @@
 
 FFmpeg exports motion vectors for H.264 and MPEG-4 Part 2 but not for HEVC, VP9 or AV1,
 and it never exports residuals. So whatever the input codec, the sampled frames are
-re-encoded in memory to one canonical luma-only stream: frame 0 intra, every other frame a P-frame
-with one reference, integer-pel motion search, no weighted prediction, single-threaded
-(x264 is then bit-exact from run to run, which keeps cached selections reproducible).
+re-encoded in memory to one canonical luma-only stream: frame 0 intra, every other frame
+a P-frame with one reference, integer-pel motion search, no weighted prediction, fixed QP,
+single-threaded (x264 is then bit-exact from run to run, which keeps caches reproducible).
 Its vectors are read back with ``flags2=+export_mvs`` under slice threading (frame
 threading drops or alters vectors on some frames), and the residual is computed here as
 ``luma - reference luma displaced by the block's vector``, at integer pixels.
@@ -69,7 +69,7 @@ def _luma(frame) -> np.ndarray:
     return rows[:, : plane.width]
 
 
-def decode_with_vectors(packets: List, expected: int) -> Tuple[np.ndarray, List[np.ndarray], np.ndarray]:
+def decode_with_vectors(packets: List, expected: int) -> Tuple[np.ndarray, List, np.ndarray]:
     """Decode canonical packets: (luma uint8 [T, H, W], per-frame vector arrays, intra [T])."""
     import av
 
@@ -104,7 +104,8 @@ def paint_vectors(vectors: List, t: int, h: int, w: int) -> np.ndarray:
     frame_of = np.concatenate([np.full(len(v), i) for i, v in rows])
     mv = np.concatenate([v for _, v in rows])
     past = mv["source"] < 0
-    frame_of, mv = frame_of[past], mv[past]
+    if not past.all():  # B-frame style future references cannot occur in our stream; skip any
+        frame_of, mv = frame_of[past], mv[past]
     bw, bh = mv["w"].astype(np.int64), mv["h"].astype(np.int64)
     if np.any(bw % CELL) or np.any(bh % CELL):
         raise RuntimeError(f"exported block sizes {sorted(set(zip(bw, bh)))} are not multiples "
@@ -113,12 +114,15 @@ def paint_vectors(vectors: List, t: int, h: int, w: int) -> np.ndarray:
     vec = np.stack([mv["motion_x"] / scale, mv["motion_y"] / scale], axis=1)
     x0 = (mv["dst_x"].astype(np.int64) - bw // 2) // CELL
     y0 = (mv["dst_y"].astype(np.int64) - bh // 2) // CELL
-    for oy in range(int(bh.max()) // CELL):
-        for ox in range(int(bw.max()) // CELL):
-            sel = (oy * CELL < bh) & (ox * CELL < bw)
-            yi = np.clip(y0[sel] + oy, 0, hc + 1)
-            xi = np.clip(x0[sel] + ox, 0, wc + 1)
-            field[frame_of[sel], yi, xi] = vec[sel]
+    # expand every block into its cells, then paint all cells in one assignment
+    across = bw // CELL
+    count = across * (bh // CELL)
+    owner = np.repeat(np.arange(count.size), count)
+    local = np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count)
+    yi = np.clip(y0[owner] + local // across[owner], 0, hc + 1)
+    xi = np.clip(x0[owner] + local % across[owner], 0, wc + 1)
+    flat = (frame_of[owner] * (hc + 2) + yi) * (wc + 2) + xi
+    field.reshape(-1, 2)[flat] = vec[owner]
     return field[:, :hc, :wc]
 
 
@@ -129,35 +133,53 @@ def pad_to_cells(img: np.ndarray) -> np.ndarray:
     return np.pad(img, extra, mode="edge") if any(e[1] for e in extra) else img
 
 
+def _dominant(disp: np.ndarray) -> np.ndarray:
+    """The most frequent (dx, dy) of a frame's cell displacements [h, w, 2]."""
+    flat = disp.reshape(-1, 2)
+    span = int(np.abs(flat).max()) * 2 + 1
+    keys, counts = np.unique((flat[:, 1] + span // 2) * span + flat[:, 0] + span // 2,
+                             return_counts=True)
+    key = int(keys[np.argmax(counts)])
+    return np.array([key % span - span // 2, key // span - span // 2])
+
+
+def _cells(img: np.ndarray, hc: int, wc: int) -> np.ndarray:
+    """View [hc*CELL, wc*CELL] as [hc, wc, CELL, CELL] (cell rows, cell columns, pixels)."""
+    return img.reshape(hc, CELL, wc, CELL).transpose(0, 2, 1, 3)
+
+
 def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray) -> np.ndarray:
     """Residual int16 [T, H, W]: luma minus the previous frame's luma shifted by the vectors.
 
-    Works per CELL x CELL cell (a cell never straddles two blocks): its prediction is the
-    reference cell the vector points to, edge-extended beyond the frame as in H.264 (a
-    CELL-wide edge margin is enough, since clamping a cell's origin into it leaves its pixels
-    unchanged). Cells without a vector (intra blocks) are predicted from the co-located pixels.
+    Per CELL x CELL cell (a cell never straddles two blocks) the prediction is the reference
+    cell the vector points to, edge-extended beyond the frame as in H.264. Cells without a
+    vector (intra blocks) are predicted from the co-located pixels. For speed, the whole
+    frame is first predicted with its most common displacement (the still background, or
+    the pan), and only the cells that move otherwise are gathered one by one.
     """
     t, h, w = luma.shape
     padded = pad_to_cells(luma)
     hp, wp = padded.shape[1:]
     hc, wc = hp // CELL, wp // CELL
     res = np.zeros((t, hp, wp), dtype=np.int16)
-    cy = (np.arange(hc) * CELL)[:, None]
-    cx = (np.arange(wc) * CELL)[None, :]
-    for i in range(1, t):
+    origin = np.stack(np.meshgrid(np.arange(wc) * CELL, np.arange(hc) * CELL), -1)  # (x, y)
+    for i in range(1, t):  # frame by frame: the working set stays in cache
         if intra[i]:
             continue
-        cur, ref = padded[i].astype(np.int16), padded[i - 1]
-        disp = np.nan_to_num(field[i]).round().astype(np.int64)
-        if not disp.any():
-            res[i] = cur - ref
-            continue
-        ext = np.pad(ref, CELL, mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(ext, (CELL, CELL))
-        sy = np.clip(cy + disp[..., 1], -CELL, hp) + CELL
-        sx = np.clip(cx + disp[..., 0], -CELL, wp) + CELL
-        pred = windows[sy, sx].transpose(0, 2, 1, 3).reshape(hp, wp)
-        res[i] = cur - pred
+        disp = np.nan_to_num(field[i]).round().astype(np.int64)  # [hc, wc, (dx, dy)]
+        # clamping a source into a margin of at least one cell leaves its pixels unchanged
+        src = np.clip(origin + disp, -CELL, [wp, hp])
+        margin = int(max(CELL, np.abs(src - origin).max()))
+        ext = np.pad(padded[i - 1], margin, mode="edge")
+        dx, dy = _dominant(src - origin)
+        np.subtract(padded[i], ext[margin + dy:margin + dy + hp, margin + dx:margin + dx + wp],
+                    out=res[i], dtype=np.int16)
+        other = np.any(src - origin != (dx, dy), axis=-1)
+        if other.any():
+            windows = np.lib.stride_tricks.sliding_window_view(ext, (CELL, CELL))
+            ys, xs = src[other, 1] + margin, src[other, 0] + margin
+            _cells(res[i], hc, wc)[other] = (_cells(padded[i], hc, wc)[other]
+                                             - windows[ys, xs].astype(np.int16))
     return res[:, :h, :w]
 
 

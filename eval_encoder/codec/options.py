@@ -20,7 +20,7 @@ class CodecOptions:
                             choices=["none", "median", "mean", "similarity", "affine"])
     mv_use_inconsistency: bool = _f(False, "score motion by its local variance (inconsistency) "
                                            "instead of its magnitude")
-    mv_incon_ksize: int = _f(3, "odd window (>= 3, in 4-pixel motion cells) of that variance")
+    mv_incon_ksize: int = _f(3, "odd window (>= 3, in 8-pixel motion cells) of that variance")
     res_use_grad: bool = _f(False, "use the residual's gradient magnitude instead of |r|")
     fuse_mode: str = _f("weighted", "how motion and residual energy are fused",
                         choices=["weighted", "max", "sum", "geomean"])

@@ -13,7 +13,7 @@ from eval_encoder.codec.options import CodecOptionError, CodecOptions, check_opt
 from eval_encoder.codec.saliency import saliency
 from eval_encoder.codec.select import (FLAG_CACHE_RECOMPUTED, FLAG_SHORT_CLIP, Selection, choose,
                                        patch_scores)
-from eval_encoder.video.decode import decode_clip
+from eval_encoder.video.decode import ClipDecodeError, decode_clip
 
 log = logging.getLogger("eval_encoder.codec")
 
@@ -55,11 +55,17 @@ class Selector:
                                               self.input_size, self.short_side or self.input_size,
                                               self.opts)
 
-    def compute(self, frames: np.ndarray) -> Selection:
+    def compute(self, frames: np.ndarray, path: str = "<frames>") -> Selection:
+        """Select from decoded frames [num_frames, H, W, 3]; ``path`` names them in errors."""
+        import av
+
         if frames.shape[0] != self.num_frames:
-            raise ValueError(f"expected {self.num_frames} frames, got {frames.shape[0]}")
-        return select_from_frames(frames, self.opts.K_keep, self.opts.patch_size,
-                                  self.input_size, self.opts, self.short_side)
+            raise ValueError(f"{path}: expected {self.num_frames} frames, got {frames.shape[0]}")
+        try:
+            return select_from_frames(frames, self.opts.K_keep, self.opts.patch_size,
+                                      self.input_size, self.opts, self.short_side)
+        except av.error.FFmpegError as exc:  # e.g. frames too small for the canonical encoder
+            raise ClipDecodeError(f"{path}: codec re-encode failed ({exc})") from exc
 
     def lookup(self, path: str) -> Tuple[Optional[Selection], Optional[str], bool]:
         """(cached selection or None, cache file or None, whether a damaged file was found)."""
@@ -72,19 +78,26 @@ class Selector:
             log.warning("damaged codec cache entry %s for %s (%s); recomputing", file, path, exc)
             return None, file, True
 
+    def _fresh(self, path: str, frames: np.ndarray, file: Optional[str]) -> Selection:
+        sel = self.compute(frames, path)
+        if file is not None:
+            _cache.write_entry(file, sel)
+        return sel
+
+    def _flags(self, sel: Selection, damaged: bool, total_frames: int) -> int:
+        """Stored flags plus the per-load ones (damaged entry replaced, short clip)."""
+        flags = sel.flags | (FLAG_CACHE_RECOMPUTED if damaged else 0)
+        return flags | (FLAG_SHORT_CLIP if total_frames < self.num_frames else 0)
+
     def select(self, path: str, frames: np.ndarray, total_frames: int) -> Selection:
         """Selection for ``frames`` decoded from ``path`` (cached when a cache folder is set)."""
         sel, file, damaged = self.lookup(path)
         if sel is None:
-            sel = self.compute(frames)
-            if file is not None:
-                _cache.write_entry(file, sel)
-        flags = sel.flags | (FLAG_CACHE_RECOMPUTED if damaged else 0)
-        flags |= FLAG_SHORT_CLIP if total_frames < self.num_frames else 0
-        return Selection(sel.indices, flags)
+            sel = self._fresh(path, frames, file)
+        return Selection(sel.indices, self._flags(sel, damaged, total_frames))
 
     def precompute(self, path: str, threads: int = 1) -> Tuple[str, int]:
-        """Make sure ``path`` has a valid cache entry: ("hit" | "computed" | "recomputed", flags).
+        """Give ``path`` a valid cache entry: ("hit" | "computed" | "recomputed", flags).
         A hit does not decode the video."""
         if not self.opts.cache_dir:
             raise CodecOptionError("precomputing needs a cache folder (--cache_dir)")
@@ -92,13 +105,12 @@ class Selector:
         if sel is not None:
             return "hit", sel.flags
         frames, _, total = decode_clip(path, self.num_frames, False, None, threads, uniform=True)
-        sel = self.compute(frames)
-        _cache.write_entry(file, sel)
-        flags = sel.flags | (FLAG_SHORT_CLIP if total < self.num_frames else 0)
-        return ("recomputed" if damaged else "computed"), flags
+        sel = self._fresh(path, frames, file)
+        return ("recomputed" if damaged else "computed"), self._flags(sel, False, total)
 
     def load(self, path: str, threads: int = 1) -> Tuple[np.ndarray, np.ndarray, int, Selection]:
-        """Decode ``num_frames`` uniform frames of ``path`` and select: (frames, idx, total, sel)."""
+        """Decode the ``num_frames`` uniform frames of ``path`` and select patches:
+        (frames uint8 [T, H, W, 3], frame indices [T], total frames, selection)."""
         frames, idx, total = decode_clip(path, self.num_frames, False, None, threads, uniform=True)
         return frames, idx, total, self.select(path, frames, total)
 
@@ -113,12 +125,9 @@ def select_patches(video_path: str, num_frames: int = 64, K: int = 2048, patch_s
     ``cache_dir``) plus ``short_side_size`` (resize size before the crop; default
     ``input_size``) and ``decode_threads``. Unreadable videos raise ClipDecodeError.
     """
-    for name in ("K_keep", "patch_size"):
-        if name in options:
-            raise CodecOptionError(f"select_patches: pass {name!r} as "
-                                   f"{'K' if name == 'K_keep' else 'patch_size'}=, not as an option")
+    if "K_keep" in options:
+        raise CodecOptionError("select_patches: give the budget as K=, not K_keep=")
     short_side = options.pop("short_side_size", None)
     threads = options.pop("decode_threads", 1)
     opts = make_options(K_keep=K, patch_size=patch_size, **options)
-    selector = Selector(num_frames, input_size, opts, short_side)
-    return selector.load(video_path, threads)[3].indices
+    return Selector(num_frames, input_size, opts, short_side).load(video_path, threads)[3].indices

@@ -137,11 +137,12 @@ def int_percentile(values: np.ndarray, q: float) -> np.ndarray:
     return v_lo + (rank - lo) * (v_hi - v_lo)
 
 
-def _scaled(levels: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """min(levels / scale_f, 1) per frame [F, ...] as float32, in one buffer."""
-    out = levels.astype(np.float32)
-    out *= (1.0 / scale.astype(np.float32)).reshape(-1, *([1] * (levels.ndim - 1)))
-    return np.minimum(out, 1.0, out=out)
+def _scaled(levels: np.ndarray, scale: np.ndarray, gain: float) -> np.ndarray:
+    """gain * min(levels / scale_f, 1) per frame [F, ...] as float32, in one buffer."""
+    out = np.empty(levels.shape, dtype=np.float32)
+    factor = (gain / scale.astype(np.float64)).astype(np.float32)
+    np.multiply(levels, factor.reshape(-1, *([1] * (levels.ndim - 1))), out=out)
+    return np.minimum(out, np.float32(gain), out=out)
 
 
 def motion_energy(mv: np.ndarray, opts: CodecOptions) -> np.ndarray:
@@ -153,11 +154,12 @@ def motion_energy(mv: np.ndarray, opts: CodecOptions) -> np.ndarray:
     return normalise(mag, MV_FLOOR_PX)
 
 
-def residual_energy(res: np.ndarray, use_grad: bool) -> np.ndarray:
-    """Normalised residual energy [F, H, W]: |r|, or the mean of |d/dx| and |d/dy| of r.
+def residual_energy(res: np.ndarray, use_grad: bool, gain: float = 1.0) -> np.ndarray:
+    """Normalised residual energy [F, H, W], times ``gain``: |r|, or the mean of |d/dx| and
+    |d/dy| of r.
 
     Both are integer-valued (the gradient in half levels), so percentiles come from
-    per-frame histograms instead of sorting.
+    per-frame histograms instead of sorting. (``gain`` lets the weighted fusion skip a pass.)
     """
     if not use_grad:
         levels = np.abs(res)
@@ -167,31 +169,33 @@ def residual_energy(res: np.ndarray, use_grad: bool) -> np.ndarray:
         levels = np.abs(r[:, 1:-1, 2:] - r[:, 1:-1, :-2]) + np.abs(r[:, 2:, 1:-1] - r[:, :-2, 1:-1])
         div = 2.0
     scale = np.maximum(int_percentile(levels, PERCENTILE) / div, RES_FLOOR)
-    return _scaled(levels, scale * div)
+    return _scaled(levels, scale * div, gain)
 
 
-def _cells(x: np.ndarray) -> np.ndarray:
-    """View [F, H, W] (H, W multiples of CELL) as [F, H/CELL, CELL, W/CELL, CELL]."""
-    f, h, w = x.shape
-    return x.reshape(f, h // CELL, CELL, w // CELL, CELL)
+def residual_gain(opts: CodecOptions) -> float:
+    """The weight the fusion gives the residual map (folded into its normalisation)."""
+    return opts.w_res / (opts.w_mv + opts.w_res) if opts.fuse_mode == "weighted" else 1.0
 
 
 def fuse(mv: np.ndarray, res: np.ndarray, opts: CodecOptions) -> np.ndarray:
     """Fuse motion energy on cells [F, h, w] with residual energy [F, H, W] (H, W multiples
-    of CELL), in place in ``res``: weighted mean, max, clipped sum or geometric mean."""
-    cells, m = _cells(res), mv[:, :, None, :, None]
+    of CELL; already times :func:`residual_gain`), in place in ``res``: weighted mean, max,
+    clipped sum or geometric mean. Returns values in [0, 1]."""
+    f, h, w = res.shape
+    # the cell grid widened to pixels, broadcast over each cell's CELL rows (cheaper than
+    # building the full-resolution motion map)
+    rows, m = res.reshape(f, h // CELL, CELL, w), np.repeat(mv, CELL, axis=2)[:, :, None, :]
     if opts.fuse_mode == "max":
-        np.maximum(cells, m, out=cells)
+        np.maximum(rows, m, out=rows)
     elif opts.fuse_mode == "sum":
-        np.add(cells, m, out=cells)
+        np.add(rows, m, out=rows)
+        np.minimum(res, 1.0, out=res)
     elif opts.fuse_mode == "geomean":
-        np.multiply(cells, m, out=cells)
+        np.multiply(rows, m, out=rows)
         np.sqrt(res, out=res)
-    else:
-        total = opts.w_mv + opts.w_res
-        np.multiply(res, np.float32(opts.w_res / total), out=res)
-        np.add(cells, (m * (opts.w_mv / total)).astype(np.float32), out=cells)
-    return np.minimum(res, 1.0, out=res)  # every input is >= 0
+    else:  # the residual already carries its weight
+        np.add(rows, (m * (opts.w_mv / (opts.w_mv + opts.w_res))).astype(np.float32), out=rows)
+    return res
 
 
 def center_weight(h: int, w: int, sigma_frac: float) -> np.ndarray:
@@ -218,7 +222,8 @@ def saliency(field: MotionField, opts: CodecOptions) -> Tuple[np.ndarray, np.nda
         return inter, np.zeros((0, h, w), dtype=np.float32)
     mv = motion_energy(_frames(field.mv, inter), opts)
     # percentiles over the frame itself; then whole cells, so motion broadcasts over them
-    res = pad_to_cells(residual_energy(_frames(field.residual, inter), opts.res_use_grad))
+    res = pad_to_cells(residual_energy(_frames(field.residual, inter), opts.res_use_grad,
+                                       residual_gain(opts)))
     fused = fuse(mv, res, opts)[:, :h, :w]
     if opts.center_prior > 0:
         fused *= 1.0 + opts.center_prior * center_weight(h, w, opts.center_sigma)

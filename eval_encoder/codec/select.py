@@ -2,12 +2,15 @@
 
 The maps are resized and centre-cropped exactly like the pixels (the pixel transform's
 cubic resampling of the shorter side, then its S x S centre crop), averaged per patch, and
-the top K patch indices are kept, sorted. Near-static clips (upstream's thresholds on the per-patch mean, 0..255)
-take a few uniformly spaced frames whole and fill the remaining budget by score.
+the top K patch indices are kept, sorted. Near-static clips (upstream's thresholds on the
+per-patch mean of the 0..255 map) take a few uniformly spaced frames whole and fill the
+remaining budget by score.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
 from eval_encoder.codec.options import CodecOptions
@@ -34,7 +37,8 @@ class Selection:
     flags: int = 0
 
 
-def _axis_pooling(in_size: int, in_short: int, short_side: int, crop: int, patch: int) -> np.ndarray:
+def _axis_pooling(in_size: int, in_short: int, short_side: int, crop: int,
+                  patch: int) -> np.ndarray:
     """[crop/patch, in_size]: row j averages the ``patch`` output pixels of patch j of the
     resized (shorter side to ``short_side``) and centre-cropped axis, in input pixels."""
     out, origin, step = resize_plan(in_size, in_short, short_side)
@@ -69,7 +73,7 @@ def is_static(scores: np.ndarray, opts: CodecOptions) -> bool:
                 or (p95 < 2 * opts.static_abs_thresh and flatness < opts.static_rel_thresh))
 
 
-def top_k(scores: np.ndarray, k: int, exclude: np.ndarray = None) -> np.ndarray:
+def top_k(scores: np.ndarray, k: int, exclude: Optional[np.ndarray] = None) -> np.ndarray:
     """Indices of the k best scores; ties go to the lower index, so results are reproducible."""
     s = scores.copy()
     if exclude is not None and exclude.size:

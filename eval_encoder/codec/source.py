@@ -29,9 +29,9 @@ class CodecSource:
             raise ConfigError("the codec clip source needs the run config and the encoder spec")
         for flag in ("num_spatial_crops", "num_temporal_crops"):
             if getattr(cfg, flag, 1) != 1:
-                raise ConfigError(f"--{flag} {getattr(cfg, flag)}: the codec family selects patches "
-                                 "on the centre crop of 64 uniform frames, so every view would be "
-                                 "the same; use 1")
+                raise ConfigError(f"--{flag} {getattr(cfg, flag)}: the codec family selects "
+                                  "patches on the centre crop of 64 uniform frames, so every "
+                                  "view would be the same; use 1")
         input_size = cfg.input_size or spec.input_size
         self.decode_threads = decode_threads
         self.selector = Selector(num_frames, input_size, cfg.codec, cfg.short_side_size)

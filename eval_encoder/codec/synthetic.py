@@ -49,8 +49,8 @@ def moving_square(frames: int = 64, height: int = 120, width: int = 160, size: i
         y = int(round(start[0] + velocity[0] * t))
         x = int(round(start[1] + velocity[1] * t))
         boxes[t] = (y, x, size)
-        if size:
-            ys, xs = slice(max(y, 0), min(y + size, height)), slice(max(x, 0), min(x + size, width))
+        ys, xs = slice(max(y, 0), min(y + size, height)), slice(max(x, 0), min(x + size, width))
+        if ys.stop > ys.start and xs.stop > xs.start:  # some of the square is in view
             out[t, ys, xs] = obj[ys.start - y:ys.stop - y, xs.start - x:xs.stop - x]
     return Scene(out, boxes)
 

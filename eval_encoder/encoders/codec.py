@@ -60,8 +60,9 @@ def codec_spec(cfg: ProbeConfig, model: OneVisionEncoder) -> EncoderSpec:
 
 def _check(cfg: ProbeConfig, spec: EncoderSpec) -> None:
     if cfg.codec.patch_size != spec.patch_size:
-        raise ConfigError(f"--patch_size {cfg.codec.patch_size} (codec selection grid) differs from "
-                          f"the patch size {spec.patch_size} of {cfg.model_name}; they must match")
+        raise ConfigError(f"--patch_size {cfg.codec.patch_size} (codec selection grid) differs "
+                          f"from the patch size {spec.patch_size} of {cfg.model_name}; they "
+                          "must match")
     if spec.input_size <= 0 or spec.input_size % spec.patch_size:
         raise ConfigError(f"--input_size {spec.input_size} is not a positive multiple of the patch "
                           f"size {spec.patch_size}")

@@ -169,6 +169,9 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_time_s": round(time.time() - wall_start, 2),
         "dataset": {"name": cfg.dataset}, "config_hash": requested_hash,
+        # row labels as requested, so a failed run still lands in the right leaderboard row
+        "method": cfg.method_label or f"{cfg.model_family}/{cfg.model_name}",
+        "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
         "config": cfg.to_dict(), "sources": dict(cfg.sources),
         "versions": rec.software_versions(), "git_commit": rec.git_commit(),
         "world_size": env.world_size if env else int(os.environ.get("WORLD_SIZE", "1")),

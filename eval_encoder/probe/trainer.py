@@ -229,11 +229,12 @@ class ProbeTrainer:
             batch = _to_device(batch, self.env.device)
             feats = self.tokens(batch, "val")
             with _autocast(self.env.device):
-                logits = torch.stack([h.module(feats).float() for h in self.heads], dim=1)
-            for row, clip in enumerate(batch["clip_index"].tolist()):
-                sums[clip] = sums.get(clip, 0) + logits[row].cpu()
+                logits = torch.stack([h.module(feats).float() for h in self.heads], dim=1).cpu()
+            for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
+                                                    batch["labels"].tolist())):
+                sums[clip] = sums.get(clip, 0) + logits[row]
                 seen[clip] += 1
-                labels[clip] = int(batch["labels"][row])
+                labels[clip] = label
         local = []
         for clip, total in sums.items():
             if seen[clip] != views:
