@@ -2,8 +2,9 @@
 the published checkpoint format, and one probe run over them through torchrun.
 
 ``python -m eval_encoder demo`` runs it all; ``--generate-only`` just writes the data.
-Classes are motion directions of a textured patch (right, left, down, up), so the label is
-in the motion, as in SSv2, not in any single frame.
+Classes are motion directions of a textured square (right, left, down, up); each class also
+tints its square, so that the tiny randomly initialised demo encoder, which has learnt nothing
+about motion, still gives the probe something to find.
 """
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ import numpy as np
 log = logging.getLogger("eval_encoder.demo")
 
 DIRECTIONS = [(1, 0), (-1, 0), (0, 1), (0, -1)]  # class 0..3: right, left, down, up
+# each class also tints its square, so even the tiny random demo encoder has a cue it can pass on
+TINTS = [(1.0, 0.35, 0.35), (0.35, 1.0, 0.35), (0.35, 0.35, 1.0), (1.0, 1.0, 0.35)]
 
 
-def render_clip(direction, num_frames: int, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def render_clip(direction, num_frames: int, width: int, height: int, rng: np.random.Generator,
+                tint=(1.0, 1.0, 1.0)) -> np.ndarray:
     """Frames uint8 [T, H, W, 3]: a textured square moving over a static textured background."""
     background = rng.integers(40, 120, size=(height // 4 + 1, width // 4 + 1, 3), dtype=np.uint8)
     background = np.kron(background, np.ones((4, 4, 1), dtype=np.uint8))[:height, :width]
     side = height // 3
-    patch = rng.integers(150, 255, size=(side, side, 3), dtype=np.uint8)
+    patch = (rng.integers(150, 255, size=(side, side, 3)) * np.asarray(tint)).astype(np.uint8)
     dx, dy = direction
     span_x, span_y = width - side, height - side
     step = max(1, min(span_x, span_y) // max(1, num_frames))
@@ -84,7 +88,8 @@ def generate_dataset(root: Path, name: str, train_per_class: int, val_clips: int
     for n, (split, label) in enumerate(plan):
         rel = f"videos/{split}_{n:03d}.mp4"
         t = int(rng.integers(frames[0], frames[1] + 1))
-        write_video(folder / rel, render_clip(DIRECTIONS[label], t, size[0], size[1], rng))
+        write_video(folder / rel, render_clip(DIRECTIONS[label], t, size[0], size[1], rng,
+                                                     TINTS[label]))
         rows[split].append(f"{rel},{label}")
     for split, lines in rows.items():
         (folder / f"{split}_new.csv").write_text("\n".join(lines) + "\n")
@@ -122,7 +127,7 @@ def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Se
         "--default_weight_decay", "0", "--dali_py_num_workers", "0", "--model_family",
         "llava_vit_sampling", "--dataset", "demo", "--num_frames", "4", "--model_weight", str(weights),
         "--model_name", "ov_encoder_tiny", "--embedding_size", "128", "--frames_token_num", "256",
-        "--default_epoch", "2", "--data_root", str(data), "--save_report", str(report), *extra]
+        "--default_epoch", "3", "--data_root", str(data), "--save_report", str(report), *extra]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
