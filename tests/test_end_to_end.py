@@ -138,3 +138,21 @@ def test_user_encoder_from_readme_runs_end_to_end(demo, tmp_path, monkeypatch):
     assert record["encoder"]["family"] == "my_patch_encoder"
     assert record["samples"]["val"]["scored"] == 7
     assert record["encoder"]["spec"]["input_size"] == 64
+
+
+def test_baseline_family_runs_through_the_same_trainer(demo, tmp_path, monkeypatch):
+    data, _ = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    report = tmp_path / "report"
+    code = probe_main([
+        "--model_family", "siglip2", "--model_name", "test_vit", "--model_weight", "random",
+        "--input_size", "64", "--num_frames", "2", "--dataset", "demo", "--data_root", str(data),
+        "--default_epoch", "1", "--batch_size", "4", "--dali_py_num_workers", "0",
+        "--save_report", str(report)])
+    assert code == 0
+    (record,) = _records(report)
+    spec = record["encoder"]["spec"]
+    assert record["encoder"]["family"] == "siglip2" and spec["mean"] == [0.5, 0.5, 0.5]
+    assert "input_size" in spec["overrides"]
+    assert record["samples"]["val"]["scored"] == 7

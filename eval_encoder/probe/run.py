@@ -202,11 +202,11 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
     views = splits.val.views
     record["samples"] = {
         "train": {"expected": len(splits.train.entries), "skipped": list(c.skipped["train"].values()),
-                  "flags": c.flags["train"]},
+                  "flags": trainer.flag_counts("train")},
         "val": {"expected": len(splits.val.entries), "scored": getattr(trainer, "scored_val", 0),
                 "views_per_clip": views,
                 "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
-                "flags": c.flags["val"]}}
+                "flags": trainer.flag_counts("val")}}
     record["encoder_passes"], record["batches"] = dict(c.encoder_passes), dict(c.batches)
     record["config"], record["sources"] = cfg.to_dict(), dict(cfg.sources)
 

@@ -48,7 +48,7 @@ class Counters:
     encoder_passes: Dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
     batches: Dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
     skipped: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {"train": {}, "val": {}})
-    flags: Dict[str, Dict[str, int]] = field(default_factory=lambda: {"train": {}, "val": {}})
+    flags: Dict[str, Dict[str, set]] = field(default_factory=lambda: {"train": {}, "val": {}})
 
 
 def make_heads(grid, dim: int, num_classes: int, depth: int, steps: int, min_lr: float,
@@ -109,12 +109,20 @@ class ProbeTrainer:
         if "flags" in batch:
             from eval_encoder.video.dataset import FLAG_NAMES
 
-            flags = batch["flags"].view(-1).tolist()
-            for bit, name in FLAG_NAMES.items():
-                n = sum(1 for f in flags if int(f) & bit)
-                if n:
-                    bucket = self.counters.flags[split]
-                    bucket[name] = bucket.get(name, 0) + n
+            # a set of sample indices per flag: a clip seen in several epochs counts once
+            pairs = zip(batch["flags"].view(-1).tolist(), batch["index"].view(-1).tolist())
+            for flags, index in pairs:
+                for bit, name in FLAG_NAMES.items():
+                    if int(flags) & bit:
+                        self.counters.flags[split].setdefault(name, set()).add(int(index))
+
+    def flag_counts(self, split: str) -> Dict[str, int]:
+        """Samples of ``split`` (over all ranks) that carried each flag (collective call)."""
+        merged: Dict[str, set] = {}
+        for part in dist.all_gather_objects(self.counters.flags[split]):
+            for name, indices in part.items():
+                merged.setdefault(name, set()).update(indices)
+        return {name: len(indices) for name, indices in sorted(merged.items())}
 
     # ---- training
     def train_epoch(self, loader, epoch: int) -> Dict[str, float]:
