@@ -64,31 +64,6 @@ def all_gather_objects(obj: Any) -> List[Any]:
     return out
 
 
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def any_rank(flag: bool) -> bool:
-    """True on every rank when ``flag`` is true on any rank (used to fail together)."""
-    if not active():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def barrier() -> None:
-    if active():
-        dist.barrier()
-
-
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -29,7 +29,3 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.setLevel(level)
     logger.propagate = False
     logger._eval_encoder_configured = True
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
