@@ -69,6 +69,8 @@ class ProbeConfig:
     max_skip_fraction: float = _f(0.01, "fail when more than this fraction of a split is unreadable")
     # --- evaluation
     eval_freq: int = _f(1, "evaluate every N epochs (and always after the last)")
+    eval_mode: str = _f("end", "score the heads of every evaluation epoch in one validation pass at "
+                        "the end, or after each epoch as upstream", choices=["end", "epoch"])
     num_temporal_crops: int = _f(1, "temporal views per validation clip (logits averaged)")
     num_spatial_crops: int = _f(1, "spatial views per validation clip (1 centre, 3 left/centre/right)")
     # --- loading and runtime

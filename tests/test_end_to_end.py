@@ -156,3 +156,23 @@ def test_baseline_family_runs_through_the_same_trainer(demo, tmp_path, monkeypat
     assert record["encoder"]["family"] == "siglip2" and spec["mean"] == [0.5, 0.5, 0.5]
     assert "input_size" in spec["overrides"]
     assert record["samples"]["val"]["scored"] == 7
+
+
+def test_one_validation_pass_at_the_end_gives_the_per_epoch_numbers(demo, tmp_path, monkeypatch):
+    data, weights = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    records = {}
+    for mode in ("epoch", "end"):
+        report = tmp_path / mode
+        assert _run_single(data, weights, report, "--eval_mode", mode, "--default_epoch", "3",
+                           "--default_lr_list", "0.001", "0.0001") == 0
+        (records[mode],) = _records(report)
+    by_mode = {m: [[(e["epoch"], e["top1"], e["top5"]) for e in h["history"]] for h in r["heads"]]
+               for m, r in records.items()}
+    assert by_mode["end"] == by_mode["epoch"]
+    # the validation clips are encoded once instead of once per evaluated epoch
+    val_batches = records["end"]["batches"]["val"]
+    assert records["end"]["encoder_passes"]["val"] == val_batches
+    assert records["epoch"]["encoder_passes"]["val"] == 3 * val_batches
+    assert records["end"]["config_hash"] == records["epoch"]["config_hash"]

@@ -72,7 +72,7 @@ def test_three_learning_rates_one_encoder_pass_per_batch():
     loader = ListLoader(_batches())
     trainer.train_epoch(loader, 0)
     assert enc.calls == 4 == trainer.counters.batches["train"]
-    scored = trainer.evaluate(loader, views=1, epoch=0)
+    scored = trainer.evaluate(loader, views=1, modules=[h.module for h in heads])
     assert enc.calls == 8 and len(scored) == 20
     assert len(scored[0]["top5"]) == 3  # one prediction list per head
 

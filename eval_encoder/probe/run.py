@@ -4,6 +4,7 @@ This is the one long driver; it only wires the units together.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -81,6 +82,8 @@ def build_splits(cfg: ProbeConfig, card: DatasetCard, spec) -> Splits:
                                            cfg.val_data_csv_path)
     train_entries = read_manifest(train_csv, card.num_classes)
     val_entries = read_manifest(val_csv, card.num_classes)
+    for name, entries in (("train", train_entries), ("val", val_entries)):
+        check_files_exist(entries, root, name, cfg.max_skip_fraction)
     source_cls = CLIP_SOURCES.get(spec.clip_source)
     source = source_cls(num_frames=spec.num_frames or cfg.num_frames,
                         decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
@@ -88,6 +91,19 @@ def build_splits(cfg: ProbeConfig, card: DatasetCard, spec) -> Splits:
     val = ClipDataset(val_entries, root, source, train=False, seed=cfg.seed,
                       temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
     return Splits(card, root, train_csv, val_csv, train, val)
+
+
+def check_files_exist(entries, root: str, split: str, limit: float) -> None:
+    """Fail before any training when more clips are missing than the run may skip."""
+    missing = [os.path.join(root, e.path) for e in entries
+               if not os.path.isfile(os.path.join(root, e.path))]
+    if len(missing) > limit * len(entries):
+        listed = "; ".join(f"{path}: file not found" for path in missing[:5])
+        raise RunFailed(f"{len(missing)} of {len(entries)} {split} clips could not be read (limit "
+                        f"{limit:.1%}; --max_skip_fraction): {listed}")
+    if missing:
+        log.warning("%d %s clips are missing; they will be skipped and listed in the record",
+                    len(missing), split)
 
 
 def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
@@ -109,28 +125,64 @@ def _skip_check(trainer: ProbeTrainer, split: str, size: int, limit: float) -> N
                         f"{limit:.1%}; --max_skip_fraction): {sample}")
 
 
-def train_and_score(cfg: ProbeConfig, trainer: ProbeTrainer, loaders, splits: Splits) -> List[Dict]:
-    """Epoch loop: train every head, evaluate every eval_freq epochs and after the last."""
+def eval_epochs(cfg: ProbeConfig) -> List[int]:
+    """Epochs after which the heads are scored: every eval_freq-th and always the last."""
+    last = cfg.default_epoch - 1
+    return [e for e in range(cfg.default_epoch) if e % cfg.eval_freq == 0 or e == last]
+
+
+def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Splits,
+              modules: List, desc: str) -> List[Dict]:
+    """One pass over the validation split scoring ``modules``; checks exactly-once."""
+    val_loader.set_epoch(0)
+    scored = trainer.evaluate(val_loader, splits.val.views, modules, desc)
+    _skip_check(trainer, "val", len(splits.val), cfg.max_skip_fraction)
+    skipped_clips = {k // splits.val.views for k in trainer.counters.skipped["val"]}
+    check_scored_once(scored, len(splits.val.entries), skipped_clips)
+    trainer.scored_val = len(scored)
+    return scored
+
+
+def train_and_score(cfg: ProbeConfig, trainer: ProbeTrainer, loaders, splits: Splits) -> None:
+    """Train every head; score each head after every evaluation epoch.
+
+    ``--eval_mode end`` (default) keeps a copy of each live head at every evaluation epoch
+    and scores all copies in one validation pass at the end: the validation clips are
+    decoded and encoded once per run instead of once per evaluation, with the same numbers.
+    ``--eval_mode epoch`` scores after each evaluation epoch, as upstream did.
+    """
     train_loader, val_loader = loaders
+    due = set(eval_epochs(cfg))
+    snapshots = []  # (epoch, head index, frozen copy of the head)
     for epoch in range(cfg.default_epoch):
         train_loader.set_epoch(epoch)
         losses = trainer.train_epoch(train_loader, epoch)
         _skip_check(trainer, "train", len(splits.train), cfg.max_skip_fraction)
-        entry = {h.name: {"epoch": epoch, "train_loss": losses[h.name]} for h in trainer.heads}
-        if epoch % cfg.eval_freq == 0 or epoch == cfg.default_epoch - 1:
-            val_loader.set_epoch(0)
-            scored = trainer.evaluate(val_loader, splits.val.views, epoch)
-            _skip_check(trainer, "val", len(splits.val), cfg.max_skip_fraction)
-            skipped_clips = {k // splits.val.views for k in trainer.counters.skipped["val"]}
-            check_scored_once(scored, len(splits.val.entries), skipped_clips)
-            trainer.scored_val = len(scored)
-            for i, h in enumerate(trainer.heads):
-                entry[h.name].update(accuracy(scored, i) if h.alive else {"top1": None, "top5": None})
-            best = max((e["top1"] for e in entry.values() if e.get("top1") is not None), default=float("nan"))
-            log.info("epoch %d: best head top-1 %.2f%% over %d clips", epoch, best, len(scored))
         for h in trainer.heads:
-            h.history.append(entry[h.name])
-    return [h.history for h in trainer.heads]
+            h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
+        live = [i for i, h in enumerate(trainer.heads) if h.alive]
+        if epoch not in due or not live:
+            continue
+        if cfg.eval_mode == "epoch":
+            modules = [trainer.heads[i].module for i in live]
+            scored = score_val(cfg, trainer, val_loader, splits, modules, f"val {epoch}")
+            _record_scores(trainer, scored, [(epoch, i) for i in live])
+        else:
+            snapshots += [(epoch, i, copy.deepcopy(trainer.heads[i].module).cpu()) for i in live]
+    if snapshots:
+        modules = [m.to(trainer.env.device) for _, _, m in snapshots]
+        scored = score_val(cfg, trainer, val_loader, splits, modules,
+                           f"val ({len(modules)} head snapshots)")
+        _record_scores(trainer, scored, [(e, i) for e, i, _ in snapshots])
+
+
+def _record_scores(trainer: ProbeTrainer, scored: List[Dict], owners) -> None:
+    """Put module j's accuracy into the history of head ``owners[j] = (epoch, head)``."""
+    for j, (epoch, i) in enumerate(owners):
+        trainer.heads[i].history[epoch].update(accuracy(scored, j))
+    for epoch in sorted({e for e, _ in owners}):
+        best = max(trainer.heads[i].history[epoch]["top1"] for e, i in owners if e == epoch)
+        log.info("epoch %d: best head top-1 %.2f%% over %d clips", epoch, best, len(scored))
 
 
 def summarise_heads(trainer: ProbeTrainer, select: str):

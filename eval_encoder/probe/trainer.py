@@ -217,18 +217,18 @@ class ProbeTrainer:
 
     # ---- evaluation
     @torch.no_grad()
-    def evaluate(self, loader, views: int, epoch: int) -> List[Dict]:
-        """Score every clip once: logits averaged over its views, top-1/top-5 per head.
+    def evaluate(self, loader, views: int, modules: List[nn.Module], desc: str = "val") -> List[Dict]:
+        """Score every clip once with each of ``modules`` (heads, or snapshots of heads).
 
-        Returns, on every rank, the list of scored clips ``{clip, label, top5: [heads][5]}``
-        gathered from all ranks.
+        Logits are averaged over a clip's views. Returns, on every rank, the scored clips
+        ``{clip, label, top5: [module][5]}`` gathered from all ranks.
         """
-        for h in self.heads:
-            h.module.eval()
+        for m in modules:
+            m.eval()
         sums: Dict[int, torch.Tensor] = {}
         seen: Dict[int, int] = defaultdict(int)
         labels: Dict[int, int] = {}
-        bar = tqdm(loader, total=len(loader), desc=f"val {epoch}", disable=not self.env.is_main,
+        bar = tqdm(loader, total=len(loader), desc=desc, disable=not self.env.is_main,
                    leave=False, dynamic_ncols=True)
         for batch in bar:
             self._note_batch(batch, "val")
@@ -237,7 +237,7 @@ class ProbeTrainer:
             batch = _to_device(batch, self.env.device)
             feats = self.tokens(batch, "val")
             with _autocast(self.env.device):
-                logits = torch.stack([h.module(feats).float() for h in self.heads], dim=1).cpu()
+                logits = torch.stack([m(feats).float() for m in modules], dim=1).cpu()
             for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
                                                     batch["labels"].tolist())):
                 sums[clip] = sums.get(clip, 0) + logits[row]
@@ -249,8 +249,7 @@ class ProbeTrainer:
                 continue  # a view failed to decode: the clip is listed as skipped, not scored
             top5 = total.topk(min(5, self.num_classes), dim=-1).indices
             local.append({"clip": clip, "label": labels[clip], "top5": top5.tolist()})
-        gathered = [item for part in dist.all_gather_objects(local) for item in part]
-        return gathered
+        return [item for part in dist.all_gather_objects(local) for item in part]
 
 
 def accuracy(scored: List[Dict], head: int) -> Dict[str, float]:
