@@ -74,23 +74,58 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
         cfg.frames_token_num = spec.tokens_per_frame
 
 
-def build_splits(cfg: ProbeConfig, card: DatasetCard, spec) -> Splits:
-    """Read both manifests (failing on any bad line before training) and make the datasets."""
+@dataclass
+class Manifests:
+    root: str
+    train_csv: str
+    val_csv: str
+    train: list
+    val: list
+
+
+def read_manifests(cfg: ProbeConfig, card: DatasetCard) -> Manifests:
+    """Read and check both manifests before anything heavy (encoder weights) is loaded."""
     require(cfg.data_root is not None, "--data_root is required (the folder holding "
             f"{card.name}/{card.train_manifest})")
     root, train_csv, val_csv = split_paths(card, cfg.data_root, cfg.train_data_csv_path,
                                            cfg.val_data_csv_path)
-    train_entries = read_manifest(train_csv, card.num_classes)
-    val_entries = read_manifest(val_csv, card.num_classes)
-    for name, entries in (("train", train_entries), ("val", val_entries)):
+    out = Manifests(root, train_csv, val_csv, read_manifest(train_csv, card.num_classes),
+                    read_manifest(val_csv, card.num_classes))
+    for name, entries in (("train", out.train), ("val", out.val)):
         check_files_exist(entries, root, name, cfg.max_skip_fraction)
+    return out
+
+
+def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Splits:
+    """The train and val datasets, fed by the clip source the encoder declares."""
     source_cls = CLIP_SOURCES.get(spec.clip_source)
     source = source_cls(num_frames=spec.num_frames or cfg.num_frames,
                         decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
-    train = ClipDataset(train_entries, root, source, train=True, seed=cfg.seed)
-    val = ClipDataset(val_entries, root, source, train=False, seed=cfg.seed,
+    train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed)
+    val = ClipDataset(m.val, m.root, source, train=False, seed=cfg.seed,
                       temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
-    return Splits(card, root, train_csv, val_csv, train, val)
+    return Splits(card, m.root, m.train_csv, m.val_csv, train, val)
+
+
+def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
+    """Train and val loaders over this rank's shards (see video/loader.py for the rules)."""
+    tspec = transform_spec(cfg, spec)
+    backend = pick_backend(cfg.loader, env.device)
+    cfg.sources.setdefault("loader_backend", backend)
+    extras = ["visible_indices", "flags"] if spec.clip_source == "codec" else []
+    n_train, n_val, views = len(splits.train), len(splits.val.entries), splits.val.views
+
+    def train_shard(epoch):
+        return train_order(n_train, epoch, env.rank, env.world_size, cfg.seed)
+
+    def val_shard(_epoch):
+        return val_order(n_val, views, env.rank, env.world_size)
+
+    common = dict(batch_size=cfg.batch_size, tspec=tspec, backend=backend, device=env.device,
+                  workers=cfg.dali_py_num_workers, dali_threads=cfg.dali_num_threads,
+                  seed=cfg.seed, extras_keys=extras)
+    return (make_loader(splits.train, train_shard, **common),
+            make_loader(splits.val, val_shard, **common)), backend
 
 
 def check_files_exist(entries, root: str, split: str, limit: float) -> None:
@@ -282,21 +317,12 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     record = base_record(cfg, requested_hash, env, start)
     try:
         card = resolve_dataset(cfg)
+        manifests = read_manifests(cfg, card)
         encoder = build_encoder(cfg).to(env.device)
         spec = encoder.spec
         check_encoder_flags(cfg, spec)
-        splits = build_splits(cfg, card, spec)
-        tspec = transform_spec(cfg, spec)
-        backend = pick_backend(cfg.loader, env.device)
-        cfg.sources.setdefault("loader_backend", backend)
-        extras = ["visible_indices", "flags"] if spec.clip_source == "codec" else []
-        loaders = (
-            make_loader(splits.train, lambda e: train_order(len(splits.train), e, env.rank, env.world_size, cfg.seed),
-                        cfg.batch_size, tspec, backend, env.device, cfg.dali_py_num_workers,
-                        cfg.dali_num_threads, cfg.seed, extras),
-            make_loader(splits.val, lambda e: val_order(len(splits.val.entries), splits.val.views, env.rank, env.world_size),
-                        cfg.batch_size, tspec, backend, env.device, cfg.dali_py_num_workers,
-                        cfg.dali_num_threads, cfg.seed, extras))
+        splits = build_splits(cfg, card, manifests, spec)
+        loaders, backend = build_loaders(cfg, splits, spec, env)
         steps = len(loaders[0]) * cfg.default_epoch
         heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
                            card.num_classes, cfg.probe_size, steps, cfg.default_min_lr, env.device, cfg.seed)
