@@ -225,7 +225,13 @@ def pick_latest(frame: pd.DataFrame) -> pd.DataFrame:
     if superseded:
         log.info("%d older complete record(s) superseded by a later run of the same cell",
                  superseded)
+    configs = done.groupby(keys, dropna=False)["config_hash"].nunique()
+    mixed = set(configs[configs > 1].index)
+    if mixed:
+        log.warning("%d cell(s) hold complete runs of different configurations; the latest is "
+                    "shown and marked *", len(mixed))
     done = done.drop_duplicates(keys, keep="last")
+    done = done.assign(mixed=[tuple(k) in mixed for k in done[keys].itertuples(index=False)])
     failed = frame[frame["status"] != "complete"].drop_duplicates(keys, keep="last")
     done_keys = set(map(tuple, done[keys].itertuples(index=False)))
     failed = failed[[tuple(k) not in done_keys for k in failed[keys].itertuples(index=False)]]
@@ -246,6 +252,8 @@ def measured_table(picked: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFram
     fails = picked[picked["status"] != "complete"].groupby(ROW_KEYS)["dataset"].agg(
         lambda s: ",".join(sorted(s)))
     table["failed"] = fails.reindex(table.index).fillna("")
+    mixed = done[done["mixed"]].groupby(ROW_KEYS)["dataset"].agg(lambda s: ",".join(sorted(s)))
+    table["mixed"] = mixed.reindex(table.index).fillna("") if len(mixed) else ""
     table = table.reset_index()
     _add_average(table, datasets)
     table["source"] = "measured"
@@ -365,7 +373,8 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     table["avg_flag"] = table["avg_flag"].eq(True)
     table = _order(table, reported)
     fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
-    rest = ["n_done", "n_datasets", "complete", "failed", "avg_mean", "avg_flag"]
+    table["mixed"] = table["mixed"].fillna("") if "mixed" in table.columns else ""
+    rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag"]
     return Board(table[fixed + rest], datasets, extras)
 
 
@@ -457,6 +466,10 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
         if source == "measured" and col in failed:
             cells.append("fail")
             notes["fail"] = "fail: the latest run of that dataset failed (see its record's error)"
+        elif source == "measured" and col in set(filter(None, str(row.get("mixed") or "").split(","))):
+            cells.append(_num(row.get(col)) + " *")
+            notes["mixed"] = ("*: complete runs of more than one configuration exist for this cell; "
+                              "the latest is shown (compare config_hash in runs/)")
         else:
             cells.append(_num(row.get(col), signed=source == "delta"))
     return [label, arch, res, avg, *cells]

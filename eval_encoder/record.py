@@ -36,7 +36,7 @@ SCHEMA_VERSION = 1
 RUNTIME_KEYS = frozenset({
     "data_root", "save_report", "print_freq", "loader", "device", "dali_num_threads",
     "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
-    "global_rank", "config", "sources", "method_label", "arch_label", "eval_mode",
+    "global_rank", "config", "sources", "eval_mode", "allow_download",
 })
 
 

@@ -185,9 +185,32 @@ def expected_hash(argv: Sequence[str]) -> str:
     return rec.config_hash(parse_config(list(argv)).to_dict())
 
 
-def find_complete(save_report: str, dataset: str, config_hash: str,
-                  world_size: int) -> Optional[Tuple[Path, Dict[str, Any]]]:
-    """The newest complete record of this dataset with this config hash and world size."""
+def data_changed(record: Dict[str, Any], data_root: str) -> Optional[str]:
+    """Why a finished record no longer describes the data under ``data_root`` (None: same).
+
+    The config hash leaves the data root out (the same data may move), so the card version
+    and the manifests' contents are compared here instead.
+    """
+    from eval_encoder.video.manifest import file_sha256, load_card, split_paths
+
+    stored = record.get("dataset") or {}
+    config = record.get("config") or {}
+    card = load_card(stored.get("name", ""))
+    if str(stored.get("version")) != card.version:
+        return f"dataset card version {stored.get('version')} -> {card.version}"
+    _, train_csv, val_csv = split_paths(card, data_root, config.get("train_data_csv_path"),
+                                        config.get("val_data_csv_path"))
+    for split, path in (("train", train_csv), ("val", val_csv)):
+        current = file_sha256(path) if os.path.isfile(path) else None
+        if current != stored.get(f"{split}_manifest_sha256"):
+            return f"{split} manifest {path} differs from the one the record was made with"
+    return None
+
+
+def find_complete(save_report: str, dataset: str, config_hash: str, world_size: int,
+                  data_root: Optional[str] = None) -> Optional[Tuple[Path, Dict[str, Any]]]:
+    """The newest complete record of this dataset with this config hash and world size
+    (and, given ``data_root``, made from the same card version and manifests)."""
     found = []
     for path in sorted(rec.records_dir(save_report, dataset).glob("*.json")):
         if path.name.startswith(".tmp-"):
@@ -198,7 +221,10 @@ def find_complete(save_report: str, dataset: str, config_hash: str,
             log.warning("ignoring %s when looking for finished runs: %s", path, exc)
             continue
         if data.get("status") == "complete" and data.get("config_hash") == config_hash:
-            if int(data.get("world_size") or 1) == world_size:
+            changed = data_changed(data, data_root) if data_root else None
+            if changed:
+                log.info("%s: same config but %s: not reused", path, changed)
+            elif int(data.get("world_size") or 1) == world_size:
                 found.append((str(data.get("created") or ""), path, data))
             else:
                 log.info("%s: same config but world size %s (now %d): not reused", path,
@@ -296,7 +322,7 @@ def run_dataset(recipe: Recipe, dataset: str, data_root: str, save_report: str, 
     argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset, data_root,
                         save_report, extra)
     chash = expected_hash(argv)
-    done = find_complete(save_report, dataset, chash, nproc)
+    done = find_complete(save_report, dataset, chash, nproc, data_root)
     if done:
         path, data = done
         return Outcome(dataset, "skipped", path, float(data["reported"]["top1"]))
@@ -385,7 +411,8 @@ def dry_run(recipe: Recipe, names: Sequence[str], args, extra: Sequence[str]) ->
     for name in names:
         argv = trainer_argv(write_probe_yaml(recipe, name, args.save_report), name,
                             args.data_root, args.save_report, extra)
-        done = find_complete(args.save_report, name, expected_hash(argv), args.nproc_per_node)
+        done = find_complete(args.save_report, name, expected_hash(argv), args.nproc_per_node,
+                             args.data_root)
         state = f"done ({done[0]})" if done else "to run"
         print(f"{name}: {state}\n  {' '.join(launch_command(argv, args.nproc_per_node))}")
 

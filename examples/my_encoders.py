@@ -50,4 +50,5 @@ def build(cfg) -> FramePatchEncoder:
     if cfg.model_weight != "random":  # random weights only when asked for
         path = resolve_weights(cfg.model_weight, cfg.allow_download)
         encoder.load_state_dict(load_state_dict(path))
+        encoder.weights = str(path)  # the run record says what was loaded
     return encoder

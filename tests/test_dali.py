@@ -143,7 +143,8 @@ def test_eval_loader_yields_each_index_once_and_reports_failures(dali, videos):
     tspec = TransformSpec(input_size=48, short_side=56, mean=MEAN, std=STD)
     ds = _dataset(videos, train=False, spatial_views=3)  # 12 samples, 3 of them unreadable
     order = [11, 3, 4, 5, 0, 1, 2, 9, 10, 6, 7, 8]
-    loader = build_dali_loader(ds, lambda e: order, 5, tspec, None, 1, 0, seed=0)
+    loader = build_dali_loader(ds, lambda e: order, 5, tspec, None, 1, 0, seed=0,
+                               extras_keys=ds.source.extras_keys)
     assert len(loader) == 3
     seen, skipped = [], []
     for batch in loader:
@@ -151,7 +152,7 @@ def test_eval_loader_yields_each_index_once_and_reports_failures(dali, videos):
         if "index" not in batch:
             assert set(batch) == {"skipped"}
             continue
-        assert set(batch) == KEYS
+        assert set(batch) == KEYS | set(ds.source.extras_keys)  # contract: plus declared extras
         assert batch["pixel_values"].shape[1:] == (3, 4, 48, 48)
         assert all(v.dtype == torch.long for k, v in batch.items() if k not in ("pixel_values", "skipped"))
         _check_against_torch(ds, batch, 0, tspec)
@@ -168,7 +169,8 @@ def test_train_loader_follows_epochs_in_worker_processes(dali, videos):
     tspec = TransformSpec(input_size=48, short_side=56, mean=MEAN, std=STD)
     ds = _dataset(videos, train=True)
     order_fn = lambda e: np.random.default_rng(e).permutation(len(ds)).tolist()  # noqa: E731
-    loader = build_dali_loader(ds, order_fn, 3, tspec, None, 1, 1, seed=0)
+    loader = build_dali_loader(ds, order_fn, 3, tspec, None, 1, 1, seed=0,
+                               extras_keys=ds.source.extras_keys)
     for epoch in (0, 1, 3):
         loader.set_epoch(epoch)
         seen, skipped = [], []

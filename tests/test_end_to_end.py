@@ -176,3 +176,14 @@ def test_one_validation_pass_at_the_end_gives_the_per_epoch_numbers(demo, tmp_pa
     assert records["end"]["encoder_passes"]["val"] == val_batches
     assert records["epoch"]["encoder_passes"]["val"] == 3 * val_batches
     assert records["end"]["config_hash"] == records["epoch"]["config_hash"]
+
+
+@pytest.mark.parametrize("flag", ["--print_freq", "--eval_freq", "--num_frames"])
+def test_zero_counts_are_refused_before_training(demo, tmp_path, monkeypatch, flag):
+    data, weights = demo
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    report = tmp_path / "report"
+    assert _run_single(data, weights, report, flag, "0") == 1
+    (record,) = _records(report)
+    assert f"{flag} must be >= 1, got 0" in record["error"] and "heads" not in record

@@ -82,3 +82,55 @@ def test_train_shards_are_equal_and_cover(world):
     assert set().union(*map(set, orders)) == set(range(11))
     assert train_order(11, 2, 0, world, 5) == orders[0]  # same on re-draw
     assert train_order(11, 3, 0, world, 5) != orders[0] or world == 11
+
+
+def _write_ts(path, size, frames=6):
+    import av
+
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=12)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.thread_count = 1
+        for i in range(frames):
+            img = np.full((size[1], size[0], 3), 20 * i, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_a_stream_that_changes_resolution_decodes_at_its_first_size(tmp_path):
+    _write_ts(tmp_path / "a.ts", (64, 48))
+    _write_ts(tmp_path / "b.ts", (96, 64))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    frames, idx, total = decode_clip(str(joined), 8, train=False, rng=None)
+    assert frames.shape[1:] == (48, 64, 3) and total >= 10
+
+
+def test_a_damaged_tail_is_sampled_over_decodable_frames_and_flagged(clip, tmp_path):
+    from eval_encoder.video.decode import decode_clip_checked
+
+    path, _ = clip
+    data = bytearray(path.read_bytes())
+    moov = data.index(b"moov") - 4  # the index stays; the last third of the frame data goes
+    mdat = data.index(b"mdat") + 4
+    cut = mdat + (moov - mdat) * 2 // 3
+    data[cut:moov] = bytes(moov - cut)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    frames, idx, total, truncated = decode_clip_checked(str(damaged), 4, False, None)
+    assert truncated and total < 20 and idx.max() < total
+    _, _, _, intact = decode_clip_checked(str(path), 4, False, None)
+    assert not intact
+
+
+def test_spatial_views_slide_along_the_longer_side(clip):
+    from eval_encoder.video.dataset import ClipDataset, FramesSource
+    from eval_encoder.video.manifest import ManifestEntry
+
+    path, _ = clip  # 64 x 48: landscape
+    ds = ClipDataset([ManifestEntry(path.name, 0, 1)], str(path.parent), FramesSource(4),
+                     train=False, seed=0, spatial_views=3)
+    assert [ds.sample(i).crop_pos for i in range(3)] == [(0.0, 0.5), (0.5, 0.5), (1.0, 0.5)]

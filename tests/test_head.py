@@ -118,8 +118,12 @@ def test_empty_batch_after_skips_still_steps_in_lockstep():
     heads = make_heads([(1e-3, 0.0)], 64, 3, 1, steps=2, min_lr=1e-7, device=ENV.device, seed=0)
     trainer = ProbeTrainer(CountingEncoder(), heads, ENV, 0.1, 5.0, 3)
     empty = {"skipped": [{"index": 3, "path": "x.mp4", "reason": "file not found"}]}
+    before = [p.detach().clone() for p in heads[0].module.parameters()]
     n, _ = trainer.train_step(empty, 0, 0)
     assert n == 0 and trainer.counters.encoder_passes["train"] == 0
+    # nothing to learn from: no optimiser step (AdamW would still decay and move the weights)
+    assert all(torch.equal(a, b) for a, b in zip(before, heads[0].module.parameters()))
+    assert heads[0].optimizer.param_groups[0]["lr"] == 1e-3
 
 
 def test_accuracy_and_exactly_once_checks():

@@ -234,3 +234,19 @@ def test_failed_run_of_a_recipe_joins_the_row_of_its_complete_runs(tmp_path):
     board = lb.build_board(lb.load_records(write_all(tmp_path, [done, failed, other])))
     rows = board.table.to_dict("records")
     assert [(r["frames"], r["res"], r["failed"]) for r in rows] == [(8, "224", "k400"), (64, "", "hmdb51")]
+
+
+def test_a_cell_with_runs_of_different_configurations_is_marked(tmp_path):
+    from eval_encoder.leaderboard import build_board, to_markdown
+
+    def record(created, top1, chash):
+        return {"schema": "eval_encoder.run_record", "schema_version": 1, "run_id": f"r{created}",
+                "status": "complete", "created": f"2026-01-01T00:00:0{created}Z",
+                "dataset": {"name": "ssv2"}, "method": "M", "arch": "A", "res": 224, "frames": 8,
+                "token_budget": 2048, "reported": {"top1": top1}, "config_hash": chash}
+
+    board = build_board([record(1, 60.0, "aaa"), record(2, 3.0, "bbb")])
+    text = to_markdown(board)
+    assert "3.0 *" in text and "more than one configuration" in text
+    same = to_markdown(build_board([record(1, 60.0, "aaa"), record(2, 61.0, "aaa")]))
+    assert "61.0" in same and "*" not in same.replace("**", "")

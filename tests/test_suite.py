@@ -17,6 +17,7 @@ from eval_encoder import leaderboard as lb
 from eval_encoder import suite
 from eval_encoder.config import ConfigError, parse_config
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, new_run_id, read_record, write_record
+from eval_encoder.video.manifest import load_card
 
 REPO = Path(__file__).resolve().parents[1]
 PROBES = REPO / "probes"
@@ -50,7 +51,9 @@ class FakeTrainer:
             return 1, "Traceback ...\nRuntimeError: CUDA out of memory\n"
         record = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                   "run_id": new_run_id(cfg.dataset), "created": f"2026-01-01T00:00:0{len(self.calls)}Z",
-                  "dataset": {"name": cfg.dataset}, "config": cfg.to_dict(),
+                  # as the trainer writes it (no manifests exist under the fake data root)
+                  "dataset": {"name": cfg.dataset, "version": load_card(cfg.dataset).version},
+                  "config": cfg.to_dict(),
                   "config_hash": config_hash(cfg.to_dict()),
                   "world_size": 2 if "torch.distributed.run" in cmd else 1}
         if mode == "own_fail":
@@ -245,3 +248,28 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     assert suite.main(args) == 0  # a rerun skips both and runs nothing
     assert capsys.readouterr().out.count("already complete") == 2
     assert len(list((report / "runs").rglob("*.json"))) == 2
+
+
+def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
+    root = tmp_path / "data"
+    for name in ("ucf101", "hmdb51"):
+        (root / name).mkdir(parents=True)
+        for split in ("train", "val"):
+            (root / name / f"{split}_new.csv").write_text("videos/a.mp4,0\n")
+    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    report = str(tmp_path / "report")
+    fake = FakeTrainer()
+    suite.run_suite(recipe, str(root), report, launcher=fake)
+    # the fake trainer records the manifests' hashes as the real one does
+    from eval_encoder.video.manifest import file_sha256
+    for path in Path(report, "runs").rglob("*.json"):
+        data = read_record(str(path))
+        name = data["dataset"]["name"]
+        for split in ("train", "val"):
+            data["dataset"][f"{split}_manifest_sha256"] = file_sha256(str(root / name / f"{split}_new.csv"))
+        write_record(data, report)
+    assert [o.status for o in suite.run_suite(recipe, str(root), report, launcher=FakeTrainer())] \
+        == ["skipped", "skipped"]
+    (root / "hmdb51" / "val_new.csv").write_text("videos/a.mp4,0\nvideos/b.mp4,1\n")
+    again = suite.run_suite(recipe, str(root), report, launcher=FakeTrainer())
+    assert [o.status for o in again] == ["skipped", "complete"]

@@ -1,5 +1,6 @@
 """The ``codec`` clip source: 64 uniform frames plus the visible patch indices chosen from
-the compressed stream (cached on disk when ``--cache_dir`` is set).
+the compressed stream, cached on disk (``--cache_dir``, by default ``<save_report>/codec_cache``)
+so that the selection is computed once per clip, not once per epoch.
 
 The selection is made on the centre crop of the whole clip, as upstream does, so every
 training epoch and every view of a clip sees the same frames and patches; several spatial
@@ -7,6 +8,9 @@ or temporal views would therefore be identical, and are refused instead of compu
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 from typing import Dict, Tuple
 
 import numpy as np
@@ -19,10 +23,13 @@ from eval_encoder.video import dataset as _ds
 from eval_encoder.video.dataset import ClipRequest
 
 _ds.FLAG_NAMES.update(FLAG_NAMES)
+log = logging.getLogger("eval_encoder.codec")
 
 
 class CodecSource:
     """Clip source for encoders whose ``spec.clip_source`` is ``"codec"``."""
+
+    extras_keys = ("visible_indices", "flags")
 
     def __init__(self, num_frames: int, decode_threads: int = 1, cfg=None, spec=None, **_):
         if cfg is None or spec is None:
@@ -34,7 +41,13 @@ class CodecSource:
                                   "view would be the same; use 1")
         input_size = cfg.input_size or spec.input_size
         self.decode_threads = decode_threads
-        self.selector = Selector(num_frames, input_size, cfg.codec, cfg.short_side_size)
+        opts = cfg.codec
+        if not opts.cache_dir:
+            # the selection does not change between epochs; recomputing it every epoch would
+            # cost 2-3 decodes per clip per epoch
+            opts = dataclasses.replace(opts, cache_dir=os.path.join(cfg.save_report, "codec_cache"))
+            log.info("codec selections are cached in %s (--cache_dir to choose)", opts.cache_dir)
+        self.selector = Selector(num_frames, input_size, opts, cfg.short_side_size)
 
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
         """(frames uint8 [T,H,W,3], frame indices [T], total frames, extras) for one clip."""

@@ -269,6 +269,7 @@ def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_P
     family's values and are noted in ``spec.overrides``.
     """
     fam = family_info(family)
+    check_per_frame_flags(cfg)
     entry = resolve_model(fam.name, cfg.model_name)
     size = cfg.input_size or entry.input_size
     model = create_timm_model(entry.arch, size, **timm_kwargs)
@@ -282,11 +283,38 @@ def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_P
                        input_size=entry.input_size, mean=fam.mean, std=fam.std)
     spec = spec.with_overrides(input_size=cfg.input_size, mean=as_triple(cfg.mean, "mean"),
                                std=as_triple(cfg.std, "std"))
+    _warn_if_timm_stats_differ(entry, spec)
     grid = model.patch_embed.grid_size
     spec = replace(spec, tokens_per_frame=int(grid[0] * grid[1]))
     logger.info("%s/%s: timm %s at %d px, %d tokens/frame, weights %s", fam.name,
                 cfg.model_name, entry.arch, size, spec.tokens_per_frame, weights)
     return TimmFrameEncoder(model, spec, weights, frames_per_pass).freeze()
+
+
+def check_per_frame_flags(cfg) -> None:
+    """Flags of the OneVision families that per-frame image encoders cannot honour."""
+    if cfg.attn_implementation == "flash":
+        raise ConfigError("--attn_implementation flash: the timm image encoders use timm's own "
+                          "attention (scaled_dot_product_attention); leave the flag at auto")
+    if cfg.target_frames != 64:
+        raise ConfigError(f"--target_frames {cfg.target_frames}: image encoders have no temporal "
+                          "RoPE grid; their frames get a sin/cos encoding of their order")
+
+
+def _warn_if_timm_stats_differ(entry: BaselineModel, spec: EncoderSpec) -> None:
+    """A timm checkpoint whose own mean/std differ from the ones used is worth a warning."""
+    import timm
+
+    pretrained = timm.models.get_pretrained_cfg(entry.arch) if "." in entry.arch else None
+    if pretrained is None:
+        return
+    close = all(abs(a - b) < 1e-4 for a, b in zip((*pretrained.mean, *pretrained.std),
+                                                   (*spec.mean, *spec.std)))
+    if not close:
+        logger.warning("%s: timm's pretrained config for %s normalises with mean %s std %s, "
+                       "but this run uses %s %s (family %s); pass --mean/--std if that is wrong",
+                       spec.model_name, entry.arch, pretrained.mean, pretrained.std, spec.mean,
+                       spec.std, spec.family)
 
 
 def check_patch_multiple(size: int, patch: int) -> int:

@@ -16,7 +16,8 @@ import eval_encoder.codec.source  # noqa: F401  (registers the "codec" clip sour
 from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VideoEncoder
 from eval_encoder.encoders.onevision import OneVisionEncoder
-from eval_encoder.encoders.sampling import DEFAULT_INPUT_SIZE, build_onevision_model
+from eval_encoder.encoders.sampling import (DEFAULT_INPUT_SIZE, build_onevision_model,
+                                            describe_onevision)
 from eval_encoder.registry import ENCODERS
 
 CODEC_FRAMES = 64  # the temporal grid the encoder was trained on; upstream requires exactly 64
@@ -29,6 +30,7 @@ class CodecEncoder(VideoEncoder):
         super().__init__()
         self.model = model
         self.spec = spec
+        self.weights = getattr(model, "weights_source", None)  # for the run record
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         pixels, visible = batch["pixel_values"], batch["visible_indices"]
@@ -70,6 +72,9 @@ def _check(cfg: ProbeConfig, spec: EncoderSpec) -> None:
         raise ConfigError(f"--num_frames {cfg.num_frames}: the codec family always reads "
                           f"{CODEC_FRAMES} uniformly sampled frames; drop the flag or pass "
                           f"{CODEC_FRAMES}")
+    if cfg.target_frames != CODEC_FRAMES:
+        raise ConfigError(f"--target_frames {cfg.target_frames}: the codec family places patches "
+                          f"on the {CODEC_FRAMES}-frame grid it samples; leave it at {CODEC_FRAMES}")
     if cfg.tubelet_size != 1:
         raise ConfigError(f"--tubelet_size {cfg.tubelet_size}: the OneVision encoder embeds "
                           "single frames (tubelet 1)")
@@ -80,5 +85,9 @@ def build_codec(cfg: ProbeConfig) -> CodecEncoder:
     model = build_onevision_model(cfg)
     return CodecEncoder(model, codec_spec(cfg, model)).freeze()
 
+
+build_codec.describe_models = lambda: describe_onevision("codec", tokens="K (--K_keep)")
+build_codec.description = ("OneVision Encoder on the K most informative patches of 64 frames, "
+                           "chosen from motion vectors and residuals")
 
 ENCODERS.register("codec", build_codec, aliases=("llava_vit_codec", "ov_encoder_codec"))

@@ -27,6 +27,7 @@ from torch import nn
 from eval_encoder.config import ConfigError
 from eval_encoder.encoders.base import EncoderSpec
 from eval_encoder.encoders.baselines import (NO_WEIGHT, PerFrameEncoder, as_triple,
+                                             check_per_frame_flags,
                                              check_patch_multiple)
 from eval_encoder.registry import ENCODERS
 
@@ -76,6 +77,7 @@ class HFFamily:
 
 def build_hf(cfg) -> HFFrameEncoder:
     """Build the frozen per-frame encoder for a transformers vision model (module docstring)."""
+    check_per_frame_flags(cfg)
     transformers = import_transformers()
     given = (cfg.model_weight or "").strip()
     random_init = given == "random"
@@ -107,13 +109,22 @@ def _load_model(transformers, source: str, local_only: bool, random_init: bool) 
                 source, local_files_only=local_only, trust_remote_code=False)
             logger.warning("hf/%s: random weights (--model_weight random)", source)
             return transformers.AutoModel.from_config(config, trust_remote_code=False)
-        return transformers.AutoModel.from_pretrained(
-            source, local_files_only=local_only, trust_remote_code=False)
+        model, info = transformers.AutoModel.from_pretrained(
+            source, local_files_only=local_only, trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError) as exc:
         how = "" if not local_only else " (only local files are read; --allow_download fetches)"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"hf: cannot load {source!r} with transformers AutoModel{how}: "
                           f"{reason}") from exc
+    # transformers only warns about keys it had to initialise randomly; a probe of a
+    # half-random model is not a measurement, so refuse it
+    bad = [*info.get("missing_keys", []), *[str(k[0]) if isinstance(k, tuple) else str(k)
+                                            for k in info.get("mismatched_keys", [])]]
+    if bad:
+        raise ConfigError(f"hf: {source!r} does not hold every weight of its model "
+                          f"({len(bad)} missing or mismatched, e.g. {bad[:5]}); refusing a "
+                          "partly random encoder")
+    return model
 
 
 def _int_attr(config, name: str, source: str) -> int:

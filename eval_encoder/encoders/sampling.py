@@ -140,5 +140,21 @@ def build_sampling(cfg: ProbeConfig) -> SamplingEncoder:
     return SamplingEncoder(model, spec, cfg.target_frames).freeze()
 
 
+def describe_onevision(family: str, tokens: str = "") -> list:
+    """Listing rows (``python -m eval_encoder ls``) for the OneVision model names; no model is built."""
+    rows = []
+    for name, note in ONEVISION_MODEL_NAMES.items():
+        config = onevision_config(name)
+        per_frame = (DEFAULT_INPUT_SIZE // config.patch_size) ** 2
+        rows.append({"family": family, "model_name": name, "embed_dim": config.hidden_size,
+                     "patch_size": config.patch_size, "input_size": DEFAULT_INPUT_SIZE,
+                     "tokens_per_frame": tokens or per_frame, "mean": list(CLIP_MEAN),
+                     "std": list(CLIP_STD), "note": note})
+    return rows
+
+
+build_sampling.describe_models = lambda: describe_onevision("sampling")
+build_sampling.description = "OneVision Encoder on T uniformly sampled frames, all patches of each"
+
 ENCODERS.register("sampling", build_sampling,
                   aliases=("llava_vit_sampling", "chunk_wise_sampling", "ov_encoder_sampling"))

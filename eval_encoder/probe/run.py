@@ -66,7 +66,8 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
             f"--frames_token_num {cfg.frames_token_num} but {cfg.model_name} at {spec.input_size}px "
             f"gives {spec.tokens_per_frame} tokens per frame")
     require(cfg.num_temporal_crops >= 1 and cfg.num_spatial_crops >= 1, "crop counts must be >= 1")
-    require(cfg.probe_size >= 1, f"--probe_size must be >= 1, got {cfg.probe_size}")
+    for name in ("probe_size", "print_freq", "eval_freq", "num_frames"):
+        require(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
     require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
     cfg.embedding_size, cfg.input_size = spec.embed_dim, spec.input_size
     cfg.mean, cfg.std = list(spec.mean), list(spec.std)
@@ -112,7 +113,7 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
     tspec = transform_spec(cfg, spec)
     backend = pick_backend(cfg.loader, env.device)
     cfg.sources.setdefault("loader_backend", backend)
-    extras = ["visible_indices", "flags"] if spec.clip_source == "codec" else []
+    extras = list(getattr(splits.train.source, "extras_keys", ()))  # declared by the source
     n_train, n_val, views = len(splits.train), len(splits.val.entries), splits.val.views
 
     def train_shard(epoch):
@@ -148,15 +149,16 @@ def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
                          mean=tuple(spec.mean), std=tuple(spec.std))
 
 
-def _skip_check(trainer: ProbeTrainer, split: str, size: int, limit: float) -> None:
+def _skip_check(trainer: ProbeTrainer, split: str, clips: int, views: int, limit: float) -> None:
     """Fail (on every rank) once a split has more unreadable clips than allowed."""
     merged = {}
     for part in dist.all_gather_objects(trainer.counters.skipped[split]):
         merged.update(part)
     trainer.counters.skipped[split] = merged
-    if len(merged) > limit * size:
+    lost = {index // views for index in merged}  # one failed view loses its whole clip
+    if len(lost) > limit * clips:
         sample = "; ".join(f"{v['path']}: {v['reason']}" for v in list(merged.values())[:5])
-        raise RunFailed(f"{len(merged)} of {size} {split} clips could not be read (limit "
+        raise RunFailed(f"{len(lost)} of {clips} {split} clips could not be read (limit "
                         f"{limit:.1%}; --max_skip_fraction): {sample}")
 
 
@@ -171,7 +173,7 @@ def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Split
     """One pass over the validation split scoring ``modules``; checks exactly-once."""
     val_loader.set_epoch(0)
     scored = trainer.evaluate(val_loader, splits.val.views, modules, desc)
-    _skip_check(trainer, "val", len(splits.val), cfg.max_skip_fraction)
+    _skip_check(trainer, "val", len(splits.val.entries), splits.val.views, cfg.max_skip_fraction)
     skipped_clips = {k // splits.val.views for k in trainer.counters.skipped["val"]}
     check_scored_once(scored, len(splits.val.entries), skipped_clips)
     trainer.scored_val = len(scored)
@@ -188,17 +190,18 @@ def train_and_score(cfg: ProbeConfig, trainer: ProbeTrainer, loaders, splits: Sp
     """
     train_loader, val_loader = loaders
     due = set(eval_epochs(cfg))
+    mode = snapshot_budget(cfg, trainer, len(due))
     snapshots = []  # (epoch, head index, frozen copy of the head)
     for epoch in range(cfg.default_epoch):
         train_loader.set_epoch(epoch)
         losses = trainer.train_epoch(train_loader, epoch)
-        _skip_check(trainer, "train", len(splits.train), cfg.max_skip_fraction)
+        _skip_check(trainer, "train", len(splits.train.entries), 1, cfg.max_skip_fraction)
         for h in trainer.heads:
             h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
         live = [i for i, h in enumerate(trainer.heads) if h.alive]
         if epoch not in due or not live:
             continue
-        if cfg.eval_mode == "epoch":
+        if mode == "epoch":
             modules = [trainer.heads[i].module for i in live]
             scored = score_val(cfg, trainer, val_loader, splits, modules, f"val {epoch}")
             _record_scores(trainer, scored, [(epoch, i) for i in live])
@@ -209,6 +212,24 @@ def train_and_score(cfg: ProbeConfig, trainer: ProbeTrainer, loaders, splits: Sp
         scored = score_val(cfg, trainer, val_loader, splits, modules,
                            f"val ({len(modules)} head snapshots)")
         _record_scores(trainer, scored, [(e, i) for e, i, _ in snapshots])
+
+
+SNAPSHOT_BYTES = 2 << 30  # head copies kept for one validation pass at the end
+
+
+def snapshot_budget(cfg: ProbeConfig, trainer: ProbeTrainer, evals: int) -> str:
+    """``cfg.eval_mode``, unless keeping every head copy would exceed SNAPSHOT_BYTES."""
+    if cfg.eval_mode != "end":
+        return cfg.eval_mode
+    per_head = sum(p.numel() * p.element_size() for p in trainer.heads[0].module.parameters())
+    need = per_head * len(trainer.heads) * evals
+    if need > SNAPSHOT_BYTES:
+        log.warning("%d heads x %d evaluations would keep %.1f GiB of head copies; scoring "
+                    "after each epoch instead (--eval_mode epoch)", len(trainer.heads), evals,
+                    need / 2**30)
+        cfg.sources["eval_mode"] = "fallback: head copies over the memory budget"
+        cfg.eval_mode = "epoch"
+    return cfg.eval_mode
 
 
 def _record_scores(trainer: ProbeTrainer, scored: List[Dict], owners) -> None:
@@ -277,7 +298,9 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
         "val_manifest_sha256": file_sha256(splits.val_csv)}
     record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
                          "model_weight": cfg.model_weight,
-                         "weights": str(getattr(encoder, "weights", cfg.model_weight)),
+                         # what the encoder says it loaded (not what was asked for)
+                         "weights": str(getattr(encoder, "weights", None)
+                                        or "not reported by the encoder"),
                          "spec": spec.to_dict()}
     frames = spec.num_frames or cfg.num_frames
     record.update({
@@ -336,11 +359,13 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
         fill_record(record, cfg, splits, encoder, trainer)
         record["heads"], record["reported"] = summarise_heads(trainer, cfg.select)
         record["status"] = "complete"
-    except (RunFailed, ConfigError, ValueError, RuntimeError, KeyError, OSError) as exc:
+    except Exception as exc:  # any failure still leaves a record saying why, then re-raises
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["wall_time_s"] = round(time.time() - start, 2)
         if env.is_main:
             write_outputs(record, cfg)
+        else:  # rank 0 may only see the broken connection: say here what broke
+            log.error("rank %d failed: %s", env.rank, record["error"])
         raise
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:

@@ -170,8 +170,10 @@ class ProbeTrainer:
         if n_local and live:
             total = sum(losses[i] * n_local for i in live)
             total.backward()
-        self._sync_grads(live, n_global)
         loss_sums = torch.zeros(len(self.heads), dtype=torch.float64)
+        if n_global == 0:  # every clip of this step failed on every rank: nothing to learn
+            return 0, loss_sums
+        self._sync_grads(live, n_global)
         for i in live:
             h = self.heads[i]
             if self.clip_grad > 0:
@@ -235,9 +237,9 @@ class ProbeTrainer:
             if "labels" not in batch:
                 continue
             batch = _to_device(batch, self.env.device)
-            feats = self.tokens(batch, "val")
-            with _autocast(self.env.device):
-                logits = torch.stack([m(feats).float() for m in modules], dim=1).cpu()
+            # heads score in float32: bf16 logits would round before views are averaged
+            feats = self.tokens(batch, "val").float()
+            logits = torch.stack([m(feats) for m in modules], dim=1).cpu()
             for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
                                                     batch["labels"].tolist())):
                 sums[clip] = sums.get(clip, 0) + logits[row]

@@ -16,14 +16,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from eval_encoder.registry import CLIP_SOURCES
-from eval_encoder.video.decode import ClipDecodeError, decode_clip
+from eval_encoder.video.decode import ClipDecodeError, decode_clip_checked
 from eval_encoder.video.manifest import ManifestEntry
 from eval_encoder.video.transforms import JitterParams, draw_jitter
 
 
 # bit -> name of the per-clip "flags" extra a clip source may set (codec: fallback taken, ...);
 # the run record counts each flag per split.
-FLAG_NAMES: Dict[int, str] = {}
+FLAG_TRUNCATED = 16
+FLAG_NAMES: Dict[int, str] = {FLAG_TRUNCATED: "fewer_decodable_frames_than_packets"}
 
 
 @dataclass
@@ -55,14 +56,18 @@ class ClipRequest:
 class FramesSource:
     """T frames at segment points (train: random point per segment; eval: centres)."""
 
+    extras_keys = ("flags",)  # what load() adds to each sample, for the batch
+
     def __init__(self, num_frames: int, decode_threads: int = 1, **_):
         self.num_frames = num_frames
         self.decode_threads = decode_threads
 
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
-        frames, idx, total = decode_clip(req.path, self.num_frames, req.train, req.rng,
-                                         self.decode_threads, req.temporal_view, req.num_temporal_views)
-        return frames, idx, total, {}
+        frames, idx, total, truncated = decode_clip_checked(
+            req.path, self.num_frames, req.train, req.rng, self.decode_threads,
+            req.temporal_view, req.num_temporal_views)
+        flags = np.array([FLAG_TRUNCATED if truncated else 0], dtype=np.int64)
+        return frames, idx, total, {"flags": flags}
 
 
 CLIP_SOURCES.register("frames", FramesSource)
@@ -110,13 +115,16 @@ class ClipDataset:
         path = os.path.join(self.video_root, entry.path)
         rng = np.random.default_rng([self.seed, epoch, index, int(self.train)])
         pos = self.spatial_pos[s_view]
-        out = Sample(index=index, clip_index=clip, label=entry.label, path=path, crop_pos=(pos, pos))
+        out = Sample(index=index, clip_index=clip, label=entry.label, path=path)
         req = ClipRequest(path, self.train, rng, t_view, self.temporal_views)
         try:
             out.frames, out.frame_indices, out.total_frames, out.extras = self.source.load(req)
         except ClipDecodeError as exc:
             out.error = str(exc)
             return out
+        height, width = out.frames.shape[1:3]
+        # spatial views slide along the longer side; the shorter one stays centred
+        out.crop_pos = (pos, 0.5) if width >= height else (0.5, pos)
         if self.train:
             out.jitter = draw_jitter(rng)
         return out

@@ -61,10 +61,13 @@ def _open(path: str, threads: int):
         container = av.open(path)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise ClipDecodeError(f"{path}: cannot open ({exc})") from exc
-    if not container.streams.video:
+    # cover art and thumbnails are video streams too: skip them
+    still = av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails
+    streams = [s for s in container.streams.video if not (s.disposition & still)]
+    if not streams:
         container.close()
-        raise ClipDecodeError(f"{path}: no video stream")
-    stream = container.streams.video[0]
+        raise ClipDecodeError(f"{path}: no video stream (besides cover images)")
+    stream = streams[0]
     stream.thread_type = "SLICE"
     stream.thread_count = max(1, threads)
     return container, stream
@@ -96,11 +99,14 @@ def decode_frames(path: str, indices: Sequence[int], threads: int = 1) -> np.nda
         raise ValueError("no frame indices")
     last = max(wanted)
     keep = {}
+    size = None
     container, stream = _open(path, threads)
     try:
         for n, frame in enumerate(container.decode(stream)):
             if n in wanted:
-                keep[n] = frame.to_ndarray(format="rgb24")
+                # a stream may change resolution midway; every frame is scaled to the first's
+                size = size or (frame.width, frame.height)
+                keep[n] = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
             if n >= last:
                 break
     except av.error.FFmpegError as exc:
@@ -116,25 +122,30 @@ def decode_frames(path: str, indices: Sequence[int], threads: int = 1) -> np.nda
 def decode_clip(path: str, num_frames: int, train: bool, rng: Optional[np.random.Generator],
                 threads: int = 1, view: int = 0, num_views: int = 1, uniform: bool = False):
     """Count, sample and decode one clip: (frames [T,H,W,3] uint8, indices [T], total)."""
+    frames, idx, total, _ = decode_clip_checked(path, num_frames, train, rng, threads, view,
+                                                num_views, uniform)
+    return frames, idx, total
+
+
+def decode_clip_checked(path: str, num_frames: int, train: bool,
+                        rng: Optional[np.random.Generator], threads: int = 1, view: int = 0,
+                        num_views: int = 1, uniform: bool = False):
+    """:func:`decode_clip` plus whether fewer frames decoded than the stream has packets
+    (a damaged tail): such a clip is sampled over the frames that do decode, and flagged."""
     total = count_frames(path)
     if total == 0:
         raise ClipDecodeError(f"{path}: no video frames")
-    if uniform:
-        idx = uniform_indices(total, num_frames)
-    else:
-        idx = segment_indices(total, num_frames, train, rng, view, num_views)
+    pick = (lambda n: uniform_indices(n, num_frames)) if uniform else \
+        (lambda n: segment_indices(n, num_frames, train, rng, view, num_views))
+    idx = pick(total)
     try:
-        frames = decode_frames(path, idx, threads)
+        return decode_frames(path, idx, threads), idx, total, False
     except ClipDecodeError:
-        # packet count and decodable frames can disagree (a damaged tail): resample once over
-        # the frames that do decode, so indices stay consistent with the pixels.
         total = _decodable_count(path, threads)
         if total == 0:
             raise
-        idx = uniform_indices(total, num_frames) if uniform else \
-            segment_indices(total, num_frames, train, rng, view, num_views)
-        frames = decode_frames(path, idx, threads)
-    return frames, idx, total
+        idx = pick(total)
+        return decode_frames(path, idx, threads), idx, total, True
 
 
 def _decodable_count(path: str, threads: int) -> int:

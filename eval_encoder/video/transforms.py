@@ -122,7 +122,7 @@ def resize_plan(in_size: int, in_short: int, short_side: int) -> Tuple[int, floa
     return out, float(lo32), float(np.float32((hi32 - lo32) / np.float32(out)))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)  # a few clip sizes per dataset; each entry is a dense [out, in] matrix
 def resample_weights(in_size: int, out_size: int, origin: float, step: float) -> np.ndarray:
     """[out_size, in_size] float32 weights of DALI's CPU cubic resampling along one axis.
 
