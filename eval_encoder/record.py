@@ -12,7 +12,7 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
               last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
   samples   {train|val: {expected, scored, skipped[{index, path, reason}], flags{name: count}}}
-  encoder_passes {train, val}, batches {train, val}
+  encoder_passes {train, val}, batches {train, val}   (summed over ranks)
   config (resolved, every value), sources (where each value came from), config_hash
   versions {python, torch, ...}, git_commit, world_size, device
 """

@@ -317,7 +317,10 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
                 "views_per_clip": views,
                 "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
                 "flags": trainer.flag_counts("val")}}
-    record["encoder_passes"], record["batches"] = dict(c.encoder_passes), dict(c.batches)
+    # summed over ranks: encoder passes per batch is the figure that matters
+    parts = dist.all_gather_objects((c.encoder_passes, c.batches))
+    record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
+    record["batches"] = {k: sum(p[1][k] for p in parts) for k in c.batches}
     record["config"], record["sources"] = cfg.to_dict(), dict(cfg.sources)
 
 
