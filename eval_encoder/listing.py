@@ -109,6 +109,15 @@ def _stats(values) -> Optional[str]:
     return _NAMED_STATS.get(key) or ",".join(f"{v:.3f}" for v in key)
 
 
+def _tokens(row: dict):
+    """Tokens per frame given to the head, prefix tokens spelled out: "257 (1 prefix + 256
+    patches)"; rows without prefix tokens show the patch grid alone."""
+    patches, prefix = row.get("tokens_per_frame"), row.get("prefix_tokens") or 0
+    if patches is None or not prefix:
+        return patches
+    return f"{patches + prefix} ({prefix} prefix + {patches} patches)"
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"
@@ -130,7 +139,7 @@ COLUMNS: Dict[str, List[Tuple[str, object]]] = {
                  ("description", "description")],
     "models": [("family", "family"), ("model_name", "model_name"), ("width", "embed_dim"),
                ("patch", "patch_size"), ("input", "input_size"),
-               ("tokens/frame", "tokens_per_frame"), ("mean", lambda r: _stats(r.get("mean"))),
+               ("tokens/frame", _tokens), ("mean", lambda r: _stats(r.get("mean"))),
                ("std", lambda r: _stats(r.get("std"))), ("timm arch", "timm_arch")],
     "datasets": [("dataset", "name"), ("version", "version"), ("classes", "num_classes"),
                  ("epochs", "default_epochs"), ("batch", "default_batch_size"),

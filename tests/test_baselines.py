@@ -14,6 +14,10 @@ from eval_encoder.registry import ENCODERS, RegistryError
 
 TINY = dict(depth=1, embed_dim=64, num_heads=2)
 NAMES = list(bl.MODELS)
+# prefix tokens per frame the published scripts gave the head (transformers last_hidden_state;
+# DINOv2's wrapper dropped CLS)
+PUBLISHED_PREFIX = {"clip": 1, "metaclip": 1, "dinov3": 5, "dinov2": 0, "siglip": 0,
+                    "siglip2": 0, "aimv2": 0}
 
 
 def tiny(name, weight="random", frames_per_pass=64, **cfg_values):
@@ -53,6 +57,7 @@ def test_table_matches_the_timm_architecture(name):
     assert model.patch_embed.patch_size[0] == entry.patch_size
     grid = model.patch_embed.grid_size
     assert grid[0] * grid[1] == entry.tokens_per_frame
+    assert model.num_prefix_tokens == entry.num_prefix_tokens
     tag = entry.weights.split(".", 1)[1]
     assert timm.models.get_pretrained_cfg(f"{entry.arch}.{tag}").hf_hub_id == entry.weights
 
@@ -65,15 +70,20 @@ def test_tiny_build_obeys_the_contract(name):
     spec = enc.spec
     assert spec.family == bl.MODELS.get(name).family and spec.model_name == name
     assert spec.embed_dim == 64 and spec.tokens_per_frame == 4 and spec.clip_source == "frames"
+    keep = PUBLISHED_PREFIX[spec.family]
+    assert spec.prefix_tokens == keep
+    n = 4 + keep
     batch = clips(enc)
     out = enc(batch)
-    assert out.shape == (2, 2 * 4, 64) and not out.requires_grad
-    # every frame's tokens are the image model's patch tokens plus that frame's encoding
+    assert out.shape == (2, 2 * n, 64) and not out.requires_grad
+    # every frame's tokens are the image model's kept prefix and patch tokens plus that
+    # frame's encoding
     model, pe = enc.model, bl.temporal_encoding(2, 64)
     for t in range(2):
         with torch.no_grad():
-            ref = model.forward_features(batch["pixel_values"][:, :, t])[:, model.num_prefix_tokens:]
-        torch.testing.assert_close(out[:, 4 * t:4 * (t + 1)], ref + pe[t], rtol=1e-5, atol=1e-5)
+            ref = model.forward_features(batch["pixel_values"][:, :, t])
+        ref = ref[:, model.num_prefix_tokens - keep:]
+        torch.testing.assert_close(out[:, n * t:n * (t + 1)], ref + pe[t], rtol=1e-5, atol=1e-5)
 
 
 def test_temporal_encoding_is_upstreams_interleaved_sin_cos():
@@ -230,3 +240,143 @@ def test_hf_backend_with_a_tiny_local_model(tmp_path):
         ref = enc.vision(pixel_values=batch["pixel_values"][:, :, 1]).last_hidden_state[:, 1:]
     torch.testing.assert_close(out[:, 16:], ref + bl.temporal_encoding(2, 32)[1], rtol=1e-5,
                                atol=1e-5)
+
+
+# --------------------------------------------------------------------------- token layouts
+
+PUBLISHED_TOKENS = {"clip_vit_base_patch16": 197, "clip_vit_large_patch14": 257,
+                    "metaclip2_large14": 257, "dinov3_large": 201, "dinov2_large": 256,
+                    "siglip2_large_patch16_256": 256, "aimv2_large_patch14_native_ap": 256}
+
+
+def full_size(name, **cfg_values):
+    """A tiny-width build of a table entry at its published input size (full token grid)."""
+    return tiny(name, input_size=bl.MODELS.get(name).input_size, **cfg_values)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_TOKENS))
+def test_published_tokens_per_frame(name):
+    enc = full_size(name)
+    spec = enc.spec
+    assert spec.tokens_per_frame + spec.prefix_tokens == PUBLISHED_TOKENS[name]
+    assert enc(clips(enc, batch=1, frames=2)).shape == (1, 2 * PUBLISHED_TOKENS[name], 64)
+    row = bl.describe(bl.MODELS.get(name))  # the listing says the same without building
+    assert row["tokens_per_frame"] + row["prefix_tokens"] == PUBLISHED_TOKENS[name]
+
+
+@pytest.mark.parametrize("layout, clip_tokens, dinov3_tokens, dinov2_tokens",
+                         [("patch", 4, 4, 4), ("all", 5, 9, 5)])
+def test_token_layout_overrides_the_familys(layout, clip_tokens, dinov3_tokens, dinov2_tokens):
+    for name, want in (("clip_vit_base_patch16", clip_tokens), ("dinov3_base", dinov3_tokens),
+                       ("dinov2_base", dinov2_tokens), ("siglip_base", 4)):
+        enc = tiny(name, token_layout=layout)
+        assert enc.spec.tokens_per_frame == 4 and enc.spec.prefix_tokens == want - 4
+        batch = clips(enc, batch=1, frames=2)
+        with torch.no_grad():
+            ref = enc.model.forward_features(batch["pixel_values"][:, :, 1])[:, -want:]
+        torch.testing.assert_close(enc(batch)[:, want:], ref + bl.temporal_encoding(2, 64)[1],
+                                   rtol=1e-5, atol=1e-5)
+    assert "family default 1" in tiny("clip_vit_base_patch16", token_layout="patch") \
+        .spec.overrides["prefix_tokens"]
+    assert "prefix_tokens" not in tiny("clip_vit_base_patch16", token_layout="all").spec.overrides
+
+
+def test_timm_architecture_names_take_the_familys_layout():
+    assert tiny("test_vit", family="clip", input_size=32).spec.prefix_tokens == 1
+    assert tiny("test_vit", family="dinov2", input_size=32).spec.prefix_tokens == 0
+    enc = tiny("test_vit", family="dinov2", input_size=32, token_layout="all")
+    assert enc(clips(enc)).shape == (2, 2 * 5, 64)
+    with pytest.raises(ConfigError, match="--token_layout 'cls'"):
+        tiny("clip_vit_base_patch16", token_layout="cls")
+
+
+def test_temporal_encoding_reaches_the_prefix_tokens():
+    """Upstream adds the frame's encoding to every token of the frame, CLS and registers too."""
+    enc = tiny("dinov3_base")
+    batch = clips(enc, batch=1, frames=3)
+    out, pe = enc(batch), bl.temporal_encoding(3, 64)
+    for t in range(3):
+        with torch.no_grad():
+            prefix = enc.model.forward_features(batch["pixel_values"][:, :, t])[:, :5]
+        torch.testing.assert_close(out[:, 9 * t:9 * t + 5], prefix + pe[t], rtol=1e-5, atol=1e-5)
+
+
+def test_clip_tokens_are_the_residual_stream_before_the_final_norm():
+    """transformers' CLIPVisionModel applies post_layernorm to the pooled token only, so its
+    last_hidden_state (CLS included) is the last block's output."""
+    import timm
+
+    enc = tiny("clip_vit_base_patch16")
+    ref = timm.create_model("vit_base_patch16_clip_quickgelu_224", num_classes=0, img_size=32,
+                            **TINY).eval()
+    ref.load_state_dict(enc.model.state_dict(), strict=False)  # all but the final norm
+    image = clips(enc, batch=1, frames=1)["pixel_values"][:, :, 0]
+    with torch.no_grad():
+        stream = ref.blocks(ref.norm_pre(ref._pos_embed(ref.patch_embed(image))))
+        tokens = enc({"pixel_values": image[:, :, None]})
+    torch.testing.assert_close(tokens, stream + bl.temporal_encoding(1, 64)[0])
+    assert not torch.allclose(tokens, ref.norm(stream) + bl.temporal_encoding(1, 64)[0])
+
+
+def hf_dinov2_table(table: torch.Tensor, grid: int) -> torch.Tensor:
+    """Reference: transformers 4.57.3 Dinov2Embeddings.interpolate_pos_encoding, written out
+    (CLS entry kept; patch entries bicubic to ``grid``, align_corners=False, float32)."""
+    side = int((table.shape[1] - 1) ** 0.5)
+    patches = table[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    patches = torch.nn.functional.interpolate(patches.to(torch.float32), size=(grid, grid),
+                                              mode="bicubic", align_corners=False)
+    patches = patches.to(table.dtype).permute(0, 2, 3, 1).reshape(1, grid * grid, -1)
+    return torch.cat([table[:, :1], patches], dim=1)
+
+
+def dinov2_checkpoint(tmp_path, original_format: bool):
+    """A random 37x37-grid DINOv2 checkpoint (original format has a mask_token)."""
+    torch.manual_seed(0)
+    table = torch.randn(1, 1 + 37 * 37, 32)
+    import timm
+
+    src = timm.create_model("vit_base_patch14_dinov2", num_classes=0, img_size=518,
+                            depth=1, embed_dim=32, num_heads=2)
+    state = dict(src.state_dict(), pos_embed=table)
+    if original_format:
+        state["mask_token"] = torch.zeros(1, 32)
+    torch.save(state, tmp_path / "dinov2.pth")
+    return table, str(tmp_path / "dinov2.pth")
+
+
+@pytest.mark.parametrize("original_format", [True, False])
+@pytest.mark.parametrize("name, size", [("dinov2_base", 224), ("dinov2_base", 168),
+                                        ("vit_base_patch14_dinov2", 224)])
+def test_dinov2_position_table_is_the_one_transformers_computes(tmp_path, original_format,
+                                                               name, size):
+    table, path = dinov2_checkpoint(tmp_path, original_format)
+    cfg = ProbeConfig(model_family="dinov2", model_name=name, model_weight=path, input_size=size)
+    enc = bl.build_baseline("dinov2", cfg, depth=1, embed_dim=32, num_heads=2)
+    want = hf_dinov2_table(table, size // 14)
+    assert torch.equal(enc.model.pos_embed, want)
+    assert torch.equal(enc.model.pos_embed[:, 0], table[:, 0])  # CLS entry unchanged
+    from timm.layers import resample_abs_pos_embed
+
+    smoothed = resample_abs_pos_embed(table, [size // 14] * 2, num_prefix_tokens=1)
+    assert (smoothed - want).abs().max() > 0.1  # timm's antialiased default is not it
+
+
+def test_other_families_keep_timms_checkpoint_filter(tmp_path):
+    assert bl.FAMILIES["clip"].checkpoint_filter_kwargs == ()
+    model = tiny("clip_vit_base_patch16").model
+    with pytest.raises(ConfigError, match="takes no"):
+        bl.checkpoint_filter(model, no_such_argument=1)
+
+
+def test_frames_token_num_is_the_patch_grid():
+    """The published shells pass 256 for CLIP L/14: the patch grid, the CLS token on top."""
+    from eval_encoder.probe.run import check_encoder_flags
+
+    spec = full_size("clip_vit_large_patch14").spec
+    cfg = ProbeConfig(model_family="clip", model_name="clip_vit_large_patch14",
+                      frames_token_num=256)
+    check_encoder_flags(cfg, spec)
+    assert (spec.tokens_per_frame, spec.prefix_tokens) == (256, 1)
+    with pytest.raises(ConfigError, match="gives 256 patch tokens per frame"):
+        check_encoder_flags(ProbeConfig(model_family="clip", model_name="clip_vit_large_patch14",
+                                        frames_token_num=257), spec)

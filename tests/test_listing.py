@@ -42,7 +42,7 @@ def test_text_lists_families_models_datasets_recipes(data_dirs, capsys):
         assert name in text
     assert "dino_v2" in text  # aliases are shown
     line = next(l for l in text.splitlines() if l.startswith("clip ") and "large_patch14" in l)
-    assert line.split()[1:6] == ["clip_vit_large_patch14", "1024", "14", "224", "256"]
+    assert line.split()[1:6] == ["clip_vit_large_patch14", "1024", "14", "224", "257"]
     assert "tiny" in text and "siglip2_row" in text and "ssv2,k400" in text
     assert "MetaCLIP 1 L/14 fullcc2.5b" in text and "not MetaCLIP 2" in text  # its note
 

@@ -43,8 +43,12 @@ class EncoderSpec:
     clip_source: str = "frames"
     # frames the clip source must deliver; None means the run's --num_frames
     num_frames: Optional[int] = None
-    # tokens per frame (None when the encoder returns a token budget instead, as codec does)
+    # patch tokens per frame, the patch grid (None when the encoder returns a token budget
+    # instead, as codec does); upstream's --frames_token_num describes this number
     tokens_per_frame: Optional[int] = None
+    # prefix tokens (class, register) per frame given to the head ahead of that frame's patch
+    # tokens; a frame gives the head tokens_per_frame + prefix_tokens tokens
+    prefix_tokens: int = 0
     # where each value came from when it was overridden on the command line
     overrides: Dict[str, str] = field(default_factory=dict)
 

@@ -2,22 +2,38 @@
 DINOv3, AIMv2 (families), every one built with timm.
 
 One adapter serves them all (:class:`TimmFrameEncoder`): frames are folded into the batch,
-timm's ``forward_features`` runs on chunks of frames (bounding memory), the model's prefix
-tokens (class and register tokens) are dropped, tokens are restored to ``[B, T*tokens, D]``
-and the upstream sin/cos temporal encoding of each frame's position is added.
+timm's ``forward_features`` runs on chunks of frames (bounding memory), tokens are restored to
+``[B, T*tokens, D]`` and the upstream sin/cos temporal encoding of each frame's position is
+added to every token of that frame, prefix tokens included (as upstream's ``get_feature``).
+
+Which tokens of a frame reach the head is the family's published layout (``token_layout`` in
+:data:`FAMILIES`), because the published scripts handed the head what each transformers
+wrapper returned: CLIP and MetaCLIP CLS + patches (without the final LayerNorm, which
+transformers applies to the pooled token only), DINOv3 CLS + 4 registers + patches, DINOv2 the
+patches (its wrapper drops CLS), SigLIP, SigLIP 2 and AIMv2 every token (they have no prefix).
+``--token_layout patch|all`` overrides the family's layout; ``spec.tokens_per_frame`` stays the
+patch grid and ``spec.prefix_tokens`` counts the prefix tokens kept per frame.
 
 ``--model_name`` is an upstream name from :data:`MODELS` or any timm architecture name (the
-family then only sets mean/std). Weights never come from timm's own download: a
-``--model_weight`` (file, folder or hub id through :mod:`eval_encoder.encoders.weights`), or the
-table's default checkpoint looked up in the local Hugging Face cache, or ``random`` when asked
-for explicitly. Checkpoints go through the timm module's ``checkpoint_filter_fn``, so original
-formats (OpenAI CLIP, DINOv2/DINOv3, AIMv2) load and position embeddings are resized (DINOv2
-518 -> 224).
+family then sets mean/std, the token layout and the checkpoint filter's arguments). Weights
+never come from timm's own download: a ``--model_weight`` (file, folder or hub id through
+:mod:`eval_encoder.encoders.weights`), or the table's default checkpoint looked up in the local
+Hugging Face cache, or ``random`` when asked for explicitly. Checkpoints go through the timm
+module's ``checkpoint_filter_fn``, so original formats (OpenAI CLIP, DINOv2/DINOv3, AIMv2) load
+and position embeddings are resized (DINOv2 518 -> 224). A family may pass keyword arguments
+to that filter (``checkpoint_filter_kwargs``): DINOv2 resizes its 37x37 position table to the
+run's grid once at load with bicubic interpolation, ``align_corners=False`` and no
+antialiasing, which is exactly the table transformers' ``Dinov2Embeddings.
+interpolate_pos_encoding`` (4.57.3, the published requirement) computes at run time for that
+input size (CLS entry unchanged); upstream ran transformers' Dinov2Model. timm's default
+antialiases, which smooths the table and gives other features than the published ones.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import inspect
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -40,23 +56,37 @@ NO_WEIGHT = ("", "NULL", "None", "none")
 # pooling); everything else in a checkpoint must fit the model exactly.
 UNUSED_CHECKPOINT_PREFIXES = ("head.",)
 DEFAULT_FRAMES_PER_PASS = 64
+# prefix tokens per frame each token layout keeps, given how many the model has
+PREFIX_KEPT: Dict[str, Callable[[int], int]] = {"patch": lambda n: 0, "all": lambda n: n}
+LAYOUT_WORDS = {"patch": "patch tokens", "all": "prefix + patch tokens"}
+# transformers' Dinov2 interpolate_pos_encoding: F.interpolate(size=grid, mode="bicubic",
+# align_corners=False) in float32, no antialias (timm's checkpoint_filter_fn antialiases by
+# default; align_corners is left at F.interpolate's default, False)
+HF_POS_EMBED_RESIZE = (("interpolation", "bicubic"), ("antialias", False))
 
 
 # --------------------------------------------------------------------------- the tables
 
 @dataclass(frozen=True)
 class BaselineFamily:
-    """A family's preprocessing; ``__call__(cfg)`` is its ENCODERS factory."""
+    """A family's preprocessing and published token layout; ``__call__(cfg)`` is its ENCODERS
+    factory."""
 
     name: str
     mean: Triple
     std: Triple
     title: str
+    # the tokens of a frame the published scripts gave the head: "all" (prefix + patch tokens,
+    # as the transformers wrapper returned them) or "patch" (the wrapper dropped the prefix)
+    token_layout: str
     aliases: Tuple[str, ...] = ()
+    # keyword arguments for the timm module's checkpoint_filter_fn (pairs; frozen, hashable)
+    checkpoint_filter_kwargs: Tuple[Tuple[str, object], ...] = ()
 
     @property
     def description(self) -> str:
-        return f"{self.title} (timm, per frame; --model_name also takes a timm ViT name)"
+        return (f"{self.title} (timm, per frame, {LAYOUT_WORDS[self.token_layout]}; "
+                "--model_name also takes a timm ViT name)")
 
     def __call__(self, cfg) -> "TimmFrameEncoder":
         return build_baseline(self.name, cfg)
@@ -80,6 +110,8 @@ class BaselineModel:
     # upstream fed CLIP's tokens before the final LayerNorm (transformers' CLIPVisionModel
     # applies post_layernorm to the pooled token only); timm applies it to all tokens
     final_norm: bool = True
+    # the architecture's own prefix tokens (class + register), before any layout drops them
+    num_prefix_tokens: int = 0
     note: str = ""
 
     @property
@@ -87,15 +119,21 @@ class BaselineModel:
         return (self.input_size // self.patch_size) ** 2
 
 
+# token_layout: upstream handed the head each wrapper's last_hidden_state (CLIP, MetaCLIP:
+# CLS + patches; DINOv3: CLS + 4 registers + patches; SigLIP, SigLIP 2, AIMv2: patches, they
+# have no prefix), except DINOv2, whose wrapper returns last_hidden_state[:, 1:]
 FAMILIES: Dict[str, BaselineFamily] = {f.name: f for f in (
-    BaselineFamily("clip", CLIP_MEAN, CLIP_STD, "OpenAI CLIP image tower", ("openai_clip",)),
-    BaselineFamily("metaclip", CLIP_MEAN, CLIP_STD, "MetaCLIP image tower", ("meta_clip",)),
-    BaselineFamily("siglip", HALF, HALF, "SigLIP image tower"),
-    BaselineFamily("siglip2", HALF, HALF, "SigLIP 2 image tower (fixed resolution)",
+    BaselineFamily("clip", CLIP_MEAN, CLIP_STD, "OpenAI CLIP image tower", "all",
+                   ("openai_clip",)),
+    BaselineFamily("metaclip", CLIP_MEAN, CLIP_STD, "MetaCLIP image tower", "all",
+                   ("meta_clip",)),
+    BaselineFamily("siglip", HALF, HALF, "SigLIP image tower", "all"),
+    BaselineFamily("siglip2", HALF, HALF, "SigLIP 2 image tower (fixed resolution)", "all",
                    ("siglip_v2",)),
-    BaselineFamily("dinov2", IMAGENET_MEAN, IMAGENET_STD, "DINOv2", ("dino_v2",)),
-    BaselineFamily("dinov3", IMAGENET_MEAN, IMAGENET_STD, "DINOv3", ("dino_v3",)),
-    BaselineFamily("aimv2", CLIP_MEAN, CLIP_STD, "AIMv2 image encoder", ("aim_v2",)),
+    BaselineFamily("dinov2", IMAGENET_MEAN, IMAGENET_STD, "DINOv2", "patch", ("dino_v2",),
+                   checkpoint_filter_kwargs=HF_POS_EMBED_RESIZE),
+    BaselineFamily("dinov3", IMAGENET_MEAN, IMAGENET_STD, "DINOv3", "all", ("dino_v3",)),
+    BaselineFamily("aimv2", CLIP_MEAN, CLIP_STD, "AIMv2 image encoder", "all", ("aim_v2",)),
 )}
 
 # CLIP and MetaCLIP were trained with QuickGELU, so their timm *_quickgelu_* variants give the
@@ -106,18 +144,23 @@ MODELS: Registry[BaselineModel] = Registry("baseline model name")
 for _m in (
     BaselineModel("clip_vit_base_patch16", "clip", "vit_base_patch16_clip_quickgelu_224",
                   "timm/vit_base_patch16_clip_224.openai", _B, 16, 224, final_norm=False,
+                  num_prefix_tokens=1,
                   note="upstream: openai/clip-vit-base-patch16"),
     BaselineModel("clip_vit_large_patch14", "clip", "vit_large_patch14_clip_quickgelu_224",
                   "timm/vit_large_patch14_clip_224.openai", _L, 14, 224, final_norm=False,
+                  num_prefix_tokens=1,
                   note="upstream: openai/clip-vit-large-patch14"),
     BaselineModel("metaclip_base16_fullcc", "metaclip", "vit_base_patch16_clip_quickgelu_224",
                   "timm/vit_base_patch16_clip_224.metaclip_2pt5b", _B, 16, 224, final_norm=False,
+                  num_prefix_tokens=1,
                   note="upstream: facebook/metaclip-b16-fullcc2.5b"),
     BaselineModel("metaclip_large14_fullcc", "metaclip", "vit_large_patch14_clip_quickgelu_224",
                   "timm/vit_large_patch14_clip_224.metaclip_2pt5b", _L, 14, 224, final_norm=False,
+                  num_prefix_tokens=1,
                   note="upstream: facebook/metaclip-l14-fullcc2.5b"),
     BaselineModel("metaclip2_large14", "metaclip", "vit_large_patch14_clip_quickgelu_224",
                   "timm/vit_large_patch14_clip_224.metaclip_2pt5b", _L, 14, 224, final_norm=False,
+                  num_prefix_tokens=1,
                   note="kept as upstream: this name loads MetaCLIP 1 L/14 fullcc2.5b "
                        "(facebook/metaclip-l14-fullcc2.5b), not MetaCLIP 2; MetaCLIP 2 "
                        "checkpoints run through the hf family"),
@@ -135,15 +178,21 @@ for _m in (
                   note="upstream: google/siglip2-large-patch16-256"),
     BaselineModel("dinov2_base", "dinov2", "vit_base_patch14_dinov2",
                   "timm/vit_base_patch14_dinov2.lvd142m", _B, 14, 224,
-                  note="upstream: facebook/dinov2-base; pos-embed resized from 518"),
+                  num_prefix_tokens=1,
+                  note="upstream: facebook/dinov2-base; CLS dropped as upstream; 37x37 "
+                       "pos-embed resized to the run's grid at load as transformers does at run "
+                       "time (bicubic, no antialias)"),
     BaselineModel("dinov2_large", "dinov2", "vit_large_patch14_dinov2",
                   "timm/vit_large_patch14_dinov2.lvd142m", _L, 14, 224,
-                  note="upstream: facebook/dinov2-large; pos-embed resized from 518"),
+                  num_prefix_tokens=1,
+                  note="upstream: facebook/dinov2-large; CLS dropped as upstream; 37x37 "
+                       "pos-embed resized to the run's grid at load as transformers does at run "
+                       "time (bicubic, no antialias)"),
     BaselineModel("dinov3_base", "dinov3", "vit_base_patch16_dinov3",
-                  "timm/vit_base_patch16_dinov3.lvd1689m", _B, 16, 224,
+                  "timm/vit_base_patch16_dinov3.lvd1689m", _B, 16, 224, num_prefix_tokens=5,
                   note="upstream: facebook/dinov3-vitb16-pretrain-lvd1689m (4 registers)"),
     BaselineModel("dinov3_large", "dinov3", "vit_large_patch16_dinov3",
-                  "timm/vit_large_patch16_dinov3.lvd1689m", _L, 16, 224,
+                  "timm/vit_large_patch16_dinov3.lvd1689m", _L, 16, 224, num_prefix_tokens=5,
                   note="upstream: facebook/dinov3-vitl16-pretrain-lvd1689m (4 registers)"),
     BaselineModel("aimv2_large_patch14_native_ap", "aimv2", "aimv2_large_patch14_224",
                   "timm/aimv2_large_patch14_224.apple_pt", _L, 14, 224,
@@ -168,13 +217,15 @@ def models_of(family: str) -> List[BaselineModel]:
 
 
 def describe(model: BaselineModel) -> dict:
-    """A listing row for a table entry: width, tokens per frame, input size, mean/std."""
+    """A listing row for a table entry: width, tokens per frame (patch grid and the prefix
+    tokens the family's layout keeps), input size, mean/std."""
     fam = FAMILIES[model.family]
     return {"family": model.family, "model_name": model.name, "timm_arch": model.arch,
             "embed_dim": model.embed_dim, "patch_size": model.patch_size,
             "input_size": model.input_size, "tokens_per_frame": model.tokens_per_frame,
-            "mean": list(fam.mean), "std": list(fam.std), "default_weights": model.weights,
-            "note": model.note}
+            "prefix_tokens": PREFIX_KEPT[fam.token_layout](model.num_prefix_tokens),
+            "token_layout": fam.token_layout, "mean": list(fam.mean), "std": list(fam.std),
+            "default_weights": model.weights, "note": model.note}
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -192,7 +243,8 @@ class PerFrameEncoder(VideoEncoder):
     """Runs an image encoder on every frame and returns ``[B, T*tokens, D]`` tokens.
 
     Subclasses give :meth:`encode_images` (``[N, 3, H, W] -> [N, prefix + tokens, D]``).
-    ``num_prefix_tokens=None`` infers the prefix as whatever precedes the patch tokens.
+    ``num_prefix_tokens=None`` infers the prefix as whatever precedes the patch tokens. Each
+    frame keeps the last ``spec.prefix_tokens`` of its prefix tokens and all its patch tokens.
     """
 
     def __init__(self, spec: EncoderSpec, num_prefix_tokens: Optional[int],
@@ -213,26 +265,28 @@ class PerFrameEncoder(VideoEncoder):
         b, c, t, h, w = video.shape
         images = video.transpose(1, 2).reshape(b * t, c, h, w)
         with torch.no_grad():
-            tokens = torch.cat([self._patch_tokens(chunk)
+            tokens = torch.cat([self._frame_tokens(chunk)
                                 for chunk in images.split(self.frames_per_pass)])
             tokens = tokens.reshape(b, t, -1, tokens.shape[-1])
-            # added in float32 as upstream did (its bf16 tokens + fp32 encoding promoted)
+            # added to every token of a frame, prefix tokens included, in float32 as upstream
+            # did (its bf16 tokens + fp32 encoding promoted)
             pe = temporal_encoding(t, tokens.shape[-1], tokens.device)
             return (tokens.float() + pe[None, :, None, :]).reshape(b, -1, tokens.shape[-1])
 
-    def _patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """Encode a chunk of frames and keep the patch tokens only."""
+    def _frame_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Encode a chunk of frames; keep ``spec.prefix_tokens`` prefix and all patch tokens."""
         out = self.encode_images(images)
-        want = self.spec.tokens_per_frame
+        want, keep = self.spec.tokens_per_frame, self.spec.prefix_tokens
         if out.dim() != 3:
             raise RuntimeError(f"{self.spec.family}/{self.spec.model_name}: image encoder "
                                f"returned {tuple(out.shape)}, not tokens [N, L, D]")
         prefix = out.shape[1] - want if self.num_prefix_tokens is None else self.num_prefix_tokens
-        if prefix < 0 or out.shape[1] - prefix != want:
+        if prefix < keep or out.shape[1] - prefix != want:
             raise RuntimeError(
                 f"{self.spec.family}/{self.spec.model_name}: image encoder returned "
-                f"{tuple(out.shape)}; expected [N, {prefix} prefix + {want} patch tokens, D]")
-        return out[:, prefix:]
+                f"{tuple(out.shape)}; expected [N, {prefix} prefix + {want} patch tokens, D] "
+                f"with at least the {keep} prefix tokens to keep")
+        return out[:, prefix - keep:]
 
     def _check_input(self, video: Optional[torch.Tensor]) -> torch.Tensor:
         size = self.spec.input_size
@@ -274,7 +328,7 @@ def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_P
     size = cfg.input_size or entry.input_size
     model = create_timm_model(entry.arch, size, **timm_kwargs)
     check_patch_multiple(size, int(model.patch_embed.patch_size[0]))
-    weights = load_weights(model, entry, cfg)
+    weights = load_weights(model, entry, cfg, dict(fam.checkpoint_filter_kwargs))
     if not entry.final_norm:
         model.norm = nn.Identity()
     spec = EncoderSpec(family=fam.name, model_name=cfg.model_name,
@@ -284,11 +338,25 @@ def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_P
     spec = spec.with_overrides(input_size=cfg.input_size, mean=as_triple(cfg.mean, "mean"),
                                std=as_triple(cfg.std, "std"))
     _warn_if_timm_stats_differ(entry, spec)
-    grid = model.patch_embed.grid_size
-    spec = replace(spec, tokens_per_frame=int(grid[0] * grid[1]))
-    logger.info("%s/%s: timm %s at %d px, %d tokens/frame, weights %s", fam.name,
-                cfg.model_name, entry.arch, size, spec.tokens_per_frame, weights)
+    spec = token_spec(spec, model, fam, cfg.token_layout)
+    logger.info("%s/%s: timm %s at %d px, %d prefix + %d patch tokens/frame, weights %s",
+                fam.name, cfg.model_name, entry.arch, size, spec.prefix_tokens,
+                spec.tokens_per_frame, weights)
     return TimmFrameEncoder(model, spec, weights, frames_per_pass).freeze()
+
+
+def token_spec(spec: EncoderSpec, model: nn.Module, fam: BaselineFamily,
+               layout: str) -> EncoderSpec:
+    """``spec`` with the patch grid and the prefix tokens kept per frame: the family's
+    published layout, or ``layout`` (``--token_layout patch|all``) noted as an override."""
+    if layout not in ("family", *PREFIX_KEPT):
+        raise ConfigError(f"--token_layout {layout!r}: choose family, {', '.join(PREFIX_KEPT)}")
+    grid = model.patch_embed.grid_size
+    have = int(model.num_prefix_tokens)
+    spec = replace(spec, tokens_per_frame=int(grid[0] * grid[1]),
+                   prefix_tokens=PREFIX_KEPT[fam.token_layout](have))
+    chosen = PREFIX_KEPT[layout](have) if layout in PREFIX_KEPT else None
+    return spec.with_overrides(prefix_tokens=chosen)
 
 
 def check_per_frame_flags(cfg) -> None:
@@ -384,11 +452,13 @@ def create_timm_model(arch: str, input_size: int, **timm_kwargs) -> nn.Module:
 
 # --------------------------------------------------------------------------- weights
 
-def load_weights(model: nn.Module, entry: BaselineModel, cfg) -> str:
+def load_weights(model: nn.Module, entry: BaselineModel, cfg,
+                 filter_kwargs: Optional[dict] = None) -> str:
     """Load ``cfg.model_weight`` (or the entry's default checkpoint) into ``model``.
 
     Returns where the weights came from. ``random`` keeps the random initialisation (only
     when asked for); anything that cannot be found or does not fit raises ConfigError.
+    ``filter_kwargs`` go to the timm module's ``checkpoint_filter_fn`` (the family's).
     """
     choice = (cfg.model_weight or "").strip()
     if choice == "random":
@@ -397,7 +467,7 @@ def load_weights(model: nn.Module, entry: BaselineModel, cfg) -> str:
     path = _resolve(choice, entry, cfg.allow_download)
     choice = choice if choice not in NO_WEIGHT else entry.weights
     state = load_state_dict(path)
-    state = checkpoint_filter(model)(state, model)
+    state = checkpoint_filter(model, **(filter_kwargs or {}))(state, model)
     strict_load(model, state, f"{choice} ({path})" if str(path) != choice else choice, entry.arch)
     return str(path)
 
@@ -418,10 +488,18 @@ def _resolve(choice: str, entry: BaselineModel, allow_download: bool):
                           f"{entry.weights} cannot be used: {exc}") from exc
 
 
-def checkpoint_filter(model: nn.Module) -> Callable[[dict, nn.Module], dict]:
-    """The timm module's ``checkpoint_filter_fn`` (format conversion, pos-embed resizing)."""
+def checkpoint_filter(model: nn.Module, **kwargs) -> Callable[[dict, nn.Module], dict]:
+    """The timm module's ``checkpoint_filter_fn`` (format conversion, pos-embed resizing) with
+    ``kwargs`` bound; a ConfigError when that filter does not take them."""
     module = importlib.import_module(type(model).__module__)
-    return getattr(module, "checkpoint_filter_fn", lambda state, _model: state)
+    fn = getattr(module, "checkpoint_filter_fn", None)
+    if fn is None:  # nothing to convert or resize: the checkpoint must fit as it is
+        return lambda state, _model: state
+    unknown = [k for k in kwargs if k not in inspect.signature(fn).parameters]
+    if unknown:
+        raise ConfigError(f"{module.__name__}.checkpoint_filter_fn takes no {unknown}: this "
+                          "timm architecture cannot resize its position table as the family needs")
+    return functools.partial(fn, **kwargs)
 
 
 def strict_load(model: nn.Module, state: Dict[str, torch.Tensor], origin: str, arch: str) -> None:

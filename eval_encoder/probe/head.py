@@ -1,43 +1,63 @@
-"""The attentive probe: a learned query attends over all tokens, then norm + linear classifier."""
+"""The attentive probe as published: a learned query attends over all tokens, then norm + linear.
+
+The head is the probe's definition, so both protocols use it unchanged. It follows the
+published ``ClassificationHead`` (OneVision-Encoder ``eval_encoder/attentive_probe.py``) and its
+pooling block (``Siglip2MultiheadAttentionPoolingHead``):
+
+  pooled = MHA(q, x, x);  pooled = pooled + MLP(RMSNorm(pooled));  logits = fc(LayerNorm(pooled))
+
+with an RMSNorm without bias (eps from the input's dtype), an MLP of width 4D with the exact
+(erf) GELU, D // 64 attention heads, and the published parameter names, so head weights load
+either way. Modules are created in the published order, so one seed gives the published
+initialisation: probe ~ N(0, 1); attention in-projection Xavier-uniform with zero bias; every
+Linear (the attention's out-projection included) truncated-normal(0.02) with zero bias; the
+classifier then scaled by 1e-3.
+"""
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+class PoolingMLP(nn.Module):
+    """fc1 -> exact GELU -> fc2 (the published ``Siglip2MLP``)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class AttentivePooling(nn.Module):
-    """Multi-head attention pooling with a learned query (SigLIP2-style MAP head).
+    """Multi-head attention pooling with one learned query (a MAP head), as published."""
 
-    One block: ``q' = MHA(q, x, x); out = q' + MLP(LayerNorm(q'))``. With ``depth > 1`` the
-    pooled query attends to the tokens again through further blocks (upstream's probe_size).
-    """
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int = 4, depth: int = 1):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int = 4):
         super().__init__()
         self.probe = nn.Parameter(torch.randn(1, 1, dim))
-        self.attention = nn.ModuleList(
-            [nn.MultiheadAttention(dim, num_heads, batch_first=True) for _ in range(depth)])
-        self.layernorm = nn.ModuleList([nn.LayerNorm(dim, eps=1e-6) for _ in range(depth)])
-        self.mlp = nn.ModuleList([
-            nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(approximate="tanh"),
-                          nn.Linear(dim * mlp_ratio, dim)) for _ in range(depth)])
+        self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.norm = nn.RMSNorm(dim)
+        self.mlp = PoolingMLP(dim, dim * mlp_ratio)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, D] -> pooled [B, D]."""
         query = self.probe.expand(tokens.shape[0], -1, -1)
-        for attn, norm, mlp in zip(self.attention, self.layernorm, self.mlp):
-            query = attn(query, tokens, tokens, need_weights=False)[0]
-            query = query + mlp(norm(query))
-        return query[:, 0]
+        pooled = self.attention(query, tokens, tokens, need_weights=False)[0]
+        pooled = pooled + self.mlp(self.norm(pooled))
+        return pooled[:, 0]
 
 
 class ClassificationHead(nn.Module):
     """Attentive pooling -> LayerNorm -> Linear; the classifier starts scaled by ``init_scale``."""
 
-    def __init__(self, dim: int, num_classes: int, depth: int = 1, init_scale: float = 1e-3):
+    def __init__(self, dim: int, num_classes: int, init_scale: float = 1e-3):
         super().__init__()
-        self.pool = AttentivePooling(dim, max(1, dim // 64), depth=depth)
+        self.pool = AttentivePooling(dim, max(1, dim // 64))
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, num_classes)
         self.apply(_init_weights)
@@ -50,6 +70,7 @@ class ClassificationHead(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
+    """The published init, applied to every submodule (RMSNorm keeps its ones)."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:

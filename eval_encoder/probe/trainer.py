@@ -51,13 +51,13 @@ class Counters:
     flags: Dict[str, Dict[str, set]] = field(default_factory=lambda: {"train": {}, "val": {}})
 
 
-def make_heads(grid, dim: int, num_classes: int, depth: int, steps: int, min_lr: float,
+def make_heads(grid, dim: int, num_classes: int, steps: int, min_lr: float,
                device: torch.device, seed: int) -> List[HeadState]:
     """One head, optimiser and LinearLR(lr -> min_lr over all steps) per (lr, wd)."""
     heads = []
     for i, (lr, wd) in enumerate(grid):
         torch.manual_seed(seed + i)  # the same initial head on every rank
-        module = ClassificationHead(dim, num_classes, depth=depth).to(device)
+        module = ClassificationHead(dim, num_classes).to(device)
         opt = torch.optim.AdamW(module.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8,
                                 weight_decay=wd)
         sched = None

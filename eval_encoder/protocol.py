@@ -1,0 +1,256 @@
+"""The named protocols as data: every behaviour in which the published scripts and our
+corrections differ is one row here, and code asks for the resolved value, never for the name.
+
+``paper`` reproduces the published OneVision-Encoder attentive-probe scripts in every
+deterministic respect that moves a number; ``clean`` keeps our corrections where they are
+corrections. A row's option can still be set on its own (command line or recipe), which wins
+over the protocol. Differences that no protocol reverts (validation coverage, clip
+substitution, ...) are listed in :data:`DEVIATIONS`; both tables are printed by
+``python -m eval_encoder ls protocol`` and reproduced in ``results/README.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, List, Tuple
+
+PROTOCOLS = ("paper", "clean")
+DEFAULT = "paper"
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A behaviour the protocol switches: the option that carries it and its value per protocol."""
+
+    name: str
+    option: str  # a ProbeConfig field, or "codec.<CodecOptions field>"
+    paper: Any
+    clean: Any
+    published: str  # what the published scripts do
+    ours: str  # what the clean value does instead
+    why: str
+    effect: str  # the measured effect of the difference
+
+    def value(self, protocol: str) -> Any:
+        return getattr(self, protocol)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.option.split(".")[-1]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A difference from the published scripts that every protocol keeps."""
+
+    name: str
+    published: str
+    ours: str
+    why: str
+    effect: str
+    flag: str = "none"
+
+
+BEHAVIOURS: Tuple[Behaviour, ...] = (
+    Behaviour(
+        "pixel rounding", "round_pixels", True, False,
+        "frames stay uint8 through resize, crop and each colour op (DALI on uint8)",
+        "float32 from decode to normalisation",
+        "8-bit rounding and clipping of the cubic overshoot are an artefact of the pipeline",
+        "up to 0.5/255 per op plus the clipped overshoot at sharp edges"),
+    Behaviour(
+        "brightness jitter", "brightness_mode", "multiply", "shift",
+        "U(-0.125, 0.125) passed as DALI's multiplicative `brightness`: a negative draw "
+        "turns the clip black",
+        "the same draw as an additive shift of the 0..255 range",
+        "a black training clip carries no signal; the range was meant as a shift",
+        "0.8 x P(draw < 0) = 40% of training clips black under `multiply`"),
+    Behaviour(
+        "steps per epoch", "drop_last", True, False,
+        "floor(floor(n/W)/B) full steps; the remainder of each epoch is dropped",
+        "ceil(ceil(n/W)/B) steps; every training clip every epoch",
+        "dropping clips wastes data and makes the epoch depend on W",
+        "up to W*B-1 training clips left out per epoch"),
+    Behaviour(
+        "codec frame ids", "codec.codec_frame_ids", "trunc", "round",
+        "np.linspace(0, n-1, 64, dtype=int): truncated",
+        "rounded to the nearest frame",
+        "rounding spreads the 64 frames symmetrically over the clip",
+        "27-31 of 64 ids differ by one frame for most clip lengths"),
+    Behaviour(
+        "codec zeroed frames", "codec.zero_frames", "gop16", "unreferenced",
+        "the HEVC re-encode has an intra frame every 16 source frames: a sampled frame on "
+        "one (at most 8 of them), and every repeat of an id but its last, get a zero map",
+        "only frames without a predecessor (frame 0) and repeats of an id get a zero map",
+        "the GOP grid is an artefact of the re-encode, not of the clip's content",
+        "up to 8 of 64 frames zeroed for clips of 128+ frames"),
+    Behaviour(
+        "codec motion floor", "codec.mv_floor", 1e-6, 1.0,
+        "the motion map is divided by max(p95, 1e-6 px)",
+        "divided by max(p95, 1 px)",
+        "below one pixel the vectors are round-off; dividing by it makes noise salient",
+        "on near-static frames the published map saturates to 1 wherever any vector is non-zero"),
+    Behaviour(
+        "codec map grid", "codec.map_grid", "pixel", "cell",
+        "every stage at pixel resolution: camera fit on at most 5000 subsampled pixels, "
+        "3x3-pixel local-variance window, map stored as uint8 (truncated), resized with a "
+        "cubic (a=-0.75) filter, re-quantised, cropped at floor((size-224)/2), patch sums",
+        "on 8-pixel motion cells: camera fit on every cell with a vector, 3x3-cell window, "
+        "float map pooled with the pixels' own resize and crop",
+        "a 3x3-pixel window on a block-constant field sees only block edges; uint8 "
+        "truncation and a map one pixel off the pixels' crop are artefacts",
+        "see the codec overlap measurements in results/README.md"),
+    Behaviour(
+        "codec top-K ties", "codec.topk_ties", "partition", "stable",
+        "np.argpartition order among equal patch scores",
+        "stable: the lower index first",
+        "reproducible across numpy versions",
+        "changes picks only among exactly equal scores (common with 8-bit maps)"),
+)
+
+
+DEVIATIONS: Tuple[Deviation, ...] = (
+    Deviation(
+        "validation coverage",
+        "each rank permutes the whole list with its own seed and takes a slice, dropping "
+        "the remainder: clips are scored 0..W times",
+        "clips strided over ranks, no padding: every clip scored exactly once",
+        "a measurement bug, not protocol",
+        "with W=8, about 34% of validation clips unscored per evaluation"),
+    Deviation(
+        "training shards",
+        "each rank permutes the list with seed+rank: a clip is seen 0..W times per epoch",
+        "one permutation per epoch shared by all ranks, split between them",
+        "the same clip twice in an epoch while another is never seen is noise, and W-dependent",
+        "with W=8, about 34% of training clips unseen in a given epoch upstream"),
+    Deviation(
+        "broken clips",
+        "a clip that fails to decode is replaced by the first clip of the list",
+        "skipped, counted and listed in the record; past --max_skip_fraction the run fails",
+        "a silent substitution changes the data without a trace",
+        "none on readable data", "--max_skip_fraction"),
+    Deviation(
+        "learning-rate sweep",
+        "the encoder is re-loaded and re-run for every learning rate",
+        "every (lr, wd) head trains on one encoder pass per batch",
+        "the encoder is frozen: the tokens are the same",
+        "none beyond data order and augmentation draws (shared by all heads here)"),
+    Deviation(
+        "randomness",
+        "head init unseeded; frame offsets from numpy's global generator in each worker; "
+        "per-rank permutations seeded seed+rank",
+        "every draw keyed by (seed, epoch, sample), whatever the worker or rank",
+        "runs repeat exactly", "none (a seed changes the draws, not their law)", "--seed"),
+    Deviation(
+        "validation head precision",
+        "head logits under bf16 autocast",
+        "validation logits in float32 before views are averaged",
+        "bf16 logits round to 3 significant digits before the argmax",
+        "rounding level"),
+    Deviation(
+        "decoder",
+        "decord",
+        "PyAV (FFmpeg); frames counted from packets",
+        "one maintained decoder for every path",
+        "none on well-formed files (same decoded frames)"),
+    Deviation(
+        "codec stream",
+        "the dataset is re-encoded once to HEVC (libx265, CRF 23, GOP 16, no B-frames, one "
+        "reference); pixels and vectors both come from that file",
+        "pixels from the original file; for each sampled frame, the frame and its source "
+        "predecessor are re-encoded in memory to H.264 (intra, then one P-frame at QP 20) "
+        "and its vectors and luma residual are read back",
+        "any input codec works and no re-encoded copy of the dataset is needed; FFmpeg "
+        "exports H.264 vectors but not HEVC ones",
+        "H.264 blocks are 8x8 and larger (HEVC: down to 4x8), vectors at integer pel",
+        "--mv_reference sampled (the older 64-frame re-encode)"),
+    Deviation(
+        "resize of the shorter side",
+        "--short_side_size parsed but ignored (the shorter side goes to the crop size)",
+        "honoured; by default the crop size, as published",
+        "a parsed flag must act",
+        "none at the default", "--short_side_size"),
+)
+
+
+def rows() -> List[Behaviour]:
+    return list(BEHAVIOURS)
+
+
+def _holder(cfg, option: str) -> Tuple[Any, str]:
+    """The object that carries ``option`` and the field name on it."""
+    if option.startswith("codec."):
+        return cfg.codec, option.split(".", 1)[1]
+    return cfg, option
+
+
+def _choices(holder, name: str):
+    for f in dataclasses.fields(holder):
+        if f.name == name:
+            return f.metadata.get("choices")
+    raise KeyError(f"protocol option {name!r} is not a config field")
+
+
+def apply_protocol(cfg) -> None:
+    """Fill every behaviour option still unset (None) from ``cfg.protocol``; check the values."""
+    from eval_encoder.config import ConfigError
+
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {cfg.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    for row in BEHAVIOURS:
+        holder, name = _holder(cfg, row.option)
+        if getattr(holder, name) is None:
+            setattr(holder, name, row.value(cfg.protocol))
+            cfg.sources[name] = f"protocol {cfg.protocol}"
+        choices = _choices(holder, name)
+        if choices and getattr(holder, name) not in choices:
+            raise ConfigError(f"{row.flag} {getattr(holder, name)!r}: choose one of "
+                              f"{', '.join(map(str, choices))}")
+
+
+def resolve_codec(opts, protocol: str = DEFAULT):
+    """A copy of CodecOptions ``opts`` with every unset (None) behaviour from ``protocol``."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    values = {r.option.split(".", 1)[1]: r.value(protocol) for r in BEHAVIOURS
+              if r.option.startswith("codec.") and getattr(opts, r.option.split(".", 1)[1]) is None}
+    return dataclasses.replace(opts, **values)
+
+
+def departures(cfg) -> Dict[str, Any]:
+    """Options whose resolved value differs from ``cfg.protocol``'s (set on their own)."""
+    out = {}
+    for row in BEHAVIOURS:
+        holder, name = _holder(cfg, row.option)
+        if getattr(holder, name) != row.value(cfg.protocol):
+            out[name] = getattr(holder, name)
+    return out
+
+
+def describe(cfg) -> Dict[str, Any]:
+    """The record's ``protocol`` block: the name, every behaviour's value, and departures."""
+    values = {}
+    for row in BEHAVIOURS:
+        holder, name = _holder(cfg, row.option)
+        values[name] = getattr(holder, name)
+    return {"name": cfg.protocol, "values": values, "departures": departures(cfg)}
+
+
+def label(record: Dict[str, Any]) -> str:
+    """``paper``, ``clean``, ``paper*`` (with departures) or ``?`` from a run record."""
+    block = record.get("protocol") or {}
+    name = block.get("name") or (record.get("config") or {}).get("protocol") or "?"
+    return name + ("*" if block.get("departures") else "")
+
+
+def markdown_tables() -> str:
+    """Both tables as Markdown (``ls protocol --format md`` and results/README.md)."""
+    head = ["| behaviour | flag | paper | clean | published scripts | clean instead | why | "
+            "measured effect |", "|---|---|---|---|---|---|---|---|"]
+    body = [f"| {r.name} | `{r.flag}` | `{r.paper}` | `{r.clean}` | {r.published} | {r.ours} | "
+            f"{r.why} | {r.effect} |" for r in BEHAVIOURS]
+    dev = ["| difference | published scripts | here (both protocols) | why | measured effect | "
+           "flag |", "|---|---|---|---|---|---|"]
+    dev += [f"| {d.name} | {d.published} | {d.ours} | {d.why} | {d.effect} | `{d.flag}` |"
+            for d in DEVIATIONS]
+    return "\n".join(head + body + ["", *dev]) + "\n"
