@@ -1,16 +1,20 @@
 """Plain decoding of 64 frames vs. codec patch selection, on the same clips, as a ratio.
 
-    python benchmarks/bench_codec.py [--frames 128] [--clips 2] [--repeats 3]
+    python benchmarks/bench_codec.py [--frames 128] [--clips 2] [--repeats 3] [--sizes 240x320 ...]
 
-For each size (320x240 and 640x360) it writes synthetic H.264 clips (a textured square over
-a panning textured background), then times, interleaved on the same clips:
+For each size it writes synthetic H.264 clips (a textured square over a panning textured
+background), then times, interleaved on the same clips and per protocol:
 
-  plain      decode_clip: count the frames and decode the 64 uniformly sampled ones (RGB)
-  selection  the codec source without cache: the same decode, then re-encode, vectors,
-             residual, saliency, patch scores and top-K (K=2048, 224 crop, 14 px patches)
+  plain      count the frames and decode the 64 uniformly sampled ones (RGB): what any
+             64-frame loader pays
+  selection  the codec source without cache: one decode pass for the 64 frames (RGB and
+             luma) and the luma of each one's source predecessor, then the pairwise
+             re-encode, vectors, residual, the map (paper: pixel grid; clean: motion
+             cells), patch scores and top-K (K=2048, 224 crop, 14 px patches)
 
 Single-threaded (BLAS/OpenMP pinned to one thread), as one loader worker runs. Prints the
-medians, their ratio and where the selection's time goes.
+medians over clips x repeats, the ratio's median and range over rounds, and where the
+selection's time goes.
 """
 import os
 
@@ -26,12 +30,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from eval_encoder.codec import make_options  # noqa: E402
-from eval_encoder.codec import motion, saliency, select  # noqa: E402
-from eval_encoder.codec.pipeline import Selector  # noqa: E402
+from eval_encoder.codec import pipeline  # noqa: E402
+from eval_encoder.codec.schedule import zeroed  # noqa: E402
+from eval_encoder.codec.select import choose  # noqa: E402
 from eval_encoder.codec.synthetic import moving_square, write_video  # noqa: E402
 from eval_encoder.video.decode import decode_clip  # noqa: E402
 
-SIZES = [(240, 320), (360, 640)]
+SIZES = ["240x320", "360x640", "720x1280"]
 
 
 def make_clips(folder: str, height: int, width: int, frames: int, count: int):
@@ -50,35 +55,43 @@ def timed(fn, *args):
     return time.perf_counter() - start, out
 
 
-def stages(frames: np.ndarray, opts) -> dict:
-    """Seconds per stage of the selection for already decoded frames."""
-    out = {}
-    out["re-encode"], packets = timed(motion.encode_canonical, frames)
-    out["decode vectors"], (luma, vectors, intra) = timed(motion.decode_with_vectors, packets,
-                                                          frames.shape[0])
-    intra[0] = True
-    out["paint vectors"], field = timed(motion.paint_vectors, vectors, *frames.shape[:3])
-    field[intra] = np.nan
-    out["residual"], res = timed(motion.compensated_residual, luma, field, intra)
-    out["saliency"], (_, maps) = timed(saliency.saliency, motion.MotionField(field, res, intra),
-                                       opts)
-    out["patch scores"], scores = timed(select.patch_scores, maps, 224, 224, 14)
-    scores = np.concatenate([np.zeros(256), scores]) * 255.0  # the intra frame scores 0
-    out["top-K"], _ = timed(select.choose, scores, 2048, 256, opts)
+def stages(selector: pipeline.Selector, path: str) -> dict:
+    """Seconds per stage of one uncached selection."""
+    opts, out = selector.opts, {}
+    out["decode"], clip = timed(selector.decode, path, 1, True)
+    live = ~zeroed(clip.ids, opts.zero_frames)
+    out["motion"], (pos, field) = timed(pipeline.MOTION[opts.mv_reference], clip, live)
+    out["map"], (part, area) = timed(pipeline.GRIDS[opts.map_grid], field, opts, 224, 224)
+    scores = np.zeros((64, 256))
+    scores[pos] = part
+    out["top-K"], _ = timed(choose, scores.reshape(-1), 2048, 256, opts, area)
     return out
 
 
-def bench(paths, repeats: int, opts):
-    plain, selection, parts = [], [], []
-    selector = Selector(64, 224, opts)
+def bench(paths, repeats: int, selectors: dict):
+    """Interleaved rounds: per round and clip, plain decode then each protocol's selection."""
+    plain, sel, parts = [], {k: [] for k in selectors}, {k: [] for k in selectors}
+    ratios = {k: [] for k in selectors}
     for _ in range(repeats):
         for path in paths:
-            t, (frames, _, _) = timed(decode_clip, path, 64, False, None, 1, 0, 1, True)
-            plain.append(t)
-            selection.append(timed(selector.load, path, 1)[0])
-            parts.append(stages(frames, opts))
-    breakdown = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
-    return statistics.median(plain), statistics.median(selection), breakdown
+            t_plain = timed(decode_clip, path, 64, False, None, 1, 0, 1, True)[0]
+            plain.append(t_plain)
+            for name, selector in selectors.items():
+                t = timed(selector.load, path, 1)[0]
+                sel[name].append(t)
+                ratios[name].append(t / t_plain)
+                parts[name].append(stages(selector, path))
+    return plain, sel, ratios, parts
+
+
+def report(size: str, plain, sel, ratios, parts) -> None:
+    print(f"{size}: plain decode {statistics.median(plain) * 1e3:.0f} ms")
+    for name in sel:
+        detail = ", ".join(f"{k} {statistics.median(p[k] for p in parts[name]) * 1e3:.0f}"
+                           for k in parts[name][0])
+        print(f"  {name:5s} selection {statistics.median(sel[name]) * 1e3:.0f} ms, ratio "
+              f"{statistics.median(ratios[name]):.2f}x (range {min(ratios[name]):.2f}-"
+              f"{max(ratios[name]):.2f})  [stages, ms: {detail}]")
 
 
 def main() -> None:
@@ -87,19 +100,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=128, help="frames per synthetic clip")
     parser.add_argument("--clips", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", nargs="+", default=SIZES, help="HxW sizes")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    opts = make_options()  # upstream defaults: K 2048, similarity compensation, ...
-    print(f"clips of {args.frames} frames, {args.clips} per size, {args.repeats} repeats; "
-          "medians per clip, one thread")
+    selectors = {p: pipeline.Selector(64, 224, make_options(p)) for p in ("paper", "clean")}
+    print(f"clips of {args.frames} frames, {args.clips} per size, {args.repeats} rounds; "
+          "K 2048 of 64x16x16, one thread")
     with tempfile.TemporaryDirectory() as folder:
-        for h, w in SIZES:
+        for size in args.sizes:
+            h, w = (int(v) for v in size.split("x"))
             paths = make_clips(folder, h, w, args.frames, args.clips)
-            bench(paths[:1], 1, opts)  # warm-up: imports, codec initialisation
-            plain, sel, parts = bench(paths, args.repeats, opts)
-            detail = ", ".join(f"{k} {v * 1e3:.0f}" for k, v in parts.items())
-            print(f"{w}x{h}: plain decode {plain * 1e3:.0f} ms, selection {sel * 1e3:.0f} ms, "
-                  f"ratio {sel / plain:.2f}x  [selection after decode, ms: {detail}]")
+            bench(paths[:1], 1, selectors)  # warm-up: imports, codec initialisation
+            report(f"{w}x{h}", *bench(paths, args.repeats, selectors))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,16 @@ def _f(default: Any, help: str, **meta) -> Any:
 
 @dataclass
 class ProbeConfig:
+    # --- protocol (eval_encoder/protocol.py): the published scripts' behaviours or our corrections
+    protocol: str = _f("paper", "paper: the published protocol; clean: our corrections (see "
+                       "`python -m eval_encoder ls protocol`)", choices=["paper", "clean"])
+    round_pixels: Optional[bool] = _f(None, "keep resized, cropped and jittered frames as 8-bit "
+                                      "integers before normalising (default: from --protocol)")
+    brightness_mode: Optional[str] = _f(None, "brightness jitter: 'multiply' (as published, DALI's "
+                                        "multiplicative brightness) or 'shift' (additive); default: "
+                                        "from --protocol", choices=["multiply", "shift"])
+    drop_last: Optional[bool] = _f(None, "train floor(floor(n/W)/B) full steps per epoch, dropping "
+                                   "the remainder as published; default: from --protocol")
     # --- data
     dataset: str = _f("ssv2", "dataset card name (datasets/<name>.yaml)")
     data_root: Optional[str] = _f(None, "folder holding <dataset>/<manifest>.csv and the videos")
@@ -47,6 +57,8 @@ class ProbeConfig:
     num_frames: int = _f(8, "frames per clip")
     num_tokens: Optional[int] = _f(None, "if set, the tokens per clip the encoder must return")
     input_size: Optional[int] = _f(None, "crop size (default: the encoder's)")
+    token_layout: str = _f("family", "tokens per frame given to the head: the family's published "
+                           "layout, patch tokens only, or every token", choices=["family", "patch", "all"])
     tubelet_size: int = _f(1, "temporal patch size; the encoders here take 1")
     embedding_size: Optional[int] = _f(None, "token width (default: the encoder's; checked against it)")
     frames_token_num: Optional[int] = _f(None, "tokens per frame (default: the encoder's; checked)")
@@ -62,7 +74,7 @@ class ProbeConfig:
     default_min_lr: float = _f(1e-7, "LinearLR end learning rate")
     clip_grad: float = _f(5.0, "gradient-norm clip per head (0: off)")
     smoothing: float = _f(0.1, "label smoothing")
-    probe_size: int = _f(1, "attention-pooling blocks in the head (upstream uses 1)")
+    probe_size: int = _f(1, "attention-pooling blocks in the head: 1, as published")
     seed: int = _f(1, "seed for sampling, jitter and head init")
     select: str = _f("best_val", "reported score: best epoch on val (upstream) or last epoch",
                      choices=["best_val", "last"])
@@ -213,6 +225,9 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_pr
                      f"yaml:{yaml_path}")
     apply_values(cfg, ns, "command line")
     check_launcher_flags(cfg)
+    from eval_encoder.protocol import apply_protocol
+
+    apply_protocol(cfg)
     return cfg
 
 

@@ -1,4 +1,8 @@
-"""Codec-style patch selection on real encoded clips made here (PyAV, libx264 / libx265)."""
+"""Codec-style patch selection on real encoded clips made here (PyAV, libx264 / libx265).
+
+Selection quality is tested under the clean protocol (our corrected map); the published
+stages of the paper protocol are pinned in test_codec_paper.py.
+"""
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -137,7 +141,8 @@ def test_moving_object_over_static_background_is_selected(clips):
     _, scenes, paths = clips
     cover = object_cover(scenes["static_bg"])
     k = int((cover > 0).sum())  # K = every patch the square touches
-    sel = Selector(64, S, make_options(K_keep=k, patch_size=P)).load(paths["static_bg"])[3]
+    opts = make_options("clean", K_keep=k, patch_size=P)
+    sel = Selector(64, S, opts).load(paths["static_bg"])[3]
     assert sel.flags == 0 and sel.indices.size == k
     assert np.all(np.diff(sel.indices) > 0)
     recall, _ = recall_and_background(sel.indices, cover)
@@ -150,7 +155,8 @@ def test_camera_compensation_removes_the_panning_background(clips):
     k = int((cover > 0).sum())
     shares = {}
     for mode in ("similarity", "median", "none"):
-        idx = select_patches(paths["pan"], K=k, patch_size=P, input_size=S, mv_compensate=mode)
+        idx = select_patches(paths["pan"], K=k, patch_size=P, input_size=S, protocol="clean",
+                             mv_compensate=mode)
         shares[mode] = recall_and_background(idx, cover)
     for mode in ("similarity", "median"):
         recall, background = shares[mode]
@@ -166,11 +172,12 @@ def test_static_clip_takes_the_uniform_frames_fallback(tmp_path):
     noisy = np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8)
     path = write_video(str(tmp_path / "still.mp4"), noisy)
     k = 700
-    sel = Selector(64, S, make_options(K_keep=k, patch_size=P)).load(path)[3]
+    sel = Selector(64, S, make_options("clean", K_keep=k, patch_size=P)).load(path)[3]
     assert sel.flags & FLAG_STATIC_FALLBACK and sel.indices.size == k
     whole = uniform_frame_patches(64, G * G, 4, k)  # frames 0, 21, 42, 63 in full
     assert whole.size == 4 * G * G and np.isin(whole, sel.indices).all()
-    off = Selector(64, S, make_options(K_keep=k, patch_size=P, static_fallback=0)).load(path)[3]
+    off_opts = make_options("clean", K_keep=k, patch_size=P, static_fallback=0)
+    off = Selector(64, S, off_opts).load(path)[3]
     assert not off.flags & FLAG_STATIC_FALLBACK
 
 
@@ -185,15 +192,15 @@ def test_hevc_input_selects_like_its_h264_twin(clips, tmp_path):
         assert c.streams.video[0].codec_context.name == "hevc"
     cover = object_cover(scenes["static_bg"])
     k = int((cover > 0).sum())
-    a = select_patches(paths["static_bg"], K=k, patch_size=P, input_size=S)
-    b = select_patches(hevc, K=k, patch_size=P, input_size=S)
+    a = select_patches(paths["static_bg"], K=k, patch_size=P, input_size=S, protocol="clean")
+    b = select_patches(hevc, K=k, patch_size=P, input_size=S, protocol="clean")
     assert recall_and_background(b, cover)[0] >= 0.9
     assert np.intersect1d(a, b).size / np.union1d(a, b).size > 0.7
 
 
 def test_short_clip_and_oversized_K_are_handled_and_flagged(tmp_path):
     path = write_video(str(tmp_path / "short.mp4"), moving_square(frames=20).frames)
-    sel = Selector(64, 28, make_options(K_keep=300, patch_size=14)).load(path)
+    sel = Selector(64, 28, make_options("clean", K_keep=300, patch_size=14)).load(path)
     frames, idx, total, chosen = sel
     assert frames.shape[0] == 64 and total == 20 and idx.max() == 19
     assert chosen.flags & FLAG_SHORT_CLIP and chosen.flags & FLAG_K_CLIPPED
@@ -210,7 +217,8 @@ def test_unreadable_video_raises_clip_decode_error(tmp_path):
 # --- cache ------------------------------------------------------------------------------------
 
 def _cached(path, cache_dir, **kw):
-    opts = make_options(K_keep=kw.pop("K", 300), patch_size=P, cache_dir=str(cache_dir), **kw)
+    opts = make_options("clean", K_keep=kw.pop("K", 300), patch_size=P, cache_dir=str(cache_dir),
+                        **kw)
     sel = Selector(64, S, opts)
     return sel, cache_mod.cache_path(str(cache_dir), cache_mod.cache_key(path, sel.params))
 
@@ -304,8 +312,8 @@ def test_precompute_fills_the_cache_for_a_split(tmp_path, monkeypatch, capsys):
     assert len(list(cache.rglob("*.npy"))) == 3
     assert cli_main(argv + ["--workers", "2", "--split", "val"]) == 0
     assert "hit 2" in capsys.readouterr().out
-    # the probe's source with the same flags reads these entries
-    sel = Selector(64, 28, make_options(K_keep=64, patch_size=14, mv_compensate="median",
+    # the probe's source with the same flags (and protocol, paper by default) reads these entries
+    sel = Selector(64, 28, make_options("paper", K_keep=64, patch_size=14, mv_compensate="median",
                                         cache_dir=str(cache)))
     assert sel.lookup(str(folder / "c2.mp4"))[0] is not None
 
@@ -322,7 +330,7 @@ def test_fusion_modes_inconsistency_and_gradient():
     want = {"max": np.maximum(up, res), "sum": np.minimum(up + res, 1),
             "geomean": np.sqrt(up * res), "weighted": (1 * up + 3 * res) / 4}
     for mode, expected in want.items():
-        opts = make_options(fuse_mode=mode, w_mv=1.0, w_res=3.0)
+        opts = make_options("clean", fuse_mode=mode, w_mv=1.0, w_res=3.0)
         got = fuse(mv, res * np.float32(residual_gain(opts)), opts)
         assert np.allclose(got, expected, atol=1e-6), mode
     x = rng.uniform(0, 5, size=(1, 6, 7))
@@ -345,9 +353,11 @@ def test_every_option_runs_on_a_clip(clips):
     for extra in [dict(mv_use_inconsistency=True, mv_incon_ksize=5), dict(res_use_grad=True),
                   dict(mv_compensate="affine"), dict(mv_compensate="mean"),
                   dict(fuse_mode="max"), dict(center_prior=0.0)]:
-        idx = select_patches(paths["static_bg"], K=k, patch_size=P, input_size=S, **extra)
+        idx = select_patches(paths["static_bg"], K=k, patch_size=P, input_size=S, protocol="clean",
+                             **extra)
         assert idx.size == k and recall_and_background(idx, cover)[0] >= 0.8, extra
     # the geometric mean needs both cues: a square whose inside is predicted perfectly has
     # no residual there, so it is a weaker selector here, but it must still run
-    idx = select_patches(paths["static_bg"], K=k, patch_size=P, input_size=S, fuse_mode="geomean")
+    idx = select_patches(paths["static_bg"], K=k, patch_size=P, input_size=S, protocol="clean",
+                         fuse_mode="geomean")
     assert idx.size == k

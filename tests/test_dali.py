@@ -3,7 +3,15 @@
 Tolerance: both paths compute in float32 from the same uint8 frames with the same weights; they
 differ only in summation order (~1e-3 of the 0..255 range at worst), i.e. ~2e-5 after
 normalisation (std ~0.27). We allow 1e-4; measured maxima are printed (pytest -s).
+
+With ``round_pixels`` (8-bit levels between ops, as published) the brightness/contrast op is
+exact: DALI's CPU kernel and ours do the same float32 multiply-add and both round half up. The
+resize and the colour matrices differ from DALI's by summation order and a few ulps, so a value
+within ~1e-4 of k + 0.5 can round the other way: 1 level after resize+crop (on ~1e-4 of the
+values; measured and printed). Each later op scales such a difference by its gain and may add a
+level in its own rounding (``_level_bound``); measured: at most 3 levels, on < 1e-4 of values.
 """
+import math
 import sys
 
 import av
@@ -14,7 +22,9 @@ import torch
 from eval_encoder.video.dataset import ClipDataset, FramesSource
 from eval_encoder.video.decode import decode_frames
 from eval_encoder.video.manifest import ManifestEntry
-from eval_encoder.video.transforms import JitterParams, TransformSpec, transform_clip
+from eval_encoder.video.loader import TorchLoader, train_order
+from eval_encoder.video.transforms import (JitterParams, TransformSpec, brightness_coefficients,
+                                           colour_matrix, transform_clip)
 
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 TOL = 1e-4
@@ -119,6 +129,136 @@ def test_fixed_jitter_matches_torch(dali, videos):
     assert worst < TOL
 
 
+LEVELS = dict(mean=(0, 0, 0), std=(1 / 255,) * 3)  # normalisation off: output in 0..255 levels
+
+
+def test_fixed_jitter_with_multiplicative_brightness_matches_torch(dali, videos):
+    tspec = TransformSpec(input_size=48, short_side=56, mean=MEAN, std=STD, brightness_mode="multiply")
+    clips = _clips(videos)
+    worst = 0.0
+    for jitter in JITTERS:
+        got = _run_dali_transform(clips, [(0.3, 0.6)] * 3, [jitter] * 3, tspec)
+        for frames, out in zip(clips, got):
+            worst = max(worst, (out - transform_clip(frames, tspec, (0.3, 0.6), jitter)).abs().max().item())
+    print(f"DALI vs torch, multiplicative brightness in float: max abs diff {worst:.2e}")
+    assert worst < TOL
+
+
+def test_dali_cpu_rounds_half_up_and_saturates(dali):
+    """Evidence for transforms.to_levels: DALI's uint8 brightness_contrast on every level."""
+    import nvidia.dali.fn as fn
+    from nvidia.dali import pipeline_def
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        x = fn.external_source(name="x", layout="FHWC")
+        return tuple(fn.brightness_contrast(x, brightness=b) for b in (0.5, 1.4, -0.1))
+
+    p = pipe()
+    p.build()
+    p.feed_input("x", [np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1).repeat(3, -1)])
+    half, bright, dark = (np.array(o[0])[0, 0, :, 0].astype(int) for o in p.run())
+    # 0.5 * v: ties go up (1 -> 1, 3 -> 2, 201 -> 101), neither to even (0, 2, 100) nor down
+    assert half[[1, 3, 5, 201, 203]].tolist() == [1, 2, 3, 101, 102]
+    assert half.tolist() == [(v + 1) // 2 for v in range(256)]
+    assert bright[200] == 255 and bright[182] == 255 and bright[181] == 253  # 1.4 * 182 = 254.8
+    assert dark.max() == 0  # negative multiplier: saturated at 0
+
+
+def _all_levels(t=2):
+    """16 x 16 frames holding every level 0..255 once in each channel."""
+    v = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    return np.broadcast_to(np.stack([v, v.T, 255 - v], -1), (t, 16, 16, 3)).copy()
+
+
+ROUNDING_JITTERS = [
+    JitterParams(True, 1.0, 0.5), JitterParams(True, 1.0, -0.1), JitterParams(True, 1.2, 0.5),
+    JitterParams(True, 1.3, 0.11), JitterParams(True, 0.7, 0.1234567), JitterParams(True, 1.4, -0.003),
+    JitterParams(True, 0.6, 0.125),
+]
+
+
+@pytest.mark.parametrize("mode", ["multiply", "shift"])
+def test_rounded_brightness_matches_torch_exactly(dali, mode):
+    # a 16 x 16 frame at short side 16: the resize is the identity, only the jitter rounds
+    tspec = TransformSpec(16, 16, round_pixels=True, brightness_mode=mode, **LEVELS)
+    frames = _all_levels()
+    got = _run_dali_transform([frames] * len(ROUNDING_JITTERS), [(0.5, 0.5)] * len(ROUNDING_JITTERS),
+                              ROUNDING_JITTERS, tspec)
+    for jitter, out in zip(ROUNDING_JITTERS, got):
+        assert torch.equal(out, transform_clip(frames, tspec, jitter=jitter)), jitter
+
+
+def _level_diffs(tspec, clips, crops, jitters):
+    got = _run_dali_transform(clips, crops, jitters, tspec)
+    return [(frames, crop, jitter, out - transform_clip(frames, tspec, crop, jitter))
+            for frames, crop, jitter, out in zip(clips, crops, jitters, got)]
+
+
+def test_rounded_eval_pipeline_matches_torch_to_a_level(dali, videos):
+    clips, changed, total = _clips(videos), 0, 0
+    for short, size in ((64, 56), (56, 48), (130, 98)):
+        tspec = TransformSpec(size, short, round_pixels=True, brightness_mode="multiply", **LEVELS)
+        floaty = TransformSpec(size, short, round_pixels=False, brightness_mode="multiply", **LEVELS)
+        for crop in [(0.5, 0.5), (0.0, 1.0), (1.0, 0.25)]:
+            for frames, _, _, diff in _level_diffs(tspec, clips, [crop] * 3, [None] * 3):
+                assert diff.abs().max().item() <= 1.0 and torch.equal(diff, diff.round())
+                off = diff != 0
+                raw = transform_clip(frames, floaty, crop)[off]
+                # only values on a rounding boundary, to float32 summation noise
+                assert torch.all((raw - raw.floor() - 0.5).abs() < 1e-3)
+                changed, total = changed + int(off.sum()), total + diff.numel()
+    print(f"DALI vs torch, rounded eval pixels: {changed} of {total} values 1 level apart")
+    assert changed <= 1e-3 * total
+
+
+def _level_bound(jitter: JitterParams, tspec: TransformSpec) -> int:
+    """Levels apart two 1-level-apart crops can end after ``jitter``: each op scales a difference
+    by its gain (|multiplier|, or the largest row sum of |matrix|) and its rounding adds one."""
+    gains = []
+    if jitter.brightness_contrast:
+        gains.append(abs(brightness_coefficients(jitter, tspec)[0]))
+    if jitter.saturation_on:
+        gains.append(np.abs(colour_matrix(saturation=jitter.saturation)).sum(1).max())
+    if jitter.hue_on:
+        gains.append(np.abs(colour_matrix(hue=jitter.hue)).sum(1).max())
+    bound = 1
+    for gain in gains:
+        bound = math.floor(bound * gain) + 1
+    return bound
+
+
+@pytest.mark.parametrize("mode", ["multiply", "shift"])
+def test_rounded_jitter_pipeline_matches_torch_to_the_propagated_level(dali, videos, mode):
+    tspec = TransformSpec(48, 56, round_pixels=True, brightness_mode=mode, **LEVELS)
+    clips, changed, total, worst = _clips(videos), 0, 0, 0.0
+    for jitter in JITTERS + ROUNDING_JITTERS:
+        for _, _, _, diff in _level_diffs(tspec, clips, [(0.3, 0.6)] * 3, [jitter] * 3):
+            assert torch.equal(diff, diff.round())
+            assert diff.abs().max().item() <= _level_bound(jitter, tspec), jitter
+            worst = max(worst, diff.abs().max().item())
+            changed, total = changed + int((diff != 0).sum()), total + diff.numel()
+    print(f"DALI vs torch, rounded jitter ({mode}): {changed} of {total} values differ, "
+          f"at most {worst:.0f} levels")
+    assert changed <= 1e-3 * total
+
+
+@pytest.mark.parametrize("jitter", [JitterParams(saturation_on=True, saturation=1.4),
+                                    JitterParams(saturation_on=True, saturation=0.63),
+                                    JitterParams(hue_on=True, hue=25.0),
+                                    JitterParams(hue_on=True, hue=-0.2)])
+def test_rounded_colour_matrix_ops_match_torch_to_a_level(dali, jitter):
+    # identity resize: both sides start from the same levels; DALI's float32 matrix differs from
+    # ours by a few ulps, which can only move a value sitting on k + 0.5
+    tspec = TransformSpec(16, 16, round_pixels=True, brightness_mode="multiply", **LEVELS)
+    floaty = TransformSpec(16, 16, round_pixels=False, brightness_mode="multiply", **LEVELS)
+    frames = _all_levels()
+    (frames_, _, _, diff), = _level_diffs(tspec, [frames], [(0.5, 0.5)], [jitter])
+    assert diff.abs().max().item() <= 1.0
+    raw = transform_clip(frames, floaty, jitter=jitter)[diff != 0]
+    assert torch.all((raw - raw.floor() - 0.5).abs() < 1e-3)
+
+
 def _dataset(videos, train, source=None, spatial_views=1):
     names = ["a.mp4", "missing.mp4", "b.mp4", "c.mp4"]
     entries = [ManifestEntry(n, label, line) for line, (label, n) in enumerate(enumerate(names), 1)]
@@ -206,6 +346,38 @@ def test_loader_carries_integer_extras(dali, videos):
     assert torch.equal(batch["visible_indices"][:, 0], batch["total_frames"])
     assert batch["flags"].tolist() == [2, 2, 2]
     loader.close()
+
+
+class _MemorySource:
+    """Synthetic frames, no decoding: every sample readable, so batch sizes are the order's."""
+
+    extras_keys = ()
+
+    def load(self, req):
+        return req.rng.integers(0, 256, (2, 20, 24, 3), dtype=np.uint8), np.array([0, 1]), 2, {}
+
+
+def test_drop_last_gives_the_same_full_batches_in_both_loaders(dali):
+    from eval_encoder.video.dali import build_dali_loader
+
+    n, world, batch = 23, 2, 4  # floor(floor(23 / 2) / 4) = 2 steps of 4 per rank
+    entries = [ManifestEntry(f"{i}.mp4", i % 5, i + 1) for i in range(n)]
+    ds = ClipDataset(entries, "/nowhere", _MemorySource(), train=True, seed=5)
+    tspec = TransformSpec(16, 16, round_pixels=True, brightness_mode="multiply", mean=MEAN, std=STD)
+    for rank in range(world):
+        def order_fn(epoch, rank=rank):
+            return train_order(n, epoch, rank, world, seed=5, drop_last=True, batch_size=batch)
+
+        loaders = (TorchLoader(ds, order_fn, batch, tspec, workers=0),
+                   build_dali_loader(ds, order_fn, batch, tspec, None, 1, 0, seed=0))
+        for epoch in (0, 3):
+            runs = []
+            for loader in loaders:
+                loader.set_epoch(epoch)
+                runs.append([b["index"].tolist() for b in loader])
+                assert len(loader) == 2
+            assert runs[0] == runs[1] and [len(b) for b in runs[0]] == [batch] * 2
+        loaders[1].close()
 
 
 def test_missing_dali_names_the_extra(monkeypatch):

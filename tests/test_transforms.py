@@ -125,3 +125,18 @@ def test_downscale_keeps_a_ramp_and_a_constant():
     assert np.allclose(row.numpy()[inner], centres[inner], atol=0.02)
     const = transform_clip(np.full((1, 40, 64, 3), 77, np.uint8), spec)
     assert torch.allclose(const, torch.full_like(const, 77.0), atol=1e-3)
+
+
+def test_spec_checks_the_protocol_fields():
+    with pytest.raises(ValueError, match="brightness_mode"):
+        TransformSpec(8, 8, HALF, HALF, brightness_mode="add")
+    with pytest.raises(ValueError, match="round_pixels"):
+        TransformSpec(8, 8, HALF, HALF, round_pixels=None)
+
+
+def test_rounding_keeps_an_identity_resize_exact():
+    # short side already at its target: the resampled values are the input levels themselves
+    f = _column_ramp()
+    plain = TransformSpec(32, 32, (0, 0, 0), (1 / 255,) * 3)
+    rounded = TransformSpec(32, 32, (0, 0, 0), (1 / 255,) * 3, round_pixels=True)
+    assert torch.equal(transform_clip(f, plain), transform_clip(f, rounded))

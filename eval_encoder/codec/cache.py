@@ -30,7 +30,7 @@ log = logging.getLogger("eval_encoder.codec")
 MAGIC = 0x43_4F_44_45_43_49_44_58  # "CODECIDX"
 FILE_VERSION = 1
 # bump when the selection's numbers change for the same inputs
-METHOD_VERSION = "codec-select-1"
+METHOD_VERSION = "codec-select-2"
 _HEADER = 5
 
 

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--short_side_size", type=int, default=None,
                      help="resize the shorter side to this before the crop (default: input size)")
     pre.add_argument("--num_frames", type=int, default=64, help="uniformly sampled frames")
+    pre.add_argument("--protocol", choices=["paper", "clean"], default="paper",
+                     help="sets every selection option left out, as the probe does")
     group = pre.add_argument_group("codec patch selection (as in the probe)")
     for f in fields(CodecOptions):
         add_field(group, f)
@@ -119,7 +121,7 @@ def precompute(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     codec = {f.name: getattr(args, f.name) for f in fields(CodecOptions) if hasattr(args, f.name)}
-    opts = make_options(**codec)
+    opts = make_options(args.protocol, **codec)
     if not opts.cache_dir:
         raise CodecOptionError("precompute needs --cache_dir (where the indices are stored)")
     selector = Selector(args.num_frames, args.input_size, opts, args.short_side_size)

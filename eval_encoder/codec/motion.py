@@ -1,8 +1,13 @@
 """Motion vectors and motion-compensated luma residuals of a canonical H.264 re-encode.
 
+Two ways of feeding it (``--mv_reference``): ``source`` codes each sampled frame after its own
+source predecessor (:func:`source_rate_field`), so its vectors span one source frame as in
+the published pipeline's HEVC stream; ``sampled`` codes the sampled frames one after another
+(:func:`motion_field`), so a vector spans the gap between two sampled frames.
+
 FFmpeg exports motion vectors for H.264 and MPEG-4 Part 2 but not for HEVC, VP9 or AV1,
 and it never exports residuals. So whatever the input codec, the sampled frames are
-re-encoded in memory to one canonical luma-only stream: frame 0 intra, every other frame
+re-encoded in memory (from the decoder's own luma) to one canonical luma-only stream: frame 0 intra, every other frame
 a P-frame with one reference, integer-pel motion search, no weighted prediction, fixed QP,
 single-threaded (x264 is then bit-exact from run to run, which keeps caches reproducible).
 Its vectors are read back with ``flags2=+export_mvs`` under slice threading (frame
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -45,10 +50,12 @@ class MotionField:
 
 
 def encode_canonical(frames: np.ndarray) -> List:
-    """Encode uint8 RGB frames [T, H, W, 3] as the canonical H.264 packets (luma only)."""
+    """Encode uint8 luma [T, H, W] (or RGB [T, H, W, 3], converted to luma) frames as the
+    canonical H.264 packets (luma only)."""
     import av
 
-    t, h, w, _ = frames.shape
+    t, h, w = frames.shape[:3]
+    fmt = "gray" if frames.ndim == 3 else "rgb24"
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = w, h, "gray"
     enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)
@@ -56,7 +63,7 @@ def encode_canonical(frames: np.ndarray) -> List:
     enc.options = {"preset": "ultrafast", "qp": str(X264_QP), "x264-params": X264_PARAMS}
     packets = []
     for i in range(t):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format=fmt)
         frame.pts = i
         packets.extend(enc.encode(frame))
     packets.extend(enc.encode(None))
@@ -148,8 +155,31 @@ def _cells(img: np.ndarray, hc: int, wc: int) -> np.ndarray:
     return img.reshape(hc, CELL, wc, CELL).transpose(0, 2, 1, 3)
 
 
-def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray) -> np.ndarray:
-    """Residual int16 [T, H, W]: luma minus the previous frame's luma shifted by the vectors.
+def _cell_residual(cur: np.ndarray, ref: np.ndarray, cells: np.ndarray,
+                   origin: np.ndarray) -> np.ndarray:
+    """Residual int16 of one padded frame [hp, wp] against its reference, per CELL cell."""
+    hp, wp = cur.shape
+    hc, wc = hp // CELL, wp // CELL
+    disp = np.nan_to_num(cells).round().astype(np.int64)  # [hc, wc, (dx, dy)]
+    # clamping a source into a margin of at least one cell leaves its pixels unchanged
+    src = np.clip(origin + disp, -CELL, [wp, hp])
+    margin = int(max(CELL, np.abs(src - origin).max()))
+    ext = np.pad(ref, margin, mode="edge")
+    dx, dy = _dominant(src - origin)
+    res = np.subtract(cur, ext[margin + dy:margin + dy + hp, margin + dx:margin + dx + wp],
+                      dtype=np.int16)
+    other = np.any(src - origin != (dx, dy), axis=-1)
+    if other.any():
+        windows = np.lib.stride_tricks.sliding_window_view(ext, (CELL, CELL))
+        ys, xs = src[other, 1] + margin, src[other, 0] + margin
+        _cells(res, hc, wc)[other] = _cells(cur, hc, wc)[other] - windows[ys, xs].astype(np.int16)
+    return res
+
+
+def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray,
+                         frames: Optional[np.ndarray] = None) -> np.ndarray:
+    """Residual int16 [len(frames), H, W] of ``frames`` (default: all): luma minus the previous
+    frame's luma shifted by the vectors (0 for intra frames).
 
     Per CELL x CELL cell (a cell never straddles two blocks) the prediction is the reference
     cell the vector points to, edge-extended beyond the frame as in H.264. Cells without a
@@ -158,38 +188,50 @@ def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray)
     the pan), and only the cells that move otherwise are gathered one by one.
     """
     t, h, w = luma.shape
+    frames = np.arange(t) if frames is None else np.asarray(frames)
     padded = pad_to_cells(luma)
     hp, wp = padded.shape[1:]
-    hc, wc = hp // CELL, wp // CELL
-    res = np.zeros((t, hp, wp), dtype=np.int16)
-    origin = np.stack(np.meshgrid(np.arange(wc) * CELL, np.arange(hc) * CELL), -1)  # (x, y)
-    for i in range(1, t):  # frame by frame: the working set stays in cache
-        if intra[i]:
-            continue
-        disp = np.nan_to_num(field[i]).round().astype(np.int64)  # [hc, wc, (dx, dy)]
-        # clamping a source into a margin of at least one cell leaves its pixels unchanged
-        src = np.clip(origin + disp, -CELL, [wp, hp])
-        margin = int(max(CELL, np.abs(src - origin).max()))
-        ext = np.pad(padded[i - 1], margin, mode="edge")
-        dx, dy = _dominant(src - origin)
-        np.subtract(padded[i], ext[margin + dy:margin + dy + hp, margin + dx:margin + dx + wp],
-                    out=res[i], dtype=np.int16)
-        other = np.any(src - origin != (dx, dy), axis=-1)
-        if other.any():
-            windows = np.lib.stride_tricks.sliding_window_view(ext, (CELL, CELL))
-            ys, xs = src[other, 1] + margin, src[other, 0] + margin
-            _cells(res[i], hc, wc)[other] = (_cells(padded[i], hc, wc)[other]
-                                             - windows[ys, xs].astype(np.int16))
+    res = np.zeros((frames.size, hp, wp), dtype=np.int16)
+    origin = np.stack(np.meshgrid(np.arange(wp // CELL) * CELL, np.arange(hp // CELL) * CELL), -1)
+    for k, i in enumerate(frames):  # frame by frame: the working set stays in cache
+        if i > 0 and not intra[i]:
+            res[k] = _cell_residual(padded[i], padded[i - 1], field[i], origin)
     return res[:, :h, :w]
 
 
-def motion_field(frames: np.ndarray) -> MotionField:
-    """Re-encode uint8 RGB frames [T, H, W, 3] and return their motion field and residual."""
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    t, h, w, _ = frames.shape
+def _coded(frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(luma, vector field, intra) of the canonical re-encode of ``frames``."""
+    if frames.ndim not in (3, 4) or frames.shape[3:] not in ((), (3,)) or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W] luma or [T, H, W, 3] RGB, got "
+                         f"{frames.dtype} {frames.shape}")
+    t, h, w = frames.shape[:3]
     luma, vectors, intra = decode_with_vectors(encode_canonical(frames), t)
     intra[0] = True  # the first frame has no reference whatever the stream says
     field = paint_vectors(vectors, t, h, w)
     field[intra] = np.nan
+    return luma, field, intra
+
+
+def motion_field(frames: np.ndarray) -> MotionField:
+    """Re-encode uint8 luma [T, H, W] (or RGB [T, H, W, 3]) frames and return their motion
+    field and residual, each frame against the one before it."""
+    luma, field, intra = _coded(frames)
     return MotionField(mv=field, residual=compensated_residual(luma, field, intra), intra=intra)
+
+
+def source_rate_field(previous: np.ndarray, frames: np.ndarray) -> MotionField:
+    """Motion and residual of each luma frame [T, H, W] against its own predecessor in the
+    source, ``previous`` [T, H, W]: the stream interleaves them (predecessor, frame, ...), one
+    reference per P-frame, so every frame's vectors span one source frame, whatever the
+    distance between the sampled frames. (The predecessors are P-frames too, predicted from
+    the frame before them: their vectors are not used, and P-coding them costs a tenth of
+    intra coding to encode and decode.)"""
+    if previous.shape != frames.shape:
+        raise ValueError(f"predecessors {previous.shape} and frames {frames.shape} differ")
+    t = frames.shape[0]
+    pairs = np.empty((2 * t, *frames.shape[1:]), dtype=np.uint8)
+    pairs[0::2], pairs[1::2] = previous, frames
+    luma, field, intra = _coded(pairs)
+    odd = np.arange(1, 2 * t, 2)
+    return MotionField(mv=field[odd], residual=compensated_residual(luma, field, intra, odd),
+                       intra=intra[odd])

@@ -32,6 +32,25 @@ class CodecOptions:
     static_abs_thresh: float = _f(126.0, "static test: absolute energy threshold")
     static_rel_thresh: float = _f(0.38, "static test: relative energy threshold")
     static_uniform_frames: int = _f(4, "frames taken whole by the static fallback")
+    mv_reference: str = _f("source", "motion of each sampled frame against its source-rate "
+                           "predecessor, or against the previous sampled frame",
+                           choices=["source", "sampled"])
+    codec_frame_ids: Optional[str] = _f(None, "64 frame ids from linspace: truncated (published) "
+                                        "or rounded; default: from --protocol",
+                                        choices=["trunc", "round"])
+    zero_frames: Optional[str] = _f(None, "frames whose map is zero: 'gop16' (published: sampled "
+                                    "frames on a 16-frame GOP's intra frame, first 8, and repeated "
+                                    "ids) or 'unreferenced' (no predecessor, repeats); default: "
+                                    "from --protocol", choices=["gop16", "unreferenced"])
+    mv_floor: Optional[float] = _f(None, "floor (px) of the motion map's 95th-percentile "
+                                   "normaliser; default: from --protocol")
+    map_grid: Optional[str] = _f(None, "'pixel': every map stage at pixel resolution as published "
+                                 "(8-bit map, cubic a=-0.75 resize); 'cell': on 8-pixel motion "
+                                 "cells, float, resampled like the pixels; default: from --protocol",
+                                 choices=["pixel", "cell"])
+    topk_ties: Optional[str] = _f(None, "top-K order among equal scores: numpy's argpartition "
+                                  "(published) or stable (lower index first); default: from "
+                                  "--protocol", choices=["partition", "stable"])
     cache_dir: Optional[str] = _f(None, "folder for cached patch indices (.npy)")
 
 
@@ -43,8 +62,9 @@ class CodecOptionError(ValueError):
     """A codec option value that cannot be used, naming the option."""
 
 
-def make_options(**values) -> CodecOptions:
-    """CodecOptions from keyword values; an unknown name or a bad value raises CodecOptionError."""
+def make_options(protocol: str = "paper", **values) -> CodecOptions:
+    """CodecOptions from keyword values, unset behaviours from ``protocol`` (paper | clean);
+    an unknown name or a bad value raises CodecOptionError."""
     from dataclasses import fields
 
     known = {f.name for f in fields(CodecOptions)}
@@ -56,7 +76,9 @@ def make_options(**values) -> CodecOptions:
         said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
                          for u, h in zip(unknown, hints))
         raise CodecOptionError(f"unknown codec option {said}; known: {', '.join(sorted(known))}")
-    opts = CodecOptions(**values)
+    from eval_encoder.protocol import resolve_codec
+
+    opts = resolve_codec(CodecOptions(**values), protocol)
     check_options(opts)
     return opts
 
@@ -78,6 +100,13 @@ def check_options(opts: CodecOptions) -> None:
         (opts.center_sigma > 0, "center_sigma", "must be > 0"),
         (opts.static_fallback in (0, 1), "static_fallback", "must be 0 or 1"),
         (opts.static_uniform_frames >= 1, "static_uniform_frames", "must be >= 1"),
+        (opts.mv_reference in ("source", "sampled"), "mv_reference", "must be source or sampled"),
+        (opts.codec_frame_ids in ("trunc", "round"), "codec_frame_ids", "must be trunc or round"),
+        (opts.zero_frames in ("gop16", "unreferenced"), "zero_frames",
+         "must be gop16 or unreferenced"),
+        (opts.mv_floor is not None and opts.mv_floor > 0, "mv_floor", "must be > 0"),
+        (opts.map_grid in ("pixel", "cell"), "map_grid", "must be pixel or cell"),
+        (opts.topk_ties in ("partition", "stable"), "topk_ties", "must be partition or stable"),
     ]
     for ok, name, why in checks:
         if not ok:

@@ -1,4 +1,10 @@
-"""Codec-style patch selection for one clip, with the on-disk cache around it."""
+"""Codec-style patch selection for one clip, with the on-disk cache around it.
+
+The stages, each a table entry chosen by an option (never by the protocol's name):
+frame ids and zeroed frames (:mod:`schedule`), motion against the source predecessor or the
+previous sampled frame (``MOTION``), the map on the pixel grid as published or on motion
+cells (``GRIDS``), and the top-K choice with its static fallback (:mod:`select`).
+"""
 from __future__ import annotations
 
 import logging
@@ -8,28 +14,96 @@ from typing import Optional, Tuple
 import numpy as np
 
 from eval_encoder.codec import cache as _cache
-from eval_encoder.codec.motion import motion_field
+from eval_encoder.codec import published
+from eval_encoder.codec.motion import MotionField, motion_field, source_rate_field
 from eval_encoder.codec.options import CodecOptionError, CodecOptions, check_options, make_options
 from eval_encoder.codec.saliency import saliency
+from eval_encoder.codec.schedule import frame_ids, zeroed
 from eval_encoder.codec.select import (FLAG_CACHE_RECOMPUTED, FLAG_SHORT_CLIP, Selection, choose,
                                        patch_scores)
-from eval_encoder.video.decode import ClipDecodeError, decode_clip
+from eval_encoder.video.decode import ClipDecodeError, decode_formats, decode_picked
 
 log = logging.getLogger("eval_encoder.codec")
 
 
-def select_from_frames(frames: np.ndarray, K: int, patch_size: int, input_size: int,
-                       opts: CodecOptions, short_side: Optional[int] = None) -> Selection:
-    """Select K patches of the T x (input_size/patch_size)^2 grid from uint8 frames [T,H,W,3]."""
-    field = motion_field(frames)
+@dataclass
+class ClipFrames:
+    """The sampled frames of a clip (RGB [T, H, W, 3] and the decoder's luma [T, H, W]),
+    their source ids [T], the clip's frame count, and (for source-rate motion) the luma of
+    each frame's source predecessor [T, H, W] (zeros where no map is made)."""
+
+    frames: np.ndarray
+    luma: np.ndarray
+    ids: np.ndarray
+    total: int
+    previous: Optional[np.ndarray] = None
+    truncated: bool = False
+
+
+def _source_motion(clip: ClipFrames, live: np.ndarray) -> Tuple[np.ndarray, MotionField]:
+    pos = np.flatnonzero(live)
+    if clip.previous is None:
+        raise ValueError("source-rate motion (--mv_reference source) needs each sampled "
+                         "frame's predecessor")
+    return pos, source_rate_field(clip.previous[pos], clip.luma[pos])
+
+
+def _sampled_motion(clip: ClipFrames, live: np.ndarray) -> Tuple[np.ndarray, MotionField]:
+    field = motion_field(clip.luma)
+    pos = np.flatnonzero(live & ~field.intra)
+    return pos, MotionField(field.mv[pos], field.residual[pos], field.intra[pos])
+
+
+# --mv_reference: (positions with a motion field, the field of those positions)
+MOTION = {"source": _source_motion, "sampled": _sampled_motion}
+
+
+def _pixel_scores(field: MotionField, opts: CodecOptions, crop: int, _short: int):
+    """Patch sums of the published 8-bit maps (the shorter side goes to the crop size)."""
+    maps = np.stack([published.frame_map(field.mv[i], field.residual[i], opts)
+                     for i in range(field.residual.shape[0])])
+    sums = published.patch_sums(published.resize_crop_maps(maps, crop), opts.patch_size)
+    return sums.reshape(maps.shape[0], -1), float(opts.patch_size ** 2)
+
+
+def _cell_scores(field: MotionField, opts: CodecOptions, crop: int, short: int):
+    """Patch means (0..255) of the cell maps, resized and cropped like the pixels."""
+    per_frame = (crop // opts.patch_size) ** 2
+    scores = np.zeros((field.residual.shape[0], per_frame))
     inter, maps = saliency(field, opts)
-    per_frame = (input_size // patch_size) ** 2
-    scores = np.zeros((frames.shape[0], per_frame))  # intra frames score 0
     if inter.size:
-        scores[inter] = patch_scores(maps, short_side or input_size, input_size,
-                                     patch_size).reshape(inter.size, per_frame)
-    scores *= 255.0  # the static-clip thresholds are on upstream's 0..255 map scale
-    return choose(scores.reshape(-1), K, per_frame, opts)
+        scores[inter] = patch_scores(maps, short, crop, opts.patch_size).reshape(-1, per_frame)
+    return scores * 255.0, 1.0
+
+
+# --map_grid: (per-patch scores [frames, patches], patch area that turns them into means)
+GRIDS = {"pixel": _pixel_scores, "cell": _cell_scores}
+
+
+def select_clip(clip: ClipFrames, input_size: int, opts: CodecOptions,
+                short_side: Optional[int] = None) -> Selection:
+    """Select ``opts.K_keep`` patches of the T x (input_size/patch_size)^2 grid of ``clip``."""
+    per_frame = (input_size // opts.patch_size) ** 2
+    pos, field = MOTION[opts.mv_reference](clip, ~zeroed(clip.ids, opts.zero_frames))
+    scores, area = np.zeros((clip.ids.size, per_frame)), 1.0
+    if pos.size:
+        part, area = GRIDS[opts.map_grid](field, opts, input_size, short_side or input_size)
+        scores[pos] = part
+    return choose(scores.reshape(-1), opts.K_keep, per_frame, opts, area)
+
+
+def select_from_frames(luma: np.ndarray, K: int, patch_size: int, input_size: int,
+                       opts: CodecOptions, short_side: Optional[int] = None,
+                       previous: Optional[np.ndarray] = None,
+                       ids: Optional[np.ndarray] = None) -> Selection:
+    """Select K patches from uint8 luma frames [T,H,W]. ``ids``: their source frame numbers
+    (default 0..T-1); ``previous``: the luma of each frame's source predecessor, needed by
+    ``mv_reference='source'``."""
+    ids = np.arange(luma.shape[0]) if ids is None else np.asarray(ids, dtype=np.int64)
+    clip = ClipFrames(luma, luma, ids, int(ids.max()) + 1, previous)
+    opts = opts if (opts.K_keep, opts.patch_size) == (K, patch_size) else \
+        make_options(**{**opts.__dict__, "K_keep": K, "patch_size": patch_size})
+    return select_clip(clip, input_size, opts, short_side)
 
 
 @dataclass
@@ -55,15 +129,40 @@ class Selector:
                                               self.input_size, self.short_side or self.input_size,
                                               self.opts)
 
-    def compute(self, frames: np.ndarray, path: str = "<frames>") -> Selection:
-        """Select from decoded frames [num_frames, H, W, 3]; ``path`` names them in errors."""
+    def _wanted(self, total: int, with_previous: bool) -> np.ndarray:
+        """The sampled ids, then the predecessors of those that get a map."""
+        ids = frame_ids(total, self.num_frames, self.opts.codec_frame_ids)
+        if not with_previous:
+            return ids
+        return np.concatenate([ids, ids[~zeroed(ids, self.opts.zero_frames)] - 1])
+
+    def _fetch(self, path: str, idx: np.ndarray, threads: int):
+        """RGB and luma of the sampled frames, luma of the predecessors (one decode pass)."""
+        t = self.num_frames
+        wanted = {int(i): ("luma",) for i in idx[t:]}
+        wanted.update({int(i): ("rgb24", "luma") for i in idx[:t]})
+        got = decode_formats(path, wanted, threads)
+        stack = lambda ids, fmt: np.stack([got[int(i), fmt] for i in ids])  # noqa: E731
+        return (stack(idx[:t], "rgb24"), stack(idx[:t], "luma"),
+                stack(idx[t:], "luma") if idx.size > t else None)
+
+    def decode(self, path: str, threads: int = 1, with_previous: bool = False) -> ClipFrames:
+        """Decode the sampled frames of ``path`` (and, if asked, the predecessors needed)."""
+        (rgb, luma, prev), idx, total, truncated = decode_picked(
+            path, lambda n: self._wanted(n, with_previous), threads, self._fetch)
+        ids = idx[:self.num_frames]
+        clip = ClipFrames(rgb, luma, ids, total, truncated=truncated)
+        if with_previous and prev is not None:
+            clip.previous = np.zeros_like(luma)
+            clip.previous[~zeroed(ids, self.opts.zero_frames)] = prev
+        return clip
+
+    def compute(self, clip: ClipFrames, path: str = "<frames>") -> Selection:
+        """Select from a decoded clip; ``path`` names it in errors."""
         import av
 
-        if frames.shape[0] != self.num_frames:
-            raise ValueError(f"{path}: expected {self.num_frames} frames, got {frames.shape[0]}")
         try:
-            return select_from_frames(frames, self.opts.K_keep, self.opts.patch_size,
-                                      self.input_size, self.opts, self.short_side)
+            return select_clip(clip, self.input_size, self.opts, self.short_side)
         except av.error.FFmpegError as exc:  # e.g. frames too small for the canonical encoder
             raise ClipDecodeError(f"{path}: codec re-encode failed ({exc})") from exc
 
@@ -78,23 +177,22 @@ class Selector:
             log.warning("damaged codec cache entry %s for %s (%s); recomputing", file, path, exc)
             return None, file, True
 
-    def _fresh(self, path: str, frames: np.ndarray, file: Optional[str]) -> Selection:
-        sel = self.compute(frames, path)
+    def _fresh(self, path: str, clip: ClipFrames, file: Optional[str]) -> Selection:
+        sel = self.compute(clip, path)
         if file is not None:
             _cache.write_entry(file, sel)
         return sel
 
-    def _flags(self, sel: Selection, damaged: bool, total_frames: int) -> int:
+    def _flags(self, sel: Selection, damaged: bool, clip: ClipFrames) -> int:
         """Stored flags plus the per-load ones (damaged entry replaced, short clip)."""
-        flags = sel.flags | (FLAG_CACHE_RECOMPUTED if damaged else 0)
-        return flags | (FLAG_SHORT_CLIP if total_frames < self.num_frames else 0)
+        from eval_encoder.video.dataset import FLAG_TRUNCATED
 
-    def select(self, path: str, frames: np.ndarray, total_frames: int) -> Selection:
-        """Selection for ``frames`` decoded from ``path`` (cached when a cache folder is set)."""
-        sel, file, damaged = self.lookup(path)
-        if sel is None:
-            sel = self._fresh(path, frames, file)
-        return Selection(sel.indices, self._flags(sel, damaged, total_frames))
+        flags = sel.flags | (FLAG_CACHE_RECOMPUTED if damaged else 0)
+        flags |= FLAG_TRUNCATED if clip.truncated else 0
+        return flags | (FLAG_SHORT_CLIP if clip.total < self.num_frames else 0)
+
+    def _needs_previous(self) -> bool:
+        return self.opts.mv_reference == "source"
 
     def precompute(self, path: str, threads: int = 1) -> Tuple[str, int]:
         """Give ``path`` a valid cache entry: ("hit" | "computed" | "recomputed", flags).
@@ -104,30 +202,35 @@ class Selector:
         sel, file, damaged = self.lookup(path)
         if sel is not None:
             return "hit", sel.flags
-        frames, _, total = decode_clip(path, self.num_frames, False, None, threads, uniform=True)
-        sel = self._fresh(path, frames, file)
-        return ("recomputed" if damaged else "computed"), self._flags(sel, False, total)
+        clip = self.decode(path, threads, self._needs_previous())
+        sel = self._fresh(path, clip, file)
+        return ("recomputed" if damaged else "computed"), self._flags(sel, False, clip)
 
     def load(self, path: str, threads: int = 1) -> Tuple[np.ndarray, np.ndarray, int, Selection]:
-        """Decode the ``num_frames`` uniform frames of ``path`` and select patches:
-        (frames uint8 [T, H, W, 3], frame indices [T], total frames, selection)."""
-        frames, idx, total = decode_clip(path, self.num_frames, False, None, threads, uniform=True)
-        return frames, idx, total, self.select(path, frames, total)
+        """Decode the ``num_frames`` sampled frames of ``path`` and select patches (from the
+        cache when it holds them): (frames uint8 [T, H, W, 3], ids [T], total, selection)."""
+        sel, file, damaged = self.lookup(path)
+        clip = self.decode(path, threads, sel is None and self._needs_previous())
+        if sel is None:
+            sel = self._fresh(path, clip, file)
+        return clip.frames, clip.ids, clip.total, Selection(sel.indices,
+                                                             self._flags(sel, damaged, clip))
 
 
 def select_patches(video_path: str, num_frames: int = 64, K: int = 2048, patch_size: int = 14,
-                   input_size: int = 224, **options) -> np.ndarray:
+                   input_size: int = 224, protocol: str = "paper", **options) -> np.ndarray:
     """Indices (int64, sorted) of the K most informative patches of the
     ``num_frames x (input_size/patch_size)^2`` grid of ``video_path``'s uniformly sampled,
     resized and centre-cropped frames.
 
-    ``options`` are CodecOptions fields (``mv_compensate``, ``center_prior``, ...,
-    ``cache_dir``) plus ``short_side_size`` (resize size before the crop; default
-    ``input_size``) and ``decode_threads``. Unreadable videos raise ClipDecodeError.
+    ``protocol`` (paper | clean) sets every option left out; ``options`` are CodecOptions
+    fields (``mv_compensate``, ``center_prior``, ..., ``cache_dir``) plus
+    ``short_side_size`` (resize size before the crop; default ``input_size``) and
+    ``decode_threads``. Unreadable videos raise ClipDecodeError.
     """
     if "K_keep" in options:
         raise CodecOptionError("select_patches: give the budget as K=, not K_keep=")
     short_side = options.pop("short_side_size", None)
     threads = options.pop("decode_threads", 1)
-    opts = make_options(K_keep=K, patch_size=patch_size, **options)
+    opts = make_options(protocol, K_keep=K, patch_size=patch_size, **options)
     return Selector(num_frames, input_size, opts, short_side).load(video_path, threads)[3].indices

@@ -17,10 +17,9 @@ from eval_encoder.codec.motion import CELL, MotionField, pad_to_cells
 from eval_encoder.codec.options import CodecOptions
 
 PERCENTILE = 95.0
-# normalisation floors: below one integer-pel step (the vectors' resolution) or one luma
-# level, a frame's "motion" or "residual" is round-off, and dividing by it would turn that
-# round-off into full saliency
-MV_FLOOR_PX = 1.0
+# normalisation floor of the residual: below one luma level a frame's residual is round-off,
+# and dividing by it would turn that round-off into full saliency (the motion map's floor is
+# the option mv_floor: 1 px, one integer-pel step, under the clean protocol)
 RES_FLOOR = 1.0
 TRIM_KEEP = 0.7  # fraction of vectors kept by each trimming step of the camera fit
 TRIM_STEPS = 2
@@ -151,7 +150,7 @@ def motion_energy(mv: np.ndarray, opts: CodecOptions) -> np.ndarray:
     mag = np.nan_to_num(np.hypot(rel[..., 0], rel[..., 1]))
     if opts.mv_use_inconsistency:
         mag = local_variance(mag, opts.mv_incon_ksize)
-    return normalise(mag, MV_FLOOR_PX)
+    return normalise(mag, opts.mv_floor)
 
 
 def residual_energy(res: np.ndarray, use_grad: bool, gain: float = 1.0) -> np.ndarray:

@@ -65,48 +65,99 @@ def patch_scores(maps: np.ndarray, short_side: int, crop: int, patch: int) -> np
     return np.matmul(ay, cols.reshape(t, h, -1)).reshape(-1).astype(np.float64)
 
 
-def is_static(scores: np.ndarray, opts: CodecOptions) -> bool:
-    """Upstream's near-static test: low 95th percentile, or lowish and flat distribution."""
-    p95, p50 = np.percentile(scores, [95.0, 50.0])
+def is_static(scores: np.ndarray, opts: CodecOptions, area: float = 1.0) -> bool:
+    """The published near-static test on per-patch mean map values (0..255): a low 95th
+    percentile, or a lowish and flat distribution. ``scores / area`` are those means."""
+    p95, p50 = np.percentile(scores.astype(np.float32) / np.float32(area), [95.0, 50.0])
     flatness = (p95 - p50) / max(p95, 1e-6)
     return bool(p95 < opts.static_abs_thresh
                 or (p95 < 2 * opts.static_abs_thresh and flatness < opts.static_rel_thresh))
 
 
-def top_k(scores: np.ndarray, k: int, exclude: Optional[np.ndarray] = None) -> np.ndarray:
-    """Indices of the k best scores; ties go to the lower index, so results are reproducible."""
-    s = scores.copy()
+def _partition(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argpartition(scores, -k)[-k:]
+
+
+def _stable(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-scores.astype(np.float64), kind="stable")[:k]
+
+
+# --topk_ties: which k of the scores are kept when some are equal
+TOP_K = {"partition": _partition, "stable": _stable}
+
+
+def top_k(scores: np.ndarray, k: int, ties: str = "stable",
+          exclude: Optional[np.ndarray] = None) -> np.ndarray:
+    """Indices of the k best scores (all finite ones if fewer), excluding ``exclude``."""
+    s = scores.astype(np.float64)
     if exclude is not None and exclude.size:
         s[exclude] = -np.inf
-    order = np.argsort(-s, kind="stable")
-    return order[:k]
+    finite = np.flatnonzero(np.isfinite(s))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return finite if k >= finite.size else TOP_K[ties](s, k)
+
+
+def _fill(picked: list, count: int, wanted: int) -> list:
+    """Deduplicate ``picked`` in order, then add the smallest unused values below ``count``."""
+    picked = list(dict.fromkeys(picked))
+    spare = (v for v in range(count) if v not in set(picked))
+    return picked + [next(spare) for _ in range(max(0, wanted - len(picked)))]
+
+
+def uniform_frames(frames: int, n_frames: int) -> list:
+    """The fallback's frames: ``linspace(0, T-1, n)`` truncated, deduplicated, filled."""
+    n = max(1, min(frames, n_frames))
+    if n >= frames:
+        return list(range(frames))
+    return _fill(np.linspace(0, frames - 1, n).astype(np.int64).tolist(), frames, n)
+
+
+def _spread(per_frame: int, k: int) -> list:
+    """``k`` positions spread over a frame: round(i * per_frame / k), filled if they collide."""
+    if k >= per_frame:
+        return list(range(per_frame))
+    step = float(per_frame) / float(k)
+    return _fill([min(per_frame - 1, int(round(i * step))) for i in range(k)], per_frame, k)
 
 
 def uniform_frame_patches(frames: int, per_frame: int, n_frames: int, budget: int) -> np.ndarray:
     """Patches of ``n_frames`` evenly spaced frames: whole frames if the budget allows,
     otherwise the budget split evenly over them and spread evenly within each frame."""
-    n_frames = min(n_frames, frames)
-    picked = np.unique(np.linspace(0, frames - 1, n_frames).round().astype(np.int64))
-    if budget >= picked.size * per_frame:
-        return (picked[:, None] * per_frame + np.arange(per_frame)[None, :]).ravel()
-    shares = np.full(picked.size, budget // picked.size)
-    shares[: budget % picked.size] += 1
-    out = [t * per_frame + np.unique(np.linspace(0, per_frame - 1, n).round().astype(np.int64))
+    picked = uniform_frames(frames, n_frames)
+    if budget >= len(picked) * per_frame:
+        shares = [per_frame] * len(picked)
+    else:
+        shares = [budget // len(picked) + (j < budget % len(picked)) for j in range(len(picked))]
+    out = [t * per_frame + np.asarray(_spread(per_frame, n), dtype=np.int64)
            for t, n in zip(picked, shares) if n > 0]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return (np.concatenate(out) if out else np.zeros(0, dtype=np.int64))[:budget]
 
 
-def choose(scores: np.ndarray, k: int, per_frame: int, opts: CodecOptions) -> Selection:
-    """Top-k of per-patch scores [T * per_frame], with the static fallback and K clipping."""
+def _with_fallback(scores: np.ndarray, k: int, per_frame: int, opts: CodecOptions) -> np.ndarray:
+    """Uniform frames first, the rest of the budget by score; exactly k distinct indices."""
+    base = uniform_frame_patches(scores.size // per_frame, per_frame,
+                                 opts.static_uniform_frames, k)
+    if base.size >= k:
+        return base
+    rest = top_k(scores, k - base.size, opts.topk_ties, exclude=base)
+    chosen = np.unique(np.concatenate([base, rest]))[:k]
+    if chosen.size < k:
+        spare = np.setdiff1d(np.arange(scores.size), chosen)[: k - chosen.size]
+        chosen = np.concatenate([chosen, spare])
+    return chosen
+
+
+def choose(scores: np.ndarray, k: int, per_frame: int, opts: CodecOptions,
+           area: float = 1.0) -> Selection:
+    """Top-k of per-patch scores [T * per_frame] (patch means are ``scores / area``), with the
+    static fallback and K clipping, ties broken by ``opts.topk_ties``."""
     flags = 0
     if k > scores.size:
         k, flags = scores.size, flags | FLAG_K_CLIPPED
-    if opts.static_fallback and is_static(scores, opts):
+    if opts.static_fallback and is_static(scores, opts, area):
         flags |= FLAG_STATIC_FALLBACK
-        frames = scores.size // per_frame
-        base = uniform_frame_patches(frames, per_frame, opts.static_uniform_frames, k)
-        rest = top_k(scores, k - base.size, exclude=base)
-        chosen = np.concatenate([base, rest])
+        chosen = _with_fallback(scores, k, per_frame, opts)
     else:
-        chosen = top_k(scores, k)
+        chosen = TOP_K[opts.topk_ties](scores, k) if k < scores.size else np.arange(scores.size)
     return Selection(np.sort(chosen).astype(np.int64), flags)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from eval_encoder import distributed as dist
+from eval_encoder import protocol
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig, parse_config, require
 from eval_encoder.encoders import build_encoder
@@ -23,7 +24,7 @@ from eval_encoder.probe.head import head_grid
 from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
 from eval_encoder.registry import CLIP_SOURCES, ENCODERS
 from eval_encoder.video.dataset import ClipDataset
-from eval_encoder.video.loader import make_loader, pick_backend, train_order, val_order
+from eval_encoder.video.loader import make_loader, pick_backend, train_order, train_steps, val_order
 from eval_encoder.video.manifest import DatasetCard, file_sha256, load_card, read_manifest, split_paths
 from eval_encoder.video.transforms import TransformSpec
 
@@ -62,11 +63,15 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
             "single frames (tubelet 1); other sizes are not supported")
     require(cfg.embedding_size in (None, spec.embed_dim),
             f"--embedding_size {cfg.embedding_size} but {cfg.model_name} returns {spec.embed_dim}-wide tokens")
+    # upstream's --frames_token_num is the patch grid; prefix tokens (class, registers) come on top
     require(cfg.frames_token_num in (None, spec.tokens_per_frame) or spec.tokens_per_frame is None,
             f"--frames_token_num {cfg.frames_token_num} but {cfg.model_name} at {spec.input_size}px "
-            f"gives {spec.tokens_per_frame} tokens per frame")
+            f"gives {spec.tokens_per_frame} patch tokens per frame (plus {spec.prefix_tokens} "
+            "prefix tokens given to the head)")
     require(cfg.num_temporal_crops >= 1 and cfg.num_spatial_crops >= 1, "crop counts must be >= 1")
-    for name in ("probe_size", "print_freq", "eval_freq", "num_frames"):
+    require(cfg.probe_size == 1, f"--probe_size {cfg.probe_size}: the published head has one "
+            "attention-pooling block (the published scripts parse --probe_size and ignore it)")
+    for name in ("print_freq", "eval_freq", "num_frames"):
         require(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
     require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
     cfg.embedding_size, cfg.input_size = spec.embed_dim, spec.input_size
@@ -111,13 +116,17 @@ def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Spl
 def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
     """Train and val loaders over this rank's shards (see video/loader.py for the rules)."""
     tspec = transform_spec(cfg, spec)
+    require(cfg.drop_last is not None, "drop_last is unset: the protocol was not resolved "
+            "(it fills drop_last from --protocol)")
     backend = pick_backend(cfg.loader, env.device)
     cfg.sources.setdefault("loader_backend", backend)
     extras = list(getattr(splits.train.source, "extras_keys", ()))  # declared by the source
     n_train, n_val, views = len(splits.train), len(splits.val.entries), splits.val.views
+    train_steps(n_train, env.world_size, cfg.batch_size, cfg.drop_last)  # fail before training
 
-    def train_shard(epoch):
-        return train_order(n_train, epoch, env.rank, env.world_size, cfg.seed)
+    def train_shard(epoch):  # validation never drops: every clip is scored once
+        return train_order(n_train, epoch, env.rank, env.world_size, cfg.seed,
+                           drop_last=cfg.drop_last, batch_size=cfg.batch_size)
 
     def val_shard(_epoch):
         return val_order(n_val, views, env.rank, env.world_size)
@@ -143,10 +152,15 @@ def check_files_exist(entries, root: str, split: str, limit: float) -> None:
 
 
 def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
+    """The encoder's crop and normalisation, with the protocol's pixel rounding and brightness."""
     short = cfg.short_side_size or spec.input_size
     require(short >= spec.input_size, f"--short_side_size {short} is smaller than the crop {spec.input_size}")
+    for name in ("round_pixels", "brightness_mode"):
+        require(getattr(cfg, name) is not None, f"{name} is unset: the protocol was not resolved "
+                f"(it fills {name} from --protocol)")
     return TransformSpec(input_size=spec.input_size, short_side=short,
-                         mean=tuple(spec.mean), std=tuple(spec.std))
+                         mean=tuple(spec.mean), std=tuple(spec.std),
+                         round_pixels=cfg.round_pixels, brightness_mode=cfg.brightness_mode)
 
 
 def _skip_check(trainer: ProbeTrainer, split: str, clips: int, views: int, limit: float) -> None:
@@ -280,7 +294,7 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
         # row labels as requested, so a failed run still lands in the right leaderboard row
         "method": cfg.method_label or f"{cfg.model_family}/{cfg.model_name}",
         "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
-        "config": cfg.to_dict(), "sources": dict(cfg.sources),
+        "protocol": protocol.describe(cfg), "config": cfg.to_dict(), "sources": dict(cfg.sources),
         "versions": rec.software_versions(), "git_commit": rec.git_commit(),
         "world_size": env.world_size if env else int(os.environ.get("WORLD_SIZE", "1")),
         "device": str(env.device) if env else None,
@@ -307,7 +321,7 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
         "method": cfg.method_label or f"{record['encoder']['family']}/{cfg.model_name}",
         "arch": cfg.arch_label or "", "res": spec.input_size, "frames": frames,
         "token_budget": (cfg.codec.K_keep if spec.tokens_per_frame is None
-                         else frames * spec.tokens_per_frame)})
+                         else frames * (spec.tokens_per_frame + spec.prefix_tokens))})
     c = trainer.counters
     views = splits.val.views
     record["samples"] = {
@@ -351,7 +365,7 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
         loaders, backend = build_loaders(cfg, splits, spec, env)
         steps = len(loaders[0]) * cfg.default_epoch
         heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
-                           card.num_classes, cfg.probe_size, steps, cfg.default_min_lr, env.device, cfg.seed)
+                           card.num_classes, steps, cfg.default_min_lr, env.device, cfg.seed)
         trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
                                cfg.num_tokens, cfg.print_freq)
         log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs, %s loader, "

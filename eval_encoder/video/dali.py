@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from eval_encoder.video.dataset import ClipDataset, Sample
-from eval_encoder.video.transforms import JitterParams, TransformSpec
+from eval_encoder.video.transforms import BRIGHTNESS_MODES, JitterParams, TransformSpec
 
 log = logging.getLogger("eval_encoder.dali")
 
@@ -56,34 +56,48 @@ def dali_transform(frames, crop_pos, jitter, tspec: TransformSpec, with_jitter: 
 
     ``frames``: uint8 FHWC node (CPU or GPU); ``crop_pos``: CPU float [2] (x, y);
     ``jitter``: CPU float [8] laid out as ``JitterParams.as_array()``. Returns float CFHW.
+    With ``tspec.round_pixels`` resize, crop and jitter stay uint8 (DALI rounds and saturates
+    each op's output), as the published pipeline; otherwise they run in float.
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
 
+    pixel_type = types.UINT8 if tspec.round_pixels else types.FLOAT
     video = fn.resize(frames, resize_shorter=float(tspec.short_side), interp_type=types.INTERP_CUBIC,
-                      antialias=True, dtype=types.FLOAT)
+                      antialias=True, dtype=pixel_type)
     video = fn.crop(video, crop=(float(tspec.input_size), float(tspec.input_size)),
                     crop_pos_x=crop_pos[0], crop_pos_y=crop_pos[1])
     if with_jitter:
-        video = _dali_jitter(video, jitter)
+        video = _dali_jitter(video, jitter, tspec)
     return fn.crop_mirror_normalize(video, dtype=types.FLOAT, output_layout="CFHW",
                                     mean=[255.0 * m for m in tspec.mean],
                                     std=[255.0 * s for s in tspec.std])
 
 
-def _dali_jitter(video, jitter):
-    """transforms.apply_jitter as DALI conditionals: an op runs only on samples whose flag is set."""
-    import nvidia.dali.fn as fn
+def _dali_settle(tspec: TransformSpec):
+    """After each colour op: uint8 is already rounded and saturated by DALI; float is clamped."""
     import nvidia.dali.math as dmath
 
+    if tspec.round_pixels:
+        return lambda video: video
+    return lambda video: dmath.clamp(video, 0.0, 255.0)
+
+
+def _dali_jitter(video, jitter, tspec: TransformSpec):
+    """transforms.apply_jitter as DALI conditionals: an op runs only on samples whose flag is set."""
+    import nvidia.dali.fn as fn
+
+    settle = _dali_settle(tspec)
+    bright, shift = BRIGHTNESS_MODES[tspec.brightness_mode](jitter[2])
+    # DALI scales brightness_shift by the output type's range: 255 for uint8, 1 for float
+    dali_shift = shift if tspec.round_pixels else shift * 255.0
     if jitter[0] > 0.5:
-        video = fn.brightness_contrast(video, contrast=jitter[1], brightness_shift=jitter[2] * 255.0,
-                                       contrast_center=128.0)
-        video = dmath.clamp(video, 0.0, 255.0)
+        video = settle(fn.brightness_contrast(video, contrast=jitter[1], brightness=bright,
+                                              brightness_shift=dali_shift, contrast_center=128.0))
     if jitter[3] > 0.5:
-        video = dmath.clamp(fn.saturation(video, saturation=jitter[4]), 0.0, 255.0)
+        video = settle(fn.saturation(video, saturation=jitter[4]))
     if jitter[5] > 0.5:
-        video = dmath.clamp(fn.hue(video, hue=jitter[6]), 0.0, 255.0)
+        video = settle(fn.hue(video, hue=jitter[6]))
     if jitter[7] > 0.5:
         video = video[:, :, :, ::-1]
     return video

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -86,37 +86,56 @@ def count_frames(path: str) -> int:
         container.close()
 
 
-def decode_frames(path: str, indices: Sequence[int], threads: int = 1) -> np.ndarray:
-    """Decode the frames at ``indices`` (any order, repeats allowed) as uint8 [T, H, W, 3] RGB.
+# 8-bit formats whose first plane is the luma as coded
+_LUMA_PLANE = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
+                         "nv12", "nv21", "gray"})
 
-    Decodes sequentially up to the largest index. A frame index past the decodable end
-    raises ClipDecodeError: the caller decides, nothing is substituted here.
-    """
+
+def _convert(frame, fmt: str, size) -> np.ndarray:
+    """``frame`` as RGB ("rgb24") or as its luma ("luma": the coded Y plane, no conversion,
+    when the format has one; otherwise converted to gray), at ``size`` (w, h)."""
+    if fmt == "luma" and frame.format.name in _LUMA_PLANE and (frame.width, frame.height) == size:
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        return rows[:, :plane.width].copy()
+    return frame.to_ndarray(format="gray" if fmt == "luma" else fmt, width=size[0], height=size[1])
+
+
+def decode_formats(path: str, wanted: Dict[int, Sequence[str]], threads: int = 1
+                   ) -> Dict[Tuple[int, str], np.ndarray]:
+    """Decode frame ``n`` in each pixel format of ``wanted[n]`` ("rgb24": [H, W, 3], "luma":
+    [H, W], see :func:`_convert`): ``{(n, format): array}``. Decodes sequentially up to the largest index;
+    an index past the decodable end raises ClipDecodeError (nothing is substituted here)."""
     import av
 
-    wanted = set(int(i) for i in indices)
     if not wanted:
         raise ValueError("no frame indices")
     last = max(wanted)
-    keep = {}
+    keep: Dict[Tuple[int, str], np.ndarray] = {}
     size = None
     container, stream = _open(path, threads)
     try:
         for n, frame in enumerate(container.decode(stream)):
-            if n in wanted:
-                # a stream may change resolution midway; every frame is scaled to the first's
-                size = size or (frame.width, frame.height)
-                keep[n] = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+            # a stream may change resolution midway; every frame is scaled to the first's
+            size = size or (frame.width, frame.height)
+            for fmt in wanted.get(n, ()):
+                keep[n, fmt] = _convert(frame, fmt, size)
             if n >= last:
                 break
     except av.error.FFmpegError as exc:
         raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
     finally:
         container.close()
-    missing = sorted(i for i in wanted if i not in keep)
+    missing = sorted(n for n in wanted if not all((n, f) in keep for f in wanted[n]))
     if missing:
         raise ClipDecodeError(f"{path}: frames {missing[:5]} past the decodable end")
-    return np.stack([keep[int(i)] for i in indices])
+    return keep
+
+
+def decode_frames(path: str, indices: Sequence[int], threads: int = 1) -> np.ndarray:
+    """Decode the frames at ``indices`` (any order, repeats allowed) as uint8 [T, H, W, 3] RGB."""
+    keep = decode_formats(path, {int(i): ("rgb24",) for i in indices}, threads)
+    return np.stack([keep[int(i), "rgb24"] for i in indices])
 
 
 def decode_clip(path: str, num_frames: int, train: bool, rng: Optional[np.random.Generator],
@@ -132,20 +151,28 @@ def decode_clip_checked(path: str, num_frames: int, train: bool,
                         num_views: int = 1, uniform: bool = False):
     """:func:`decode_clip` plus whether fewer frames decoded than the stream has packets
     (a damaged tail): such a clip is sampled over the frames that do decode, and flagged."""
+    pick = (lambda n: uniform_indices(n, num_frames)) if uniform else \
+        (lambda n: segment_indices(n, num_frames, train, rng, view, num_views))
+    return decode_picked(path, pick, threads)
+
+
+def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
+                  fetch: Callable = decode_frames):
+    """Decode the frames ``pick(total)`` chooses with ``fetch(path, indices, threads)``:
+    (what fetch returns, indices, total, truncated). A damaged tail is retried over the frames
+    that do decode (``truncated``)."""
     total = count_frames(path)
     if total == 0:
         raise ClipDecodeError(f"{path}: no video frames")
-    pick = (lambda n: uniform_indices(n, num_frames)) if uniform else \
-        (lambda n: segment_indices(n, num_frames, train, rng, view, num_views))
     idx = pick(total)
     try:
-        return decode_frames(path, idx, threads), idx, total, False
+        return fetch(path, idx, threads), idx, total, False
     except ClipDecodeError:
         total = _decodable_count(path, threads)
         if total == 0:
             raise
         idx = pick(total)
-        return decode_frames(path, idx, threads), idx, total, True
+        return fetch(path, idx, threads), idx, total, True
 
 
 def _decodable_count(path: str, threads: int) -> int:

@@ -3,7 +3,10 @@
 Sharding rules:
   train  every epoch one permutation (same on all ranks, seeded by seed and epoch), padded by
          wrapping to a multiple of the world size, then strided: every rank runs the same number
-         of steps, so gradient all-reduces line up.
+         of steps, so gradient all-reduces line up; the last step may be a partial batch.
+         With ``drop_last`` (as published) the permutation is cut to floor(n/W)*W samples
+         instead, strided the same way, and each rank keeps only its floor(floor(n/W)/B) full
+         batches: the samples left out change every epoch with the permutation.
   val    clips strided over ranks (rank r takes clips r, r+W, ...), all views of a clip on the
          same rank, no padding and no permutation: every clip is scored exactly once whatever
          the world size.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,9 +26,37 @@ from eval_encoder.video.transforms import TransformSpec, transform_clip
 log = logging.getLogger("eval_encoder.loader")
 
 
-def train_order(n: int, epoch: int, rank: int, world: int, seed: int) -> List[int]:
-    """This rank's sample indices for a training epoch (see module docstring)."""
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def train_steps(n: int, world: int, batch_size: int, drop_last: bool) -> int:
+    """Training steps per epoch, the same on every rank: ceil(ceil(n/W)/B), or with
+    ``drop_last`` the published floor(floor(n/W)/B). Raises ValueError when that is 0."""
+    if drop_last:
+        steps, rule = (n // world) // batch_size, "floor(floor(n/W)/B)"
+    else:
+        steps, rule = _ceil_div(_ceil_div(n, world), batch_size), "ceil(ceil(n/W)/B)"
+    if steps <= 0:
+        raise ValueError(f"no training step per epoch: n={n} training samples, world size W={world}, "
+                         f"batch size B={batch_size} per rank give {rule} = 0 (drop_last="
+                         f"{drop_last}); use a smaller --batch_size or fewer ranks")
+    return steps
+
+
+def train_order(n: int, epoch: int, rank: int, world: int, seed: int, drop_last: bool = False,
+                batch_size: Optional[int] = None) -> List[int]:
+    """This rank's sample indices for a training epoch (see module docstring).
+
+    ``drop_last`` (needs ``batch_size``, the per-rank batch) keeps full batches only, as the
+    published loader; without it every sample is used and the shard is padded by wrapping.
+    """
     perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    if drop_last:
+        if batch_size is None:
+            raise ValueError("train_order: drop_last needs the per-rank batch_size")
+        keep = train_steps(n, world, batch_size, drop_last=True) * batch_size
+        return perm[:(n // world) * world][rank::world][:keep].tolist()
     pad = (-n) % world
     if pad:
         perm = np.concatenate([perm, perm[:pad]])

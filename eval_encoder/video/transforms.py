@@ -3,6 +3,11 @@
 resize shorter side (bicubic) -> crop -> (train) colour jitter -> normalise -> [C, T, H, W].
 Random jitter parameters are drawn here, per sample, from a seeded generator and handed to
 whichever pipeline runs, so torch and DALI apply the very same jitter.
+
+Two behaviours are data of :class:`TransformSpec` (filled from the protocol):
+``round_pixels`` keeps frames as 8-bit levels after resize+crop and after every colour op, as
+the published DALI pipeline does (uint8 in, uint8 out); ``brightness_mode`` reads the brightness
+draw as DALI's multiplier ("multiply", as published) or as an additive shift ("shift").
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ class JitterParams:
 
     brightness_contrast: bool = False
     contrast: float = 1.0
-    brightness: float = 0.0  # additive shift as a fraction of the 0..255 range
+    brightness: float = 0.0  # TransformSpec.brightness_mode says how this draw is applied
     saturation_on: bool = False
     saturation: float = 1.0
     hue_on: bool = False
@@ -60,15 +65,28 @@ _RGB2YIQ = np.array([[.299, .587, .114], [.596, -.274, -.321], [.211, -.523, .31
 _YIQ2RGB = np.linalg.inv(_RGB2YIQ)
 _CONTRAST_CENTRE = 128.0  # DALI's default centre for uint8 data; our data stay in 0..255
 
+# brightness_mode -> (DALI ``brightness`` multiplier, ``brightness_shift`` as a fraction of 0..255)
+# for a draw ``b``; works on floats and on DALI graph nodes alike.
+BRIGHTNESS_MODES = {
+    "multiply": lambda b: (b, 0.0),  # published: fn.brightness_contrast(..., brightness=b)
+    "shift": lambda b: (1.0, b),  # ours: an additive shift of b * 255 levels
+}
+
 
 @dataclass(frozen=True)
 class TransformSpec:
-    """Crop size, resize target of the shorter side, and normalisation (0..1 scale)."""
+    """Crop size, resize target of the shorter side, normalisation (0..1 scale), and how the
+    pixels are kept between ops (``round_pixels``) and brightness is applied (``brightness_mode``,
+    a key of :data:`BRIGHTNESS_MODES`). The defaults are the float pipeline with an additive
+    brightness shift; a run passes both values from its resolved protocol.
+    """
 
     input_size: int
     short_side: int
     mean: tuple
     std: tuple
+    round_pixels: bool = False
+    brightness_mode: str = "shift"
 
     def __post_init__(self):
         if self.input_size <= 0 or self.short_side < self.input_size:
@@ -77,6 +95,12 @@ class TransformSpec:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"TransformSpec: mean and std need 3 values, std > 0; got "
                              f"mean={self.mean}, std={self.std}")
+        if self.brightness_mode not in BRIGHTNESS_MODES:
+            raise ValueError(f"TransformSpec: brightness_mode must be one of "
+                             f"{sorted(BRIGHTNESS_MODES)}, got {self.brightness_mode!r}")
+        if not isinstance(self.round_pixels, bool):
+            raise ValueError(f"TransformSpec: round_pixels must be True or False, got "
+                             f"{self.round_pixels!r}")
 
 
 def _cubic_table() -> np.ndarray:
@@ -194,27 +218,68 @@ def colour_matrix(hue: float = 0.0, saturation: float = 1.0) -> np.ndarray:
 
 
 def _apply_matrix(x: torch.Tensor, m: np.ndarray) -> torch.Tensor:
-    return torch.einsum("ck,k...->c...", torch.from_numpy(m), x)
+    # products summed left to right per output channel, as DALI's CPU colour-twist kernel does:
+    # one source fewer of float noise that could tip a value at k + 0.5 the other way
+    return torch.stack([x[0] * float(r[0]) + x[1] * float(r[1]) + x[2] * float(r[2]) for r in m])
 
 
-def apply_jitter(x: torch.Tensor, jitter: JitterParams) -> torch.Tensor:
-    """Colour jitter on float [3,...] RGB in 0..255, each op clamped to [0, 255].
+def to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Float -> DALI's 8-bit level, kept as float32: round half up, saturate to [0, 255].
 
-    brightness/contrast: ``x * c + (b * 255 + 128 - 128 * c)`` (DALI brightness_contrast with
-    ``contrast_center=128`` and ``brightness_shift=b``). Upstream passed its U(-0.125, 0.125)
-    draw as DALI's *multiplicative* ``brightness``, which would nearly blacken every frame; we
-    read it as the additive ``brightness_shift`` (a fraction of the 0..255 range).
+    DALI stores a float result as uint8 with ``ConvertSat`` (dali/core/convert.h): on CPU
+    ``std::round`` (half away from zero, i.e. half up for what survives the clamp) then clamp,
+    which tests/test_dali.py measures on DALI 2.4 (0.5 * 201 -> 101, 0.5 * 1 -> 1). On GPU,
+    where the published runs ran, CUDA's ``__float2int_rn`` rounds half to even: the two
+    differ only on values exactly at k + 0.5 (measured: ~2e-5 of resized values, ~1e-6 of
+    brightness outputs), and DALI's GPU kernels sum in another float order anyway.
+    """
+    low = torch.floor(x)  # x - floor(x) is exact in float32 here, unlike x + 0.5
+    return torch.where(x - low >= 0.5, low + 1.0, low).clamp_(0.0, 255.0)
+
+
+def _clamp(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp_(0.0, 255.0)
+
+
+def settle_fn(spec: TransformSpec):
+    """What happens to pixel values after each op: 8-bit levels, or a clamp to [0, 255]."""
+    return to_levels if spec.round_pixels else _clamp
+
+
+def brightness_coefficients(jitter: JitterParams, spec: TransformSpec) -> Tuple[float, float]:
+    """(multiplier, addend) of DALI's ``brightness_contrast``, ``out = in * mul + add``.
+
+    DALI: ``out = shift * R + bright * (128 + contrast * (in - 128))`` (R = 255 for uint8 output,
+    1 for float; 128 = its default centre for uint8). Formed in float32 in DALI's order, which
+    scales ``bright`` by R_out / R_in on the way (a round trip that can move it by one ulp).
+    """
+    f32 = np.float32
+    bright, shift = BRIGHTNESS_MODES[spec.brightness_mode](jitter.brightness)
+    span = f32(255.0 if spec.round_pixels else 1.0)
+    c, centre = f32(jitter.contrast), f32(_CONTRAST_CENTRE)
+    norm = f32(f32(f32(bright) * span) / span)
+    add = f32(f32(f32(shift) * f32(255.0)) + f32(norm * f32(centre - f32(c * centre))))
+    return float(f32(norm * c)), float(add)
+
+
+def apply_jitter(x: torch.Tensor, jitter: JitterParams, spec: TransformSpec) -> torch.Tensor:
+    """Colour jitter on float [3,...] RGB in 0..255; after each op the values are settled
+    (:func:`settle_fn`: 8-bit levels with ``spec.round_pixels``, else clamped to [0, 255]).
+
+    brightness/contrast: DALI's ``brightness_contrast`` (:func:`brightness_coefficients`) with
+    the draw read as ``spec.brightness_mode`` says: "multiply" as published (a negative draw
+    turns the clip black, but for pixels darker than 128 (1 - 1 / contrast), which end a few
+    levels above 0), "shift" as an additive ``b * 255``.
     saturation / hue: DALI's YIQ colour matrices (hue in degrees). Then an optional RGB->BGR swap.
     """
+    settle = settle_fn(spec)
     if jitter.brightness_contrast:
-        c = np.float32(jitter.contrast)
-        add = np.float32(np.float32(jitter.brightness) * np.float32(255)
-                         + (np.float32(_CONTRAST_CENTRE) - c * np.float32(_CONTRAST_CENTRE)))
-        x = (x * float(c) + float(add)).clamp_(0.0, 255.0)
+        mul, add = brightness_coefficients(jitter, spec)
+        x = settle(x * mul + add)
     if jitter.saturation_on:
-        x = _apply_matrix(x, colour_matrix(saturation=jitter.saturation)).clamp_(0.0, 255.0)
+        x = settle(_apply_matrix(x, colour_matrix(saturation=jitter.saturation)))
     if jitter.hue_on:
-        x = _apply_matrix(x, colour_matrix(hue=jitter.hue)).clamp_(0.0, 255.0)
+        x = settle(_apply_matrix(x, colour_matrix(hue=jitter.hue)))
     if jitter.bgr:
         x = x.flip(0)
     return x
@@ -245,9 +310,13 @@ def transform_clip(frames, spec: TransformSpec, crop_pos=(0.5, 0.5),
     Resize the shorter side to ``spec.short_side`` (bicubic as DALI computes it, antialiased
     when shrinking), crop S x S at ``crop_pos`` = (x, y) in [0, 1] (0.5 = centre), apply
     ``jitter`` if given (see :func:`apply_jitter`), normalise with ``spec.mean``/``spec.std``.
-    All in float32 with no rounding between ops; matches the DALI pipeline to ~1e-5.
+    In float32; with ``spec.round_pixels`` the crop and every colour op end in 8-bit levels
+    (:func:`to_levels`), as in the published uint8 pipeline. Matches the DALI pipeline to ~1e-5
+    without rounding; with it, to the level except where a value sits on a rounding boundary.
     """
     x = resize_crop(_as_frames(frames), spec, crop_pos)
+    if spec.round_pixels:  # the published resize outputs uint8; the float path keeps overshoot
+        x = to_levels(x)
     if jitter is not None:
-        x = apply_jitter(x, jitter)
+        x = apply_jitter(x, jitter, spec)
     return normalise(x, spec)

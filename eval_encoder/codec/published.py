@@ -1,0 +1,252 @@
+"""The published map, stage by stage, at pixel resolution (``--map_grid pixel``).
+
+Written from the published loader's description (OneVision-Encoder
+``dataloader/ap_dataloader_dali_codec.py``), on our source-rate motion field. Per frame:
+
+1. motion in pixels on the pixel grid (intra blocks 0), camera motion removed: median or mean
+   translation over all pixels, or a similarity / affine field fitted by least squares on at
+   most 5000 evenly subsampled moving pixels (|dx| + |dy| > 1e-3), refitted once on the 70%
+   that fit best; fewer than 64 moving pixels fall back to the median translation;
+2. magnitude, or its local variance: a k x k box filter by float32 integral images whose
+   output is one pixel short on each axis, stretched back with nearest-neighbour resizing;
+3. each map divided by its 95th percentile (at least ``mv_floor``; residual at least 1) and
+   clipped to [0, 1]; residual |r| with r clipped to the 8-bit range the decoder emits;
+4. fusion, centre prior, then stored as uint8 by truncation of ``255 * map``;
+5. shorter side resized to the crop size with a cubic (a = -0.75) filter in 11-bit fixed
+   point, saturated to uint8, cropped at ``(size - crop) // 2``; patch scores are sums.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Tuple
+
+import numpy as np
+
+from eval_encoder.codec.motion import CELL
+from eval_encoder.codec.options import CodecOptions
+
+PERCENTILE = 95.0
+RES_FLOOR = 1.0
+MAX_FIT_POINTS = 5000
+MIN_FIT_POINTS = 64
+TRIM_KEEP = 0.7
+FIT_ROUNDS = 2
+CUBIC_A = -0.75
+COEF_BITS = 11  # fixed-point bits of each resampling weight (8-bit images)
+
+
+# ------------------------------------------------------------------ motion on the pixel grid
+
+def pixel_vectors(cells: np.ndarray, h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Cell vectors [hc, wc, 2] (NaN: none) widened to pixels: (vx, vy) float32 [h, w]."""
+    full = np.nan_to_num(cells).repeat(CELL, axis=0).repeat(CELL, axis=1)[:h, :w]
+    return full[..., 0].astype(np.float32), full[..., 1].astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _design(h: int, w: int, mode: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised pixel coordinates (x, y) [N] and the interleaved rows [2N, P] (dx, dy)."""
+    xx, yy = np.meshgrid(np.linspace(-1.0, 1.0, w, dtype=np.float32),
+                         np.linspace(-1.0, 1.0, h, dtype=np.float32))
+    x, y = xx.reshape(-1), yy.reshape(-1)
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    if mode == "similarity":  # dx = tx + a x - b y ; dy = ty + b x + a y
+        dx, dy = [one, zero, x, -y], [zero, one, y, x]
+    else:  # affine: dx = a0 + a1 x + a2 y ; dy = b0 + b1 x + b2 y
+        dx, dy = [one, x, y, zero, zero, zero], [zero, zero, zero, one, x, y]
+    rows = np.empty((2 * x.size, len(dx)), dtype=np.float32)
+    rows[0::2], rows[1::2] = np.stack(dx, 1), np.stack(dy, 1)
+    for arr in (x, y, rows):
+        arr.setflags(write=False)
+    return x, y, rows
+
+
+def _predict(x: np.ndarray, y: np.ndarray, p: np.ndarray, mode: str):
+    c = [float(v) for v in p.reshape(-1)]
+    if mode == "similarity":
+        return (c[0] + c[2] * x - c[3] * y).astype(np.float32), \
+            (c[1] + c[3] * x + c[2] * y).astype(np.float32)
+    return (c[0] + c[1] * x + c[2] * y).astype(np.float32), \
+        (c[3] + c[4] * x + c[5] * y).astype(np.float32)
+
+
+def _fit_points(vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
+    """Moving pixels, evenly subsampled to at most MAX_FIT_POINTS."""
+    idx = np.flatnonzero(np.isfinite(np.abs(vx) + np.abs(vy)) & (np.abs(vx) + np.abs(vy) > 1e-3))
+    if idx.size > MAX_FIT_POINTS:
+        idx = idx[::int(math.ceil(idx.size / float(MAX_FIT_POINTS)))]
+    return idx
+
+
+def _fit(vx: np.ndarray, vy: np.ndarray, sel: np.ndarray, mode: str, h: int, w: int):
+    """Least squares, then refit on the best-fitting 70% (FIT_ROUNDS fits in all)."""
+    x, y, rows = _design(h, w, mode)
+    params = None
+    for _ in range(FIT_ROUNDS):
+        a = rows[np.concatenate([2 * sel, 2 * sel + 1])]
+        b = np.concatenate([vx[sel], vy[sel]]).astype(np.float32)
+        params = np.linalg.lstsq(a, b, rcond=None)[0].astype(np.float32)
+        px, py = _predict(x[sel], y[sel], params, mode)
+        err = np.sqrt((vx[sel] - px) ** 2 + (vy[sel] - py) ** 2)
+        keep = int(max(MIN_FIT_POINTS, round(sel.size * TRIM_KEEP)))
+        if sel.size < 2 * MIN_FIT_POINTS or keep >= sel.size:
+            break
+        sel = sel[np.argsort(err)[:keep]]
+    return _predict(x, y, params, mode)
+
+
+def compensate(vx: np.ndarray, vy: np.ndarray, mode: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(vx, vy) [h, w] minus the camera's motion under ``mode``."""
+    if mode == "none":
+        return vx, vy
+    if mode == "mean":
+        return vx - float(np.mean(vx)), vy - float(np.mean(vy))
+    flat_x, flat_y = vx.reshape(-1), vy.reshape(-1)
+    sel = _fit_points(flat_x, flat_y) if mode in ("similarity", "affine") else None
+    if sel is None or sel.size < MIN_FIT_POINTS:
+        return vx - np.median(vx), vy - np.median(vy)
+    cx, cy = _fit(flat_x, flat_y, sel, mode, *vx.shape)
+    return vx - cx.reshape(vx.shape), vy - cy.reshape(vy.shape)
+
+
+# ------------------------------------------------------------------ normalised energies
+
+def box_mean(x: np.ndarray, k: int) -> np.ndarray:
+    """k x k mean by float32 integral images of the edge-padded map; the result is one pixel
+    short on each axis (window centred at (i + 1, j + 1)), as the published filter gives."""
+    pad = k // 2
+    ii = np.pad(x.astype(np.float32), pad, mode="edge").cumsum(0).cumsum(1)
+    return (ii[k:, k:] - ii[:-k, k:] - ii[k:, :-k] + ii[:-k, :-k]) / float(k * k)
+
+
+def _nearest_source(src: int, dst: int) -> np.ndarray:
+    step = 1.0 / (dst / src)
+    return np.minimum(np.floor(np.arange(dst) * step).astype(np.int64), src - 1)
+
+
+def nearest_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Nearest-neighbour resize to [h, w]: source index floor(dst_index * src / dst)."""
+    return img[_nearest_source(img.shape[0], h)[:, None], _nearest_source(img.shape[1], w)[None, :]]
+
+
+def local_variance(mag: np.ndarray, k: int) -> np.ndarray:
+    """Variance of ``mag`` in a k x k window (k odd, >= 3), float32, >= 0."""
+    k = max(3, int(k))
+    k += 1 - k % 2
+    mean = box_mean(mag, k)
+    return np.maximum(box_mean(mag * mag, k) - mean * mean, 0.0).astype(np.float32)
+
+
+def _unit(score: np.ndarray, floor: float) -> np.ndarray:
+    scale = max(float(np.percentile(score, PERCENTILE)), floor)
+    return np.clip(score / scale, 0.0, 1.0).astype(np.float32)
+
+
+def motion_energy(vx: np.ndarray, vy: np.ndarray, opts: CodecOptions) -> np.ndarray:
+    """Normalised motion energy [h, w] in [0, 1]."""
+    vx, vy = compensate(vx, vy, opts.mv_compensate)
+    mag = np.sqrt(vx * vx + vy * vy).astype(np.float32)
+    score = local_variance(mag, opts.mv_incon_ksize) if opts.mv_use_inconsistency else mag
+    return nearest_resize(_unit(score, opts.mv_floor), *vx.shape)
+
+
+def residual_energy(res: np.ndarray, use_grad: bool) -> np.ndarray:
+    """Normalised |r| (r clipped to the decoder's 8-bit range), or its wrap-around gradient."""
+    r = np.clip(res, -128, 127).astype(np.float32)
+    if use_grad:
+        gx = np.abs(np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1))
+        gy = np.abs(np.roll(r, -1, axis=0) - np.roll(r, 1, axis=0))
+        score = 0.5 * (gx + gy)
+    else:
+        score = np.abs(r)
+    return _unit(score, RES_FLOOR)
+
+
+FUSIONS = {
+    "weighted": lambda m, r, o: (o.w_mv * m + o.w_res * r) / float(o.w_mv + o.w_res),
+    "max": lambda m, r, o: np.maximum(m, r),
+    "sum": lambda m, r, o: m + r,
+    "geomean": lambda m, r, o: np.sqrt(m * r),
+}
+
+
+@lru_cache(maxsize=8)
+def centre_weight(h: int, w: int, sigma_frac: float) -> np.ndarray:
+    """Centred Gaussian [h, w] with peak 1 (float32), sigma ``sigma_frac * min(h, w)``."""
+    sigma = max(float(sigma_frac) * float(min(h, w)), 1.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d2 = (xx - (w - 1) * 0.5) ** 2 + (yy - (h - 1) * 0.5) ** 2
+    weight = np.exp(-0.5 * d2 / (sigma * sigma)).astype(np.float32)
+    return weight / float(weight.max())
+
+
+def frame_map(cells: np.ndarray, res: np.ndarray, opts: CodecOptions) -> np.ndarray:
+    """One frame's published map, uint8 [h, w]."""
+    h, w = res.shape
+    mv = motion_energy(*pixel_vectors(cells, h, w), opts)
+    fused = np.clip(FUSIONS[opts.fuse_mode](mv, residual_energy(res, opts.res_use_grad), opts),
+                    0.0, 1.0).astype(np.float32)
+    if opts.center_prior > 0 and h > 1 and w > 1:
+        fused = np.clip(fused * (1.0 + opts.center_prior * centre_weight(h, w, opts.center_sigma)),
+                        0.0, 1.0).astype(np.float32)
+    return (fused * 255.0).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ resize, crop, patch sums
+
+def _cubic_taps(in_size: int, out_size: int, keep: slice) -> Tuple[np.ndarray, np.ndarray]:
+    """Source taps [n, 4] (edges clamped) and fixed-point weights [n, 4] of the output pixels
+    ``keep`` of a cubic (a = -0.75) resize with half-pixel centres; each weight is rounded to
+    COEF_BITS bits."""
+    scale = 1.0 / (out_size / in_size)
+    fx = ((np.arange(out_size)[keep] + 0.5) * scale - 0.5).astype(np.float32)
+    first = np.floor(fx).astype(np.int64)
+    x = (fx - first.astype(np.float32)).astype(np.float32)
+    a, one = np.float32(CUBIC_A), np.float32(1)
+    c0 = ((a * (x + one) - 5 * a) * (x + one) + 8 * a) * (x + one) - 4 * a
+    c1 = ((a + 2) * x - (a + 3)) * x * x + one
+    c2 = ((a + 2) * (one - x) - (a + 3)) * (one - x) * (one - x) + one
+    c3 = one - c0 - c1 - c2
+    weights = np.rint(np.stack([c0, c1, c2, c3], 1) * (1 << COEF_BITS)).astype(np.int64)
+    taps = np.clip(first[:, None] - 1 + np.arange(4)[None, :], 0, in_size - 1)
+    return taps, weights
+
+
+def _along_first(img: np.ndarray, taps: np.ndarray, weights: np.ndarray, dtype) -> np.ndarray:
+    """Weighted sum of 4 taps along axis 0 (whole rows are gathered: cheap in C order)."""
+    out = np.zeros((taps.shape[0], *img.shape[1:]), dtype=dtype)
+    shape = (-1,) + (1,) * (img.ndim - 1)
+    for k in range(4):
+        out += img[taps[:, k]].astype(dtype, copy=False) * weights[:, k].astype(dtype).reshape(shape)
+    return out
+
+
+def resize_cubic_u8(img: np.ndarray, out_h: int, out_w: int, rows: slice = slice(None),
+                    cols: slice = slice(None)) -> np.ndarray:
+    """uint8 [F, h, w] resized to [F, out_h, out_w] (only the output ``rows`` x ``cols`` are
+    computed): horizontal then vertical fixed-point cubic, rounded half up, saturated."""
+    taps, wx = _cubic_taps(img.shape[2], out_w, cols)
+    across = _along_first(np.ascontiguousarray(img.transpose(2, 0, 1)), taps, wx, np.int32)
+    taps, wy = _cubic_taps(img.shape[1], out_h, rows)
+    both = _along_first(np.ascontiguousarray(across.transpose(2, 1, 0)), taps, wy, np.int64)
+    shift = 2 * COEF_BITS
+    out = np.clip((both + (1 << (shift - 1))) >> shift, 0, 255).astype(np.uint8)
+    return out.transpose(1, 0, 2)  # [rows, F, cols] -> [F, rows, cols]
+
+
+def resize_crop_maps(maps: np.ndarray, crop: int) -> np.ndarray:
+    """uint8 maps [F, h, w]: shorter side to ``crop`` (sizes rounded as Python's round),
+    then the crop x crop window starting at ``(size - crop) // 2`` on each axis."""
+    _, h, w = maps.shape
+    scale = crop / min(h, w)
+    new_h, new_w = int(round(h * scale)), int(round(w * scale))
+    y0, x0 = (new_h - crop) // 2, (new_w - crop) // 2
+    return resize_cubic_u8(maps, new_h, new_w, slice(y0, y0 + crop), slice(x0, x0 + crop))
+
+
+def patch_sums(maps: np.ndarray, patch: int) -> np.ndarray:
+    """Sum of each patch of uint8 maps [F, S, S], flattened in (t, row, col) order: uint64."""
+    f, s, _ = maps.shape
+    g = s // patch
+    return maps.reshape(f, g, patch, g, patch).sum(axis=(2, 4), dtype=np.uint64).reshape(-1)
