@@ -38,17 +38,28 @@ COEF_BITS = 11  # fixed-point bits of each resampling weight (8-bit images)
 
 # ------------------------------------------------------------------ motion on the pixel grid
 
+def _widen(cells: np.ndarray, h: int, w: int) -> np.ndarray:
+    hc, wc = cells.shape
+    wide = np.broadcast_to(cells[:, None, :, None], (hc, CELL, wc, CELL))
+    return wide.reshape(hc * CELL, wc * CELL)[:h, :w]
+
+
 def pixel_vectors(cells: np.ndarray, h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
     """Cell vectors [hc, wc, 2] (NaN: none) widened to pixels: (vx, vy) float32 [h, w]."""
-    full = np.nan_to_num(cells).repeat(CELL, axis=0).repeat(CELL, axis=1)[:h, :w]
-    return full[..., 0].astype(np.float32), full[..., 1].astype(np.float32)
+    cells = np.nan_to_num(cells).astype(np.float32)
+    return _widen(cells[..., 0], h, w), _widen(cells[..., 1], h, w)
+
+
+def _axes(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Normalised pixel coordinates of the columns [w] and of the rows [h], float32."""
+    return (np.linspace(-1.0, 1.0, w, dtype=np.float32),
+            np.linspace(-1.0, 1.0, h, dtype=np.float32))
 
 
 @lru_cache(maxsize=8)
 def _design(h: int, w: int, mode: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised pixel coordinates (x, y) [N] and the interleaved rows [2N, P] (dx, dy)."""
-    xx, yy = np.meshgrid(np.linspace(-1.0, 1.0, w, dtype=np.float32),
-                         np.linspace(-1.0, 1.0, h, dtype=np.float32))
+    xx, yy = np.meshgrid(*_axes(h, w))
     x, y = xx.reshape(-1), yy.reshape(-1)
     one, zero = np.ones_like(x), np.zeros_like(x)
     if mode == "similarity":  # dx = tx + a x - b y ; dy = ty + b x + a y
@@ -72,15 +83,18 @@ def _predict(x: np.ndarray, y: np.ndarray, p: np.ndarray, mode: str):
 
 
 def _fit_points(vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
-    """Moving pixels, evenly subsampled to at most MAX_FIT_POINTS."""
-    idx = np.flatnonzero(np.isfinite(np.abs(vx) + np.abs(vy)) & (np.abs(vx) + np.abs(vy) > 1e-3))
+    """Moving pixels (|dx| + |dy| > 1e-3; the vectors are finite), evenly subsampled to at
+    most MAX_FIT_POINTS."""
+    idx = np.flatnonzero(np.abs(vx) + np.abs(vy) > 1e-3)
     if idx.size > MAX_FIT_POINTS:
         idx = idx[::int(math.ceil(idx.size / float(MAX_FIT_POINTS)))]
     return idx
 
 
 def _fit(vx: np.ndarray, vy: np.ndarray, sel: np.ndarray, mode: str, h: int, w: int):
-    """Least squares, then refit on the best-fitting 70% (FIT_ROUNDS fits in all)."""
+    """Least squares, then refit on the best-fitting 70% (FIT_ROUNDS fits in all): the
+    camera field as a column term [1, w] and a row term [h, 1] per component, whose
+    broadcast sum is the published per-pixel prediction (same float32 operations)."""
     x, y, rows = _design(h, w, mode)
     params = None
     for _ in range(FIT_ROUNDS):
@@ -93,7 +107,17 @@ def _fit(vx: np.ndarray, vy: np.ndarray, sel: np.ndarray, mode: str, h: int, w: 
         if sel.size < 2 * MIN_FIT_POINTS or keep >= sel.size:
             break
         sel = sel[np.argsort(err)[:keep]]
-    return _predict(x, y, params, mode)
+    cols, rows = _axes(h, w)
+    return _predict_separable(cols[None, :], rows[:, None], params, mode)
+
+
+def _predict_separable(x: np.ndarray, y: np.ndarray, p: np.ndarray, mode: str):
+    """``_predict`` on a grid: each term depends on x or on y only, so ((c + a x) - b y)
+    is a broadcast of a row and a column, with the very same float32 roundings."""
+    c = [float(v) for v in p.reshape(-1)]
+    if mode == "similarity":
+        return (c[0] + c[2] * x) - c[3] * y, (c[1] + c[3] * x) + c[2] * y
+    return (c[0] + c[1] * x) + c[2] * y, (c[3] + c[4] * x) + c[5] * y
 
 
 def compensate(vx: np.ndarray, vy: np.ndarray, mode: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -102,12 +126,12 @@ def compensate(vx: np.ndarray, vy: np.ndarray, mode: str) -> Tuple[np.ndarray, n
         return vx, vy
     if mode == "mean":
         return vx - float(np.mean(vx)), vy - float(np.mean(vy))
-    flat_x, flat_y = vx.reshape(-1), vy.reshape(-1)
+    flat_x, flat_y = np.ascontiguousarray(vx).reshape(-1), np.ascontiguousarray(vy).reshape(-1)
     sel = _fit_points(flat_x, flat_y) if mode in ("similarity", "affine") else None
     if sel is None or sel.size < MIN_FIT_POINTS:
         return vx - np.median(vx), vy - np.median(vy)
     cx, cy = _fit(flat_x, flat_y, sel, mode, *vx.shape)
-    return vx - cx.reshape(vx.shape), vy - cy.reshape(vy.shape)
+    return vx - cx, vy - cy
 
 
 # ------------------------------------------------------------------ normalised energies
@@ -127,6 +151,8 @@ def _nearest_source(src: int, dst: int) -> np.ndarray:
 
 def nearest_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Nearest-neighbour resize to [h, w]: source index floor(dst_index * src / dst)."""
+    if img.shape == (h, w):
+        return img
     return img[_nearest_source(img.shape[0], h)[:, None], _nearest_source(img.shape[1], w)[None, :]]
 
 
@@ -154,13 +180,11 @@ def motion_energy(vx: np.ndarray, vy: np.ndarray, opts: CodecOptions) -> np.ndar
 def residual_energy(res: np.ndarray, use_grad: bool) -> np.ndarray:
     """Normalised |r| (r clipped to the decoder's 8-bit range), or its wrap-around gradient."""
     r = np.clip(res, -128, 127).astype(np.float32)
-    if use_grad:
-        gx = np.abs(np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1))
-        gy = np.abs(np.roll(r, -1, axis=0) - np.roll(r, 1, axis=0))
-        score = 0.5 * (gx + gy)
-    else:
-        score = np.abs(r)
-    return _unit(score, RES_FLOOR)
+    if not use_grad:
+        return _unit(np.abs(r), RES_FLOOR)
+    gx = np.abs(np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1))
+    gy = np.abs(np.roll(r, -1, axis=0) - np.roll(r, 1, axis=0))
+    return _unit(0.5 * (gx + gy), RES_FLOOR)
 
 
 FUSIONS = {
@@ -172,24 +196,33 @@ FUSIONS = {
 
 
 @lru_cache(maxsize=8)
-def centre_weight(h: int, w: int, sigma_frac: float) -> np.ndarray:
-    """Centred Gaussian [h, w] with peak 1 (float32), sigma ``sigma_frac * min(h, w)``."""
+def prior_gain(h: int, w: int, strength: float, sigma_frac: float) -> np.ndarray:
+    """``1 + strength * g`` [h, w] float32, g the centred Gaussian with peak 1 and sigma
+    ``sigma_frac * min(h, w)``: the factor the map is multiplied by."""
     sigma = max(float(sigma_frac) * float(min(h, w)), 1.0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     d2 = (xx - (w - 1) * 0.5) ** 2 + (yy - (h - 1) * 0.5) ** 2
     weight = np.exp(-0.5 * d2 / (sigma * sigma)).astype(np.float32)
-    return weight / float(weight.max())
+    gain = 1.0 + float(strength) * (weight / float(weight.max()))
+    gain.setflags(write=False)
+    return gain
 
 
 def frame_map(cells: np.ndarray, res: np.ndarray, opts: CodecOptions) -> np.ndarray:
-    """One frame's published map, uint8 [h, w]."""
+    """One frame's published map, uint8 [h, w], from cell vectors [hc, wc, 2]."""
+    return pixel_map(*pixel_vectors(cells, *res.shape), res, opts)
+
+
+def pixel_map(vx: np.ndarray, vy: np.ndarray, res: np.ndarray, opts: CodecOptions) -> np.ndarray:
+    """One frame's published map, uint8 [h, w], from per-pixel vectors (px, pointing to the
+    reference; 0 where none) and the signed luma residual [h, w]."""
     h, w = res.shape
-    mv = motion_energy(*pixel_vectors(cells, h, w), opts)
+    mv = motion_energy(vx, vy, opts)
     fused = np.clip(FUSIONS[opts.fuse_mode](mv, residual_energy(res, opts.res_use_grad), opts),
                     0.0, 1.0).astype(np.float32)
     if opts.center_prior > 0 and h > 1 and w > 1:
-        fused = np.clip(fused * (1.0 + opts.center_prior * centre_weight(h, w, opts.center_sigma)),
-                        0.0, 1.0).astype(np.float32)
+        gain = prior_gain(h, w, opts.center_prior, opts.center_sigma)
+        fused = np.clip(fused * gain, 0.0, 1.0).astype(np.float32)
     return (fused * 255.0).astype(np.uint8)
 
 
