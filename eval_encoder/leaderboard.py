@@ -43,7 +43,7 @@ DISPLAY_NAMES: Dict[str, str] = {
 }
 REPORTED_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_attentive_probe.csv"
 DEFAULT_RUNS = "results/runs"
-ROW_KEYS = ["frames", "method", "arch", "res"]
+ROW_KEYS = ["frames", "method", "arch", "res", "protocol"]
 RECORD_COLUMNS = [*ROW_KEYS, "token_budget", "dataset", "status", "top1", "created", "run_id",
                   "config_hash", "path"]
 SOURCES = ("measured", "reported", "delta")
@@ -116,7 +116,9 @@ def _check_fields(record: Dict[str, Any], path: Path) -> None:
 
 
 def row_labels(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The leaderboard row of a record: frames (its frame block), method, arch, res.
+    """The leaderboard row of a record: frames (its frame block), method, arch, res and the
+    protocol it followed (``paper``, ``clean``, with ``*`` when options of the protocol were
+    changed on their own; ``unstated`` for records older than the protocol switch).
 
     A failed run that stopped before its encoder was built carries no labels; they come from
     its resolved config the way the trainer makes them (method_label or family/model_name,
@@ -130,7 +132,8 @@ def row_labels(record: Dict[str, Any]) -> Dict[str, Any]:
         return {"frames": int(cfg.get("num_frames") or 0),
                 "method": (cfg.get("method_label")
                            or f"{cfg.get('model_family')}/{cfg.get('model_name')}"),
-                "arch": str(cfg.get("arch_label") or ""), "res": _res_text(cfg.get("input_size"))}
+                "arch": str(cfg.get("arch_label") or ""), "res": _res_text(cfg.get("input_size")),
+                "protocol": protocol_label(record)}
     frames = int(record["frames"])
     spec = (record.get("encoder") or {}).get("spec") or {}
     budget = record.get("token_budget")
@@ -139,7 +142,15 @@ def row_labels(record: Dict[str, Any]) -> Dict[str, Any]:
         if per_frame and budget % per_frame == 0:
             frames = budget // per_frame
     return {"frames": frames, "method": record["method"], "arch": str(record.get("arch") or ""),
-            "res": _res_text(record.get("res"))}
+            "res": _res_text(record.get("res")), "protocol": protocol_label(record)}
+
+
+def protocol_label(record: Dict[str, Any]) -> str:
+    """The protocol a record followed, as the table shows it (see :func:`row_labels`)."""
+    from eval_encoder.protocol import label
+
+    text = label(record)
+    return "unstated" if text.startswith("?") else text
 
 
 def find_records(runs_dir: Path) -> List[Path]:
@@ -174,7 +185,8 @@ def records_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
 
 
 # config options that tell one recipe (leaderboard row) from another across its datasets
-ROW_IDENTITY = ("method_label", "model_family", "model_name", "model_weight", "num_frames")
+ROW_IDENTITY = ("method_label", "model_family", "model_name", "model_weight", "num_frames",
+                "protocol")
 
 
 def _identity(record: Dict[str, Any]) -> Optional[Tuple[str, ...]]:
@@ -281,13 +293,14 @@ def load_reported(path: Path = REPORTED_CSV) -> pd.DataFrame:
     lines = path.read_text(encoding="utf-8").splitlines()
     skipped = next(i for i, line in enumerate([*lines, ""]) if not line.startswith("#"))
     frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
-    expected = ["frames", *ROW_KEYS[1:], "avg", *PAPER_DATASETS]
+    expected = ["frames", "method", "arch", "res", "avg", *PAPER_DATASETS]
     if list(frame.columns) != expected:
         raise LeaderboardError(f"{path}: columns {list(frame.columns)}, expected {expected}")
     for col in ["frames", "res", "avg", *PAPER_DATASETS]:
         frame[col] = [_number(path, skipped + 2 + i, col, v) for i, v in enumerate(frame[col])]
     frame["frames"] = frame["frames"].astype(int)
     frame["res"] = frame["res"].map(_res_text)
+    frame["protocol"] = "paper"  # the published protocol produced the paper's numbers
     frame["source"] = "reported"
     frame["order"] = range(len(frame))
     return frame
@@ -388,8 +401,9 @@ def _add_counts(rep: pd.DataFrame, datasets: Sequence[str]) -> None:
 
 def delta_rows(measured: pd.DataFrame, reported: pd.DataFrame,
                datasets: Sequence[str]) -> pd.DataFrame:
-    """measured - reported per cell and for AVG, for rows matched on (frames, method)."""
-    pair = measured.merge(reported, on=["frames", "method"], suffixes=("", "_rep"))
+    """measured - reported per cell and for AVG, for rows matched on (frames, method) that
+    followed the paper's protocol (a clean run is not compared with the paper's numbers)."""
+    pair = measured.merge(reported, on=["frames", "method", "protocol"], suffixes=("", "_rep"))
     delta = pair[ROW_KEYS].copy()
     for col in [*datasets, "avg"]:
         delta[col] = pair[col].astype(float) - pair[f"{col}_rep"].astype(float)
@@ -405,7 +419,8 @@ def _order(table: pd.DataFrame, reported: Optional[pd.DataFrame]) -> pd.DataFram
     rank = [paper.get((int(f), m), len(paper)) for f, m in zip(table["frames"], table["method"])]
     source_rank = table["source"].map({s: i for i, s in enumerate(SOURCES)})
     table = table.assign(_rank=rank, _src=source_rank)
-    table = table.sort_values(["frames", "_rank", "method", "arch", "res", "_src"], kind="stable")
+    table = table.sort_values(["frames", "_rank", "method", "protocol", "arch", "res", "_src"],
+                              kind="stable")
     return table.drop(columns=["_rank", "_src"]).reset_index(drop=True)
 
 
@@ -426,7 +441,7 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
     """
     sub = {"md": ("↳ paper", "↳ Δ"), "tex": (r"\quad paper", r"\quad $\Delta$")}[style]
     table = board.table
-    mine = table[table.source == "measured"]
+    mine = table[(table.source == "measured") & (table.protocol == "paper")]
     measured = {(f, m): (a, r) for f, m, a, r in zip(mine.frames, mine.method, mine.arch, mine.res)}
     lines, notes, block = [], {}, None
     for row in table.to_dict("records"):
@@ -444,8 +459,15 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
     label = {"measured": row["method"], "reported": sub[0] if paired else row["method"],
              "delta": sub[1]}[source]
     arch, res = (row["arch"], row["res"]) if source != "delta" else ("", "")
+    protocol = row["protocol"] if source != "delta" else ""
     if source == "reported" and paired and (arch, res) == paired:
         arch, res = "", ""  # same as the measured line above it
+    if protocol.endswith("*"):
+        notes["protocol*"] = ("paper*/clean*: a protocol with some of its options set on their "
+                              "own (see the record's protocol.departures)")
+    if protocol == "unstated":
+        notes["unstated"] = ("unstated: a record written before the protocol switch existed "
+                             "(its head and pixels follow neither protocol exactly)")
     avg = _num(row["avg"], signed=source == "delta")
     if source == "measured" and not row["complete"]:
         avg = f"partial ({row['n_done']}/{row['n_datasets']})"
@@ -472,11 +494,12 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
                               "the latest is shown (compare config_hash in runs/)")
         else:
             cells.append(_num(row.get(col), signed=source == "delta"))
-    return [label, arch, res, avg, *cells]
+    return [label, arch, res, protocol, avg, *cells]
 
 
 def _header(board: Board) -> List[str]:
-    return ["Method", "Arch.", "Res.", "AVG", *[DISPLAY_NAMES.get(c, c) for c in board.columns]]
+    return ["Method", "Arch.", "Res.", "Protocol", "AVG",
+            *[DISPLAY_NAMES.get(c, c) for c in board.columns]]
 
 
 def to_markdown(board: Board) -> str:
@@ -557,6 +580,9 @@ def plot_board(board: Board, path: str) -> None:
     so differences of a point stay visible, and the best value of each panel is bold."""
     Figure, Canvas = _figure_class()
     table = board.table[board.table["source"] != "delta"]
+    # a method run under another protocol than the paper's is its own line
+    table = table.assign(method=[m if p == "paper" else f"{m} ({p})"
+                                 for m, p in zip(table["method"], table["protocol"])])
     blocks = sorted(table["frames"].unique())
     cols = ["avg", *board.columns]
     methods = {b: list(dict.fromkeys(table.loc[table.frames == b, "method"])) for b in blocks}

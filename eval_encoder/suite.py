@@ -85,6 +85,7 @@ class Outcome:
     top1: Optional[float] = None
     wall_s: float = 0.0
     error: Optional[str] = None
+    protocol: str = ""  # the protocol the dataset's run follows (part of its config hash)
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -183,6 +184,14 @@ def check_extra_flags(extra: Sequence[str]) -> None:
 def expected_hash(argv: Sequence[str]) -> str:
     """The config_hash the trainer will store for ``argv`` (same parse, same hash)."""
     return rec.config_hash(parse_config(list(argv)).to_dict())
+
+
+def protocol_label(argv: Sequence[str]) -> str:
+    """The protocol the trainer will follow for ``argv``, as the leaderboard labels it."""
+    from eval_encoder.protocol import departures
+
+    cfg = parse_config(list(argv))
+    return cfg.protocol + ("*" if departures(cfg) else "")
 
 
 def data_changed(record: Dict[str, Any], data_root: str) -> Optional[str]:
@@ -322,13 +331,21 @@ def run_dataset(recipe: Recipe, dataset: str, data_root: str, save_report: str, 
     argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset, data_root,
                         save_report, extra)
     chash = expected_hash(argv)
+    outcome = _run_or_skip(argv, chash, dataset, data_root, save_report, nproc, launcher,
+                           script, recipe.name)
+    outcome.protocol = protocol_label(argv)
+    return outcome
+
+
+def _run_or_skip(argv, chash: str, dataset: str, data_root: str, save_report: str, nproc: int,
+                 launcher: Launcher, script: Path, recipe_name: str) -> Outcome:
     done = find_complete(save_report, dataset, chash, nproc, data_root)
     if done:
         path, data = done
         return Outcome(dataset, "skipped", path, float(data["reported"]["top1"]))
     folder = rec.records_dir(save_report, dataset)
     before = set(folder.glob("*.json")) if folder.is_dir() else set()
-    log_path = Path(save_report) / "suite" / recipe.name / f"{dataset}.log"
+    log_path = Path(save_report) / "suite" / recipe_name / f"{dataset}.log"
     start = time.time()
     code, tail = launcher(launch_command(argv, nproc, script), log_path)
     wall = time.time() - start
@@ -366,11 +383,12 @@ def run_suite(recipe: Recipe, data_root: str, save_report: str = DEFAULT_SAVE_RE
 
 
 def _describe(o: Outcome) -> str:
+    said = f"[{o.protocol} protocol] " if o.protocol else ""
     if o.status == "skipped":
-        return f"already complete (top-1 {o.top1:.2f}%), skipped: {o.record_path}"
+        return f"{said}already complete (top-1 {o.top1:.2f}%), skipped: {o.record_path}"
     if o.status == "complete":
-        return f"complete in {o.wall_s:.0f} s, top-1 {o.top1:.2f}%: {o.record_path}"
-    return f"FAILED after {o.wall_s:.0f} s: {o.error} (record {o.record_path})"
+        return f"{said}complete in {o.wall_s:.0f} s, top-1 {o.top1:.2f}%: {o.record_path}"
+    return f"{said}FAILED after {o.wall_s:.0f} s: {o.error} (record {o.record_path})"
 
 
 def _say(text: str) -> None:

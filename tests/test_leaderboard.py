@@ -21,7 +21,8 @@ _counter = iter(range(10**6))
 
 
 def make_record(dataset, top1=None, method="Enc A", frames=8, arch="ViT-L/14", res=224,
-                status="complete", created="2026-01-01T00:00:00Z", token_budget=2048):
+                status="complete", created="2026-01-01T00:00:00Z", token_budget=2048,
+                protocol="paper"):
     """A schema-v1 run record as the trainer writes it (only the fields that matter filled)."""
     n = next(_counter)
     complete = status == "complete"
@@ -37,7 +38,8 @@ def make_record(dataset, top1=None, method="Enc A", frames=8, arch="ViT-L/14", r
         "reported": ({"head": "lr1e-4_wd0", "top1": top1, "top5": 99.0, "epoch": 3,
                       "selection": "best_val", "chosen_on": "val", "note": ""}
                      if complete else {}),
-        "config": {}, "config_hash": "abc", "world_size": 1,
+        "protocol": {"name": protocol, "values": {}, "departures": {}},
+        "config": {"protocol": protocol}, "config_hash": "abc", "world_size": 1,
     }
 
 
@@ -63,8 +65,8 @@ def test_average_only_over_complete_rows_and_partial_marked(tmp_path):
     assert bool(t.loc["Enc A", "complete"]) and t.loc["Enc A", "n_done"] == 8
     assert math.isnan(t.loc["Enc B", "avg"]) and t.loc["Enc B", "n_done"] == 3
     md = lb.to_markdown(board)
-    assert "| Enc A | ViT-L/14 | 224 | 51.2 | 50.0 | 40.0 |" in md  # 51.25 printed to one decimal
-    assert "| Enc B | ViT-L/14 | 224 | partial (3/8) | 51.0 | 41.0 | 61.0 |  |" in md
+    assert "| Enc A | ViT-L/14 | 224 | paper | 51.2 | 50.0 | 40.0 |" in md  # 51.25 printed to one decimal
+    assert "| Enc B | ViT-L/14 | 224 | paper | partial (3/8) | 51.0 | 41.0 | 61.0 |  |" in md
     assert "partial (n/8)" in md
 
 
@@ -81,7 +83,7 @@ def test_frame_blocks_latest_complete_wins_and_failures_shown(tmp_path):
     assert t.loc[1, "failed"] == "k400"
     md = lb.to_markdown(board)
     assert md.index("**8 Frames**") < md.index("**16 Frames**")
-    assert "| Enc A | ViT-L/14 | 224 | partial (1/8) | 33.0 |  |  |  |  |  |  | fail | |" not in md
+    assert "| Enc A | ViT-L/14 | 224 | paper | partial (1/8) | 33.0 |  |  |  |  |  |  | fail | |" not in md
     assert "| partial (1/8) | 33.0 |  |  |  |  |  | fail |  |" in md
     assert "fail: the latest run of that dataset failed" in md
 
@@ -98,12 +100,12 @@ def test_deltas_against_reported(tmp_path):
     assert row["ssv2"] == pytest.approx(0.5) and row["diving48"] == pytest.approx(-0.4)
     assert row["avg"] == pytest.approx(sum(ov) / 8 - 58.5)
     md = lb.to_markdown(board)
-    assert "| ↳ paper |  |  | 58.5 | 57.0 | 59.4 |" in md
-    assert "| ↳ Δ |  |  | +0.0 | +0.5 | -0.4 | +0.0 | +0.0 | +0.1 | +0.0 | -0.4 | +0.0 |" in md
+    assert "| ↳ paper |  |  | paper | 58.5 | 57.0 | 59.4 |" in md
+    assert "| ↳ Δ |  |  |  | +0.0 | +0.5 | -0.4 | +0.0 | +0.0 | +0.1 | +0.0 | -0.4 | +0.0 |" in md
     # measured-only rows come after the paper's rows of their block, unpaired
     block8 = md.split("**16 Frames**")[0]
     assert block8.index("OneVision Encoder-Codec") < block8.index("My Encoder")
-    assert "| My Encoder | ViT-L/14 | 224 | partial (1/8) | 55.0 |" in md
+    assert "| My Encoder | ViT-L/14 | 224 | paper | partial (1/8) | 55.0 |" in md
 
 
 def test_formats_csv_roundtrip_and_tex(tmp_path):
@@ -111,11 +113,11 @@ def test_formats_csv_roundtrip_and_tex(tmp_path):
     board = lb.build_board(lb.load_records(write_all(tmp_path, recs)))
     assert board.extras == ["demo"]
     frame = pd.read_csv(io.StringIO(lb.render(board, "csv")))
-    assert list(frame.columns[:6]) == ["frames", "method", "arch", "res", "source", "avg"]
+    assert list(frame.columns[:6]) == ["frames", "method", "arch", "res", "protocol", "source"]
     assert frame.loc[0, "demo"] == 75.0 and frame.loc[0, "avg"] == 51.25  # extra not in AVG
     tex = lb.render(board, "tex")
-    assert r"\multicolumn{13}{c}{\textit{8 Frames}}" in tex
-    assert r"Enc\_A \& co & ViT-L/14 & 224 & 51.2 &" in tex
+    assert r"\multicolumn{14}{c}{\textit{8 Frames}}" in tex
+    assert r"Enc\_A \& co & ViT-L/14 & 224 & paper & 51.2 &" in tex
     assert tex.count(r"\\") >= 3 and tex.strip().endswith(r"\end{tabular}")
     with pytest.raises(lb.LeaderboardError, match="unknown format"):
         lb.render(board, "html")
@@ -143,8 +145,8 @@ def test_reported_only_renders_exactly_the_shipped_numbers():
     for line, want in zip(md_rows, shipped):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == want["method"] and cells[1] == want["arch"] and cells[2] == want["res"]
-        assert cells[3].split(" ")[0] == want["avg"]
-        assert cells[4:] == [want[d] for d in PAPER]
+        assert cells[3] == "paper" and cells[4].split(" ")[0] == want["avg"]
+        assert cells[5:] == [want[d] for d in PAPER]
 
 
 def test_reported_avg_check_flags_only_dinov3_16():
@@ -153,7 +155,7 @@ def test_reported_avg_check_flags_only_dinov3_16():
     assert [(r.frames, r.method) for r in flagged.itertuples()] == [(16, "DINOv3")]
     assert flagged.iloc[0]["avg_mean"] == pytest.approx(57.6375)
     md = lb.to_markdown(lb.build_board([], reported=lb.load_reported()))
-    assert "| DINOv3 | ViT-L | 224 | 57.7 † |" in md
+    assert "| DINOv3 | ViT-L | 224 | paper | 57.7 † |" in md
     assert "57.6375 (57.6 at one decimal)" in md
 
 
@@ -250,3 +252,31 @@ def test_a_cell_with_runs_of_different_configurations_is_marked(tmp_path):
     assert "3.0 *" in text and "more than one configuration" in text
     same = to_markdown(build_board([record(1, 60.0, "aaa"), record(2, 61.0, "aaa")]))
     assert "61.0" in same and "*" not in same.replace("**", "")
+
+
+def test_protocol_is_part_of_the_row_and_only_paper_rows_get_deltas(tmp_path):
+    recs = (full_row("OneVision Encoder", SCORES_A)
+            + full_row("OneVision Encoder", [s + 1 for s in SCORES_A], protocol="clean"))
+    reported = lb.load_reported(SHIPPED)
+    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)), reported=reported)
+    t = board.table
+    mine = t[(t.method == "OneVision Encoder") & (t.frames == 8)]
+    assert sorted(zip(mine.source, mine.protocol)) == [
+        ("delta", "paper"), ("measured", "clean"), ("measured", "paper"), ("reported", "paper")]
+    assert not mine["mixed"].astype(bool).any()  # two protocols are two rows, not one mixed cell
+    md = lb.to_markdown(board)
+    assert "| OneVision Encoder | ViT-L/14 | 224 | clean | 52.2 |" in md
+    assert "| OneVision Encoder | ViT-L/14 | 224 | paper | 51.2 |" in md
+
+
+def test_departures_and_old_records_are_marked(tmp_path):
+    starred = full_row("Enc A", SCORES_A)
+    for rec in starred:
+        rec["protocol"]["departures"] = {"round_pixels": False}
+    old = full_row("Enc B", SCORES_A)
+    for rec in old:
+        del rec["protocol"]
+        rec["config"] = {}
+    md = lb.to_markdown(lb.build_board(lb.load_records(write_all(tmp_path, starred + old))))
+    assert "| Enc A | ViT-L/14 | 224 | paper* | 51.2 |" in md and "paper*/clean*:" in md
+    assert "| Enc B | ViT-L/14 | 224 | unstated | 51.2 |" in md and "- unstated:" in md

@@ -84,7 +84,7 @@ def test_recipe_runs_then_rerun_skips_and_extra_flags_change_the_config(tmp_path
                               launcher=fake)
     assert [o.status for o in changed] == ["complete", "complete"] and len(fake.calls) == 4
     row = suite.recipe_row(again)
-    assert "| Tiny OV | ViT-T | 224 | 41.5 | 41.0 | 42.0 |" in row
+    assert "| Tiny OV | ViT-T | 224 | paper | 41.5 | 41.0 | 42.0 |" in row
 
 
 def test_killed_run_resumes_with_the_missing_dataset_only(tmp_path):
@@ -110,7 +110,7 @@ def test_failures_are_recorded_and_the_suite_goes_on(tmp_path):
     assert len(list((report / "runs" / "hmdb51").glob("*.json"))) == 1  # the trainer's own, no copy
     assert "RunFailed" in outcomes[1].error
     row = suite.recipe_row(outcomes)
-    assert "| Tiny OV | ViT-T | 224 | partial (1/3) | fail | fail |" in row
+    assert "| Tiny OV | ViT-T | 224 | paper | partial (1/3) | fail | fail |" in row
     # failed datasets are not "done": a rerun tries them again and skips the complete one
     rerun = suite.run_suite(recipe, "/data", str(report), launcher=FakeTrainer())
     assert [o.status for o in rerun] == ["complete", "complete", "skipped"]
@@ -239,7 +239,8 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     capsys.readouterr()
     assert suite.main(args) == 0  # resumes: demo skipped, demo2 run
     out = capsys.readouterr().out
-    assert "demo: already complete" in out and "demo2: complete in" in out, out[-3000:]
+    assert "demo: [paper protocol] already complete" in out, out[-3000:]
+    assert "demo2: [paper protocol] complete in" in out, out[-3000:]
     records = [read_record(str(p)) for p in sorted((report / "runs").rglob("*.json"))]
     assert sorted(r["dataset"]["name"] for r in records) == ["demo", "demo2"]
     assert all(r["status"] == "complete" and r["config"]["default_epoch"] == 1 for r in records)
