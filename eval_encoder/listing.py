@@ -18,8 +18,10 @@ from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN,
 from eval_encoder.registry import ENCODERS
 
 SECTIONS = ("families", "models", "datasets", "recipes")
+# listed only when asked for by name: long texts rather than a catalogue
+EXTRA_SECTIONS = ("protocol",)
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "probes"
-RECIPE_KEYS = ("model_family", "model_name", "num_frames", "input_size", "dataset", "datasets",
+RECIPE_KEYS = ("model_family", "model_name", "protocol", "num_frames", "input_size", "dataset", "datasets",
                "description")
 UNREADABLE = "unreadable (see Problems)"
 _NAMED_STATS = {CLIP_MEAN: "clip", CLIP_STD: "clip", IMAGENET_MEAN: "imagenet",
@@ -102,6 +104,32 @@ def recipe_rows() -> List[dict]:
     return rows
 
 
+def protocol_rows() -> List[dict]:
+    """The protocol table: behaviours each protocol switches, then differences kept in both."""
+    from dataclasses import asdict
+
+    from eval_encoder.protocol import BEHAVIOURS, DEVIATIONS
+
+    switched = [{"kind": "switched", **asdict(r), "flag": r.flag} for r in BEHAVIOURS]
+    kept = [{"kind": "kept in both", **asdict(d), "paper": "published", "clean": "ours"}
+            for d in DEVIATIONS]
+    return switched + kept
+
+
+def _protocol_details(rows: List[dict]) -> str:
+    """What each protocol row means, one indented paragraph per row."""
+    out = []
+    for r in rows:
+        out.append(f"  {r['name']} ({r['kind']}; {r['flag']}):\n"
+                   f"    published: {r['published']}\n    {'clean' if r['kind'] == 'switched' else 'here'}: "
+                   f"{r['ours']}\n    why: {r['why']}\n    measured: {r['effect']}")
+    return "Details\n" + "\n".join(out)
+
+
+# per section: extra text after its table
+DETAILS = {"protocol": _protocol_details}
+
+
 def _stats(values) -> Optional[str]:
     if not values:
         return None
@@ -145,8 +173,10 @@ COLUMNS: Dict[str, List[Tuple[str, object]]] = {
                  ("epochs", "default_epochs"), ("batch", "default_batch_size"),
                  ("metric", "metric"), ("train", "train_manifest"), ("val", "val_manifest")],
     "recipes": [("recipe", "name"), ("family", "model_family"), ("model", "model_name"),
-                ("frames", "num_frames"),
+                ("protocol", "protocol"), ("frames", "num_frames"),
                 ("datasets", lambda r: r.get("datasets", r.get("dataset")))],
+    "protocol": [("behaviour", "name"), ("kind", "kind"), ("flag", "flag"), ("paper", "paper"),
+                 ("clean", "clean")],
 }
 
 
@@ -165,6 +195,8 @@ def render_text(data: Dict[str, List[dict]]) -> str:
         headers = [h for h, _ in COLUMNS[section]]
         body = format_table(headers, [_row(section, r) for r in rows]) if rows else "  (none)"
         blocks.append(f"{section.capitalize()} ({len(rows)})\n{body}")
+        if section in DETAILS and rows:
+            blocks.append(DETAILS[section](rows))
     notes = [f"  {r['model_name']}: {r['note']}" for r in data.get("models", []) if r.get("note")]
     if notes:
         blocks.append("Notes\n" + "\n".join(notes))
@@ -178,8 +210,8 @@ def render_text(data: Dict[str, List[dict]]) -> str:
 def collect(sections: Sequence[str]) -> Dict[str, List[dict]]:
     """The rows of each requested section, in :data:`SECTIONS` order."""
     makers = {"families": family_rows, "models": model_rows, "datasets": dataset_rows,
-              "recipes": recipe_rows}
-    return {s: makers[s]() for s in SECTIONS if s in sections}
+              "recipes": recipe_rows, "protocol": protocol_rows}
+    return {s: makers[s]() for s in (*SECTIONS, *EXTRA_SECTIONS) if s in sections}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,9 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         "python -m eval_encoder ls", description="List encoder families, model names, "
         "dataset cards and probe recipes.")
-    parser.add_argument("sections", nargs="*", metavar="{" + ",".join(SECTIONS) + "}",
-                        help="what to list (default: all)")
+    parser.add_argument("sections", nargs="*",
+                        metavar="{" + ",".join((*SECTIONS, *EXTRA_SECTIONS)) + "}",
+                        help="what to list (default: " + ", ".join(SECTIONS) + ")")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--markdown", action="store_true",
+                        help="with protocol: the Markdown tables of results/README.md")
     parser.add_argument("--family", help="only this family's models (name or alias)")
     parser.add_argument("--encoder_module", nargs="+", default=[],
                         help="import these modules first, so their encoders are listed too")
@@ -200,9 +235,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry of ``python -m eval_encoder ls``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    unknown = [s for s in args.sections if s not in SECTIONS]
+    known = (*SECTIONS, *EXTRA_SECTIONS)
+    unknown = [s for s in args.sections if s not in known]
     if unknown:
-        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}")
+    if args.markdown:
+        from eval_encoder.protocol import markdown_tables
+
+        print(markdown_tables(), end="")
+        return 0
     load_families(args.encoder_module)
     data = collect(args.sections or SECTIONS)
     if args.family and "models" in data:

@@ -1,0 +1,90 @@
+"""The named protocols: resolution, overrides, what records and listings say, and a paper and a
+clean run of the same demo recipe."""
+from pathlib import Path
+
+import pytest
+
+from eval_encoder import listing, protocol
+from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.record import config_hash, read_record
+
+README = Path(__file__).resolve().parents[1] / "results" / "README.md"
+
+
+def test_default_is_the_paper_protocol_and_every_behaviour_is_filled():
+    cfg = parse_config([])
+    assert cfg.protocol == "paper"
+    assert (cfg.round_pixels, cfg.brightness_mode, cfg.drop_last) == (True, "multiply", True)
+    c = cfg.codec
+    assert (c.codec_frame_ids, c.zero_frames, c.mv_floor, c.map_grid, c.topk_ties) == \
+        ("trunc", "gop16", 1e-6, "pixel", "partition")
+    assert cfg.sources["round_pixels"] == "protocol paper"
+    assert protocol.departures(cfg) == {}
+
+
+def test_clean_protocol_switches_every_behaviour():
+    paper, clean = parse_config([]), parse_config(["--protocol", "clean"])
+    for row in protocol.BEHAVIOURS:
+        holder = (lambda cfg: cfg.codec) if row.option.startswith("codec.") else (lambda cfg: cfg)
+        name = row.option.split(".")[-1]
+        assert getattr(holder(paper), name) == row.paper
+        assert getattr(holder(clean), name) == row.clean
+        assert row.paper != row.clean, row.name
+    assert config_hash(paper.to_dict()) != config_hash(clean.to_dict())
+
+
+def test_an_option_set_on_its_own_wins_and_is_reported():
+    cfg = parse_config(["--round_pixels", "0", "--map_grid", "cell"])
+    assert cfg.protocol == "paper" and cfg.round_pixels is False and cfg.codec.map_grid == "cell"
+    assert protocol.departures(cfg) == {"round_pixels": False, "map_grid": "cell"}
+    block = protocol.describe(cfg)
+    assert block["name"] == "paper" and block["values"]["brightness_mode"] == "multiply"
+    assert protocol.label({"protocol": block}) == "paper*"
+
+
+def test_bad_values_from_a_recipe_name_the_option(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("brightness_mode: darker\n")
+    with pytest.raises(ConfigError, match="--brightness_mode 'darker'"):
+        parse_config(["--config", str(bad)])
+    bad.write_text("protocol: published\n")
+    with pytest.raises(ConfigError, match="--protocol 'published'"):
+        parse_config(["--config", str(bad)])
+
+
+def test_listing_prints_every_row_and_the_readme_holds_the_same_tables(capsys):
+    assert listing.main(["protocol"]) == 0
+    text = capsys.readouterr().out
+    for row in (*protocol.BEHAVIOURS, *protocol.DEVIATIONS):
+        assert row.name in text
+    assert listing.main(["protocol", "--markdown"]) == 0
+    tables = capsys.readouterr().out
+    assert tables == protocol.markdown_tables()
+    assert tables in README.read_text(encoding="utf-8"), \
+        "results/README.md is out of date: paste `python -m eval_encoder ls protocol --markdown`"
+
+
+def test_every_recipe_names_its_protocol():
+    rows = listing.recipe_rows()
+    assert rows and all(r.get("protocol") == "paper" for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["paper", "clean"])
+def test_paper_and_clean_runs_of_the_demo_complete_and_say_so(name, tmp_path, monkeypatch):
+    from eval_encoder.demo import generate, probe_command, save_tiny_encoder
+    from eval_encoder.probe.run import main as probe_main
+
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    data, weights = generate(tmp_path), save_tiny_encoder(tmp_path)
+    report = tmp_path / "report"
+    cmd = probe_command(data, weights, report, nproc=1,
+                        extra=["--default_epoch", "1", "--protocol", name])
+    assert probe_main(cmd[2:]) == 0
+    (path,) = (report / "runs").rglob("*.json")
+    record = read_record(str(path))
+    assert record["status"] == "complete" and record["protocol"]["name"] == name
+    assert record["protocol"]["values"]["round_pixels"] is (name == "paper")
+    assert record["protocol"]["departures"] == {}
+    assert record["samples"]["val"]["scored"] == record["samples"]["val"]["expected"]
