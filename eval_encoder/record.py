@@ -6,6 +6,7 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   created (UTC ISO time), wall_time_s,
   dataset   {name, version, num_classes, train_manifest, val_manifest,
              train_manifest_sha256, val_manifest_sha256}
+  protocol  {name ("paper" | "clean"), values {behaviour option: value}, departures {...}}
   encoder   {family, model_name, model_weight, spec{...}}
   method, arch, res, frames, token_budget      (leaderboard row labels)
   heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
