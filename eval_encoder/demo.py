@@ -127,7 +127,7 @@ def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Se
         "--default_weight_decay", "0", "--dali_py_num_workers", "0", "--model_family",
         "llava_vit_sampling", "--dataset", "demo", "--num_frames", "4", "--model_weight", str(weights),
         "--model_name", "ov_encoder_tiny", "--embedding_size", "128", "--frames_token_num", "256",
-        "--default_epoch", "3", "--data_root", str(data), "--save_report", str(report), *extra]
+        "--default_epoch", "10", "--data_root", str(data), "--save_report", str(report), *extra]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
