@@ -380,3 +380,26 @@ def test_frames_token_num_is_the_patch_grid():
     with pytest.raises(ConfigError, match="gives 256 patch tokens per frame"):
         check_encoder_flags(ProbeConfig(model_family="clip", model_name="clip_vit_large_patch14",
                                         frames_token_num=257), spec)
+
+
+def test_hf_backend_keeps_the_published_token_layout(tmp_path):
+    """transformers' last_hidden_state as the published wrappers gave it: whole for CLIP (CLS
+    kept), without CLS for DINOv2; ``--token_layout`` overrides it."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CLIPVisionConfig(hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, intermediate_size=64,
+                                           patch_size=8, image_size=32)
+    torch.manual_seed(0)
+    transformers.CLIPVisionModel(config).save_pretrained(tmp_path / "tiny_clip")
+    stats = dict(mean=[0.5] * 3, std=[0.5] * 3)
+    cfg = ProbeConfig(model_family="hf", model_name=str(tmp_path / "tiny_clip"), **stats)
+    enc = ENCODERS.get("hf")(cfg)
+    assert (enc.spec.tokens_per_frame, enc.spec.prefix_tokens) == (16, 1)
+    batch = clips(enc)
+    out = enc(batch)
+    assert out.shape == (2, 2 * 17, 32)
+    with torch.no_grad():
+        ref = enc.vision(pixel_values=batch["pixel_values"][:, :, 0]).last_hidden_state
+    assert torch.allclose(out[:, :17] - bl.temporal_encoding(2, 32)[0], ref, atol=1e-5)
+    cfg.token_layout = "patch"
+    assert ENCODERS.get("hf")(cfg).spec.prefix_tokens == 0

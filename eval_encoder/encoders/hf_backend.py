@@ -11,8 +11,11 @@ is then only the label; otherwise ``--model_name`` is loaded. The model is read 
 transformers is an optional extra (``pip install 'eval-encoder[hf]'``), imported only here.
 
 Frames run through the same per-frame adapter as the timm baselines (chunks of frames,
-prefix tokens dropped, upstream temporal encoding added): the prefix is whatever precedes
-the ``(size / patch)^2`` patch tokens of ``last_hidden_state``.
+upstream temporal encoding added to every token). The prefix tokens (class, registers) are
+whatever precedes the ``(size / patch)^2`` patch tokens of ``last_hidden_state``, counted
+once at build time; ``--token_layout family`` keeps them as the published wrappers did
+(``last_hidden_state`` whole; DINOv2 without its class token), ``patch`` drops them, ``all``
+keeps them.
 """
 from __future__ import annotations
 
@@ -26,14 +29,17 @@ from torch import nn
 
 from eval_encoder.config import ConfigError
 from eval_encoder.encoders.base import EncoderSpec
-from eval_encoder.encoders.baselines import (NO_WEIGHT, PerFrameEncoder, as_triple,
-                                             check_per_frame_flags,
+from eval_encoder.encoders.baselines import (NO_WEIGHT, PREFIX_KEPT, PerFrameEncoder,
+                                             as_triple, check_per_frame_flags,
                                              check_patch_multiple)
 from eval_encoder.registry import ENCODERS
 
 logger = logging.getLogger(__name__)
 
 EXTRA_HINT = "the hf family needs transformers: pip install 'eval-encoder[hf]'"
+# the published wrappers gave the head last_hidden_state whole, except DINOv2's ([:, 1:]);
+# keyed by transformers' model_type, "all" for every other type
+PUBLISHED_LAYOUT = {"dinov2": "patch"}
 
 
 def import_transformers():
@@ -94,11 +100,29 @@ def build_hf(cfg) -> HFFrameEncoder:
     spec = spec.with_overrides(input_size=size if cfg.input_size else None)
     interpolate = size != native and "interpolate_pos_encoding" in inspect.signature(
         vision.forward).parameters
-    spec = replace(spec, tokens_per_frame=(size // patch) ** 2)
-    weights = "random" if random_init else source
-    logger.info("hf/%s: %s at %d px, %d tokens/frame", cfg.model_name, type(vision).__name__,
-                size, spec.tokens_per_frame)
-    return HFFrameEncoder(vision, spec, weights, interpolate).freeze()
+    encoder = HFFrameEncoder(vision, spec, "random" if random_init else source, interpolate)
+    encoder.spec = token_spec(encoder, size, patch, vcfg, cfg.token_layout)
+    logger.info("hf/%s: %s at %d px, %d prefix + %d patch tokens/frame", cfg.model_name,
+                type(vision).__name__, size, encoder.spec.prefix_tokens,
+                encoder.spec.tokens_per_frame)
+    return encoder.freeze()
+
+
+def token_spec(encoder: HFFrameEncoder, size: int, patch: int, vcfg, layout: str) -> EncoderSpec:
+    """The encoder's spec with its patch grid and the prefix tokens kept per frame (counted
+    by encoding one blank frame): the published layout of its model type, or ``layout``."""
+    with torch.no_grad():
+        have = encoder.encode_images(torch.zeros(1, 3, size, size)).shape[1] - (size // patch) ** 2
+    if have < 0:
+        raise ConfigError(f"hf/{encoder.spec.model_name}: the model returns fewer tokens than "
+                          f"its {(size // patch) ** 2} patches")
+    published = PUBLISHED_LAYOUT.get(getattr(vcfg, "model_type", ""), "all")
+    spec = replace(encoder.spec, tokens_per_frame=(size // patch) ** 2,
+                   prefix_tokens=PREFIX_KEPT[published](have))
+    if layout not in ("family", *PREFIX_KEPT):
+        raise ConfigError(f"--token_layout {layout!r}: choose family, {', '.join(PREFIX_KEPT)}")
+    return spec.with_overrides(prefix_tokens=PREFIX_KEPT[layout](have)
+                               if layout in PREFIX_KEPT else None)
 
 
 def _load_model(transformers, source: str, local_only: bool, random_init: bool) -> nn.Module:
