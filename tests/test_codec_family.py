@@ -81,7 +81,8 @@ def test_codec_source_gives_frames_and_visible_indices(tmp_path):
                                   cfg=parse_config([*TINY, "--num_spatial_crops", "3"]))
 
 
-def test_upstream_codec_command_runs_through_the_shared_trainer(tmp_path, monkeypatch):
+@pytest.mark.parametrize("protocol", ["paper", "clean"])
+def test_upstream_codec_command_runs_through_the_shared_trainer(protocol, tmp_path, monkeypatch):
     from eval_encoder.demo import generate, save_tiny_encoder
     from eval_encoder.probe.run import main as probe_main
 
@@ -102,11 +103,12 @@ def test_upstream_codec_command_runs_through_the_shared_trainer(tmp_path, monkey
             str(weights), "--model_name", "ov_encoder_tiny", "--embedding_size", "128",
             "--default_epoch", "1", "--data_root", str(data), "--cache_dir", str(cache),
             "--K_keep", "64", "--mv_compensate", "median", "--input_size", "28",
-            "--save_report", str(report)]
+            "--save_report", str(report), "--protocol", protocol]
     assert probe_main(argv, prog="attentive_probe_codec.py",
                       base={"model_family": "codec", "num_frames": 64}) == 0
     (record,) = [read_record(p) for p in (report / "runs").rglob("*.json")]
     assert record["status"] == "complete" and record["encoder"]["family"] == "codec"
+    assert record["protocol"]["name"] == protocol
     assert record["token_budget"] == 64 and record["frames"] == 64
     val = record["samples"]["val"]
     assert val["scored"] == val["expected"] == 7 and val["skipped"] == []
