@@ -67,7 +67,11 @@ class ProbeConfig:
     std: Optional[List[float]] = _f(None, "normalisation std (default: the encoder's)", nargs=3)
     short_side_size: Optional[int] = _f(None, "resize the shorter side to this (default: input size)")
     # --- training
-    batch_size: Optional[int] = _f(None, "clips per GPU per step (default: the dataset card's)")
+    batch_size: Optional[int] = _f(None, "clips per process per micro-batch (default: the dataset "
+                                   "card's); without --global_batch_size also per step")
+    global_batch_size: Optional[int] = _f(None, "clips per optimiser step over all processes; "
+                                          "the same numbers for any world size that divides "
+                                          "it (gradient accumulation); unset: batch_size x W")
     default_epoch: Optional[int] = _f(None, "epochs (default: the dataset card's)")
     default_lr_list: List[float] = _f([1e-4], "learning rates: one probe head each", nargs="+")
     default_weight_decay: List[float] = _f([0.0], "weight decays: one head per (lr, wd)", nargs="+")
@@ -93,6 +97,11 @@ class ProbeConfig:
     decord_num_threads: int = _f(2, "threads per video decoder (PyAV; upstream used decord)")
     print_freq: int = _f(10, "log every N steps")
     save_report: str = _f("fewshot_video_report/ActionRecognition", "folder for records and reports")
+    checkpoint_dir: Optional[str] = _f(None, "folder for resume checkpoints (default: "
+                                       "<save_report>/checkpoints); a rerun continues from there")
+    resume_checkpoint: Optional[str] = _f(None, "resume from this checkpoint file")
+    checkpoint_every_min: float = _f(10.0, "minutes between checkpoints inside an epoch (one "
+                                     "at every epoch end too); 0: after every optimiser step")
     # torchrun sets these through the environment; given on the command line they must agree
     rank: Optional[int] = _f(None, "compat: must match $RANK")
     local_rank: Optional[int] = _f(None, "compat: must match $LOCAL_RANK")

@@ -12,7 +12,9 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
               last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
-  samples   {train|val: {expected, scored, skipped[{index, path, reason}], flags{name: count}}}
+  samples   {train|val: {expected, scored, skipped[{index, path, reason}], flags{name: count},
+             truncated[{index, clip, path, frames_used, packets}]}}  (a failed record keeps
+             what was known: expected, and every clip skipped so far, with its reason)
   encoder_passes {train, val}, batches {train, val}   (summed over ranks)
   config (resolved, every value), sources (where each value came from), config_hash
   versions {python, torch, ...}, git_commit, world_size, device
@@ -37,7 +39,8 @@ SCHEMA_VERSION = 1
 RUNTIME_KEYS = frozenset({
     "data_root", "save_report", "print_freq", "loader", "device", "dali_num_threads",
     "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
-    "global_rank", "config", "sources", "eval_mode", "allow_download",
+    "global_rank", "config", "sources", "eval_mode", "allow_download", "checkpoint_dir",
+    "resume_checkpoint", "checkpoint_every_min",
 })
 
 
@@ -51,8 +54,10 @@ def config_hash(config: Dict[str, Any]) -> str:
 
 
 def new_run_id(dataset: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{dataset}-{uuid.uuid4().hex[:6]}"
+    """``<UTC time to the microsecond>-<dataset>-<64 random bits>``: sorts by time, and two
+    runs (other processes, other machines) never share one."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{dataset}-{uuid.uuid4().hex[:16]}"
 
 
 def software_versions() -> Dict[str, str]:
@@ -84,17 +89,58 @@ def records_dir(save_report: str, dataset: str) -> Path:
     return Path(save_report) / "runs" / dataset
 
 
-def write_record(record: Dict[str, Any], save_report: str) -> Path:
-    """Write the record to ``<save_report>/runs/<dataset>/<run_id>.json`` atomically."""
+class RecordExists(FileExistsError):
+    """A record file with this run id is already there; records are never overwritten."""
+
+
+def write_record(record: Dict[str, Any], save_report: str, replace: bool = False) -> Path:
+    """Write the record to ``<save_report>/runs/<dataset>/<run_id>.json`` atomically.
+
+    An existing record of the same run id is never overwritten (RecordExists) unless
+    ``replace`` is asked for: the complete file is hard-linked into place, which fails when
+    the name is taken, so two writers cannot both succeed and a reader never sees half a file.
+    """
     folder = records_dir(save_report, record["dataset"]["name"])
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['run_id']}.json"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
+
+
+def _link_new(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise RecordExists(f"run record {path} exists already: refusing to overwrite it (run id "
+                           "collision, or a record written twice)") from None
+
+
+def samples_at_failure(expected: Dict[str, int], skipped: Dict[str, Dict[int, Dict]],
+                       from_error: Dict[str, Dict]) -> Dict[str, Dict]:
+    """The ``samples`` section of a failed record: what was known when the run broke.
+
+    ``expected`` clips per split, the clips ``skipped`` so far on this process ({index:
+    item}), and what the error itself carries (a skip-limit failure lists every unreadable
+    clip over all ranks) -- the error's account wins where both speak.
+    """
+    out = {}
+    for split in ("train", "val"):
+        part = {"expected": expected.get(split),
+                "skipped": [item for _, item in sorted(skipped.get(split, {}).items())]}
+        part.update({k: v for k, v in from_error.get(split, {}).items() if v is not None})
+        out[split] = part
+    return out
 
 
 def read_record(path: str) -> Dict[str, Any]:

@@ -22,7 +22,8 @@ import torch
 from eval_encoder.video.dataset import ClipDataset, FramesSource
 from eval_encoder.video.decode import decode_frames
 from eval_encoder.video.manifest import ManifestEntry
-from eval_encoder.video.loader import TorchLoader, train_order
+from eval_encoder.video.loader import TorchLoader
+from eval_encoder.video.steps import chunk, make_plan, train_batches
 from eval_encoder.video.transforms import (JitterParams, TransformSpec, brightness_coefficients,
                                            colour_matrix, transform_clip)
 
@@ -283,7 +284,7 @@ def test_eval_loader_yields_each_index_once_and_reports_failures(dali, videos):
     tspec = TransformSpec(input_size=48, short_side=56, mean=MEAN, std=STD)
     ds = _dataset(videos, train=False, spatial_views=3)  # 12 samples, 3 of them unreadable
     order = [11, 3, 4, 5, 0, 1, 2, 9, 10, 6, 7, 8]
-    loader = build_dali_loader(ds, lambda e: order, 5, tspec, None, 1, 0, seed=0,
+    loader = build_dali_loader(ds, lambda e: chunk(order, 5), 5, tspec, None, 1, 0, seed=0,
                                extras_keys=ds.source.extras_keys)
     assert len(loader) == 3
     seen, skipped = [], []
@@ -308,7 +309,7 @@ def test_train_loader_follows_epochs_in_worker_processes(dali, videos):
 
     tspec = TransformSpec(input_size=48, short_side=56, mean=MEAN, std=STD)
     ds = _dataset(videos, train=True)
-    order_fn = lambda e: np.random.default_rng(e).permutation(len(ds)).tolist()  # noqa: E731
+    order_fn = lambda e: chunk(np.random.default_rng(e).permutation(len(ds)).tolist(), 3)  # noqa: E731
     loader = build_dali_loader(ds, order_fn, 3, tspec, None, 1, 1, seed=0,
                                extras_keys=ds.source.extras_keys)
     for epoch in (0, 1, 3):
@@ -338,7 +339,7 @@ def test_loader_carries_integer_extras(dali, videos):
 
     tspec = TransformSpec(input_size=32, short_side=32, mean=MEAN, std=STD)
     ds = _dataset(videos, train=False, source=_SourceWithExtras(2))
-    loader = build_dali_loader(ds, lambda e: [0, 1, 2, 3], 4, tspec, None, 1, 0, seed=0,
+    loader = build_dali_loader(ds, lambda e: [[0, 1, 2, 3]], 4, tspec, None, 1, 0, seed=0,
                                extras_keys=("visible_indices", "flags"))
     (batch,) = list(loader)
     assert set(batch) == KEYS | {"visible_indices", "flags"}
@@ -364,11 +365,12 @@ def test_drop_last_gives_the_same_full_batches_in_both_loaders(dali):
     entries = [ManifestEntry(f"{i}.mp4", i % 5, i + 1) for i in range(n)]
     ds = ClipDataset(entries, "/nowhere", _MemorySource(), train=True, seed=5)
     tspec = TransformSpec(16, 16, round_pixels=True, brightness_mode="multiply", mean=MEAN, std=STD)
+    plan = make_plan(None, batch, world, drop_last=True)
     for rank in range(world):
         def order_fn(epoch, rank=rank):
-            return train_order(n, epoch, rank, world, seed=5, drop_last=True, batch_size=batch)
+            return train_batches(n, epoch, rank, plan, seed=5)
 
-        loaders = (TorchLoader(ds, order_fn, batch, tspec, workers=0),
+        loaders = (TorchLoader(ds, order_fn, tspec, workers=0),
                    build_dali_loader(ds, order_fn, batch, tspec, None, 1, 0, seed=0))
         for epoch in (0, 3):
             runs = []

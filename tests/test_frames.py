@@ -6,7 +6,8 @@ import torch
 from eval_encoder.demo import render_clip, write_video
 from eval_encoder.video.decode import (ClipDecodeError, count_frames, decode_clip, decode_frames,
                                        segment_indices, to_rope_grid)
-from eval_encoder.video.loader import train_order, val_order
+from eval_encoder.video.loader import val_order
+from eval_encoder.video.steps import make_plan, train_batches
 
 
 def test_eval_takes_segment_centres():
@@ -76,12 +77,13 @@ def test_val_shards_cover_every_clip_once(world):
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_train_shards_are_equal_and_cover(world):
-    orders = [train_order(11, epoch=2, rank=r, world=world, seed=5) for r in range(world)]
-    assert len({len(o) for o in orders}) == 1
-    assert set().union(*map(set, orders)) == set(range(11))
-    assert train_order(11, 2, 0, world, 5) == orders[0]  # same on re-draw
-    assert train_order(11, 3, 0, world, 5) != orders[0] or world == 11
+def test_train_shards_step_in_lockstep_and_cover(world):
+    plan = make_plan(None, 2, world, drop_last=False)
+    orders = [train_batches(11, epoch=2, rank=r, plan=plan, seed=5) for r in range(world)]
+    assert len({len(o) for o in orders}) == 1  # the same number of batches on every rank
+    assert sorted(i for o in orders for b in o for i in b) == list(range(11))  # each clip once
+    assert train_batches(11, 2, 0, plan, 5) == orders[0]  # same on re-draw
+    assert train_batches(11, 3, 0, plan, 5) != orders[0]
 
 
 def _write_ts(path, size, frames=6):

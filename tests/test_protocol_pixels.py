@@ -16,7 +16,8 @@ import torch
 from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.probe.run import build_loaders, transform_spec
 from eval_encoder.video.dataset import ClipDataset
-from eval_encoder.video.loader import train_order, train_steps, val_order
+from eval_encoder.video.loader import val_order
+from eval_encoder.video.steps import StepPlanError, make_plan, train_batches
 from eval_encoder.video.manifest import ManifestEntry
 from eval_encoder.video.transforms import (JitterParams, TransformSpec, draw_jitter, to_levels,
                                            transform_clip)
@@ -127,13 +128,18 @@ CASES = [(10, 3, 2), (11, 2, 5), (100, 8, 3), (37, 4, 4), (64, 8, 8), (9, 1, 4),
 @pytest.mark.parametrize("n, world, batch", CASES)
 def test_drop_last_runs_floor_floor_steps_of_full_batches(n, world, batch):
     steps = (n // world) // batch  # VideoExternalSource: shard_size // batch_size
-    assert train_steps(n, world, batch, drop_last=True) == steps
+    plan = make_plan(None, batch, world, drop_last=True)
+    if steps == 0:
+        with pytest.raises(StepPlanError):
+            plan.steps(n)
+        return
+    assert plan.steps(n) == steps
     per_epoch = []
     for epoch in range(4):
-        orders = [train_order(n, epoch, r, world, seed=3, drop_last=True, batch_size=batch)
-                  for r in range(world)]
-        assert [len(o) for o in orders] == [steps * batch] * world  # full batches, same on all ranks
-        seen = [i for o in orders for i in o]
+        orders = [train_batches(n, epoch, r, plan, seed=3) for r in range(world)]
+        for o in orders:  # full batches, the same count on all ranks
+            assert [len(b) for b in o] == [batch] * steps
+        seen = [i for o in orders for b in o for i in b]
         assert len(seen) == len(set(seen)) == steps * batch * world  # no sample twice
         assert set(seen) <= set(range(n))
         per_epoch.append(frozenset(range(n)) - set(seen))
@@ -144,18 +150,15 @@ def test_drop_last_runs_floor_floor_steps_of_full_batches(n, world, batch):
 @pytest.mark.parametrize("n, world, batch", CASES)
 def test_without_drop_last_every_sample_is_used(n, world, batch):
     steps = -(-(-(-n // world)) // batch)  # ceil(ceil(n / W) / B)
-    assert train_steps(n, world, batch, drop_last=False) == steps
-    orders = [train_order(n, 2, r, world, seed=3) for r in range(world)]
-    assert set().union(*map(set, orders)) == set(range(n))
+    plan = make_plan(None, batch, world, drop_last=False)
+    assert plan.steps(n) == steps
+    orders = [train_batches(n, 2, r, plan, seed=3) for r in range(world)]
+    assert sorted(i for o in orders for b in o for i in b) == list(range(n))
 
 
-def test_zero_steps_is_an_error_naming_n_world_and_batch():
-    with pytest.raises(ValueError, match=r"n=5 .*W=2.*B=3"):
-        train_steps(5, 2, 3, drop_last=True)
-    with pytest.raises(ValueError, match="n=5"):
-        train_order(5, 0, 0, 2, seed=1, drop_last=True, batch_size=3)
-    with pytest.raises(ValueError, match="batch_size"):
-        train_order(5, 0, 0, 2, seed=1, drop_last=True)
+def test_zero_steps_is_an_error_naming_the_clips_and_the_batch():
+    with pytest.raises(StepPlanError, match=r"5 training clips, global batch 6 \(2 ranks"):
+        make_plan(None, 3, 2, drop_last=True).steps(5)
 
 
 # ---------------------------------------------------------------- through run.py --------------
@@ -198,7 +201,8 @@ def test_run_passes_the_protocol_values_to_the_loaders():
     world, splits = 2, _splits(n_train=17, n_val=7)
     steps, val_seen = (17 // 2) // 3, []
     for rank in range(world):
-        (train, val), _ = build_loaders(_cfg(), splits, ENCODER, _env(rank, world))
+        (train, val), plan, _ = build_loaders(_cfg(), splits, ENCODER, _env(rank, world))
+        assert plan.steps(17) == steps
         batches = list(train)
         assert len(train) == len(batches) == steps
         assert [len(b["index"]) for b in batches] == [3] * steps
@@ -213,7 +217,7 @@ def test_unresolved_protocol_values_are_config_errors(name):
 
 
 def test_run_fails_before_training_when_no_full_batch_fits():
-    with pytest.raises(ValueError, match=r"n=5 .*W=2.*B=3"):
+    with pytest.raises(ConfigError, match=r"5 training clips, global batch 6 \(2 ranks x 1"):
         build_loaders(_cfg(), _splits(5, 2), ENCODER, _env(0, 2))
 
 

@@ -170,17 +170,19 @@ class Selector:
         """(cached selection or None, cache file or None, whether a damaged file was found)."""
         if not self.opts.cache_dir:
             return None, None, False
-        file = _cache.cache_path(self.opts.cache_dir, _cache.cache_key(path, self.params))
+        key = _cache.cache_key(path, self.params)
+        file = _cache.cache_path(self.opts.cache_dir, key)
         try:
-            return _cache.read_entry(file, self.opts.K_keep, self.grid), file, False
-        except _cache.CacheDamaged as exc:
+            return _cache.read_entry(file, self.opts.K_keep, self.grid, key,
+                                     _cache.params_digest(self.params)), file, False
+        except _cache.CacheDamaged as exc:  # a mismatch names both keys
             log.warning("damaged codec cache entry %s for %s (%s); recomputing", file, path, exc)
             return None, file, True
 
     def _fresh(self, path: str, clip: ClipFrames, file: Optional[str]) -> Selection:
         sel = self.compute(clip, path)
-        if file is not None:
-            _cache.write_entry(file, sel)
+        if file is not None:  # the file's name is its key
+            _cache.write_entry(file, sel, params=_cache.params_digest(self.params))
         return sel
 
     def _flags(self, sel: Selection, damaged: bool, clip: ClipFrames) -> int:

@@ -12,8 +12,13 @@ Written from the published loader's description (OneVision-Encoder
 3. each map divided by its 95th percentile (at least ``mv_floor``; residual at least 1) and
    clipped to [0, 1]; residual |r| with r clipped to the 8-bit range the decoder emits;
 4. fusion, centre prior, then stored as uint8 by truncation of ``255 * map``;
-5. shorter side resized to the crop size with a cubic (a = -0.75) filter in 11-bit fixed
-   point, saturated to uint8, cropped at ``(size - crop) // 2``; patch scores are sums.
+5. shorter side resized to the crop size with a cubic (a = -0.75) filter as the published
+   OpenCV build does it (Intel IPP: float32 weights and sums, round half to even), saturated
+   to uint8, cropped at ``(size - crop) // 2``; patch scores are sums.
+
+Percentiles follow numpy 1.26, the published environment's (:func:`select.percentile_f32`):
+numpy 2 interpolates a float32 percentile in float32, which moves the normaliser by an ulp
+and, through the 8-bit truncation, a few map pixels by one level.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from eval_encoder.codec.motion import CELL
 from eval_encoder.codec.options import CodecOptions
+from eval_encoder.codec.select import percentile_f32
 
 PERCENTILE = 95.0
 RES_FLOOR = 1.0
@@ -33,7 +39,6 @@ MIN_FIT_POINTS = 64
 TRIM_KEEP = 0.7
 FIT_ROUNDS = 2
 CUBIC_A = -0.75
-COEF_BITS = 11  # fixed-point bits of each resampling weight (8-bit images)
 
 
 # ------------------------------------------------------------------ motion on the pixel grid
@@ -165,7 +170,7 @@ def local_variance(mag: np.ndarray, k: int) -> np.ndarray:
 
 
 def _unit(score: np.ndarray, floor: float) -> np.ndarray:
-    scale = max(float(np.percentile(score, PERCENTILE)), floor)
+    scale = max(percentile_f32(score, PERCENTILE), floor)
     return np.clip(score / scale, 0.0, 1.0).astype(np.float32)
 
 
@@ -228,43 +233,54 @@ def pixel_map(vx: np.ndarray, vy: np.ndarray, res: np.ndarray, opts: CodecOption
 
 # ------------------------------------------------------------------ resize, crop, patch sums
 
+def _keys(t: np.ndarray) -> np.ndarray:
+    """Keys' cubic kernel with a = -0.75 at distances ``t`` (float64)."""
+    a, t = CUBIC_A, np.abs(t)
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
 def _cubic_taps(in_size: int, out_size: int, keep: slice) -> Tuple[np.ndarray, np.ndarray]:
-    """Source taps [n, 4] (edges clamped) and fixed-point weights [n, 4] of the output pixels
-    ``keep`` of a cubic (a = -0.75) resize with half-pixel centres; each weight is rounded to
-    COEF_BITS bits."""
-    scale = 1.0 / (out_size / in_size)
-    fx = ((np.arange(out_size)[keep] + 0.5) * scale - 0.5).astype(np.float32)
+    """Source taps [n, 4] (clamped at the edges) and float32 weights [n, 4] of the output
+    pixels ``keep`` of a cubic (a = -0.75) resize with half-pixel centres; taps clamped onto
+    the same edge pixel have their weights merged onto the first of them."""
+    fx = (np.arange(out_size)[keep] + 0.5) * (in_size / out_size) - 0.5
     first = np.floor(fx).astype(np.int64)
-    x = (fx - first.astype(np.float32)).astype(np.float32)
-    a, one = np.float32(CUBIC_A), np.float32(1)
-    c0 = ((a * (x + one) - 5 * a) * (x + one) + 8 * a) * (x + one) - 4 * a
-    c1 = ((a + 2) * x - (a + 3)) * x * x + one
-    c2 = ((a + 2) * (one - x) - (a + 3)) * (one - x) * (one - x) + one
-    c3 = one - c0 - c1 - c2
-    weights = np.rint(np.stack([c0, c1, c2, c3], 1) * (1 << COEF_BITS)).astype(np.int64)
-    taps = np.clip(first[:, None] - 1 + np.arange(4)[None, :], 0, in_size - 1)
-    return taps, weights
+    offsets = np.arange(-1, 3)
+    weights = _keys(fx[:, None] - (first[:, None] + offsets[None, :]))
+    taps = np.clip(first[:, None] + offsets[None, :], 0, in_size - 1)
+    for k in range(1, 4):
+        for j in range(k):
+            same = (taps[:, k] == taps[:, j]) & (weights[:, k] != 0)
+            weights[same, j] += weights[same, k]
+            weights[same, k] = 0.0
+    return taps, weights.astype(np.float32)
 
 
-def _along_first(img: np.ndarray, taps: np.ndarray, weights: np.ndarray, dtype) -> np.ndarray:
-    """Weighted sum of 4 taps along axis 0 (whole rows are gathered: cheap in C order)."""
-    out = np.zeros((taps.shape[0], *img.shape[1:]), dtype=dtype)
-    shape = (-1,) + (1,) * (img.ndim - 1)
-    for k in range(4):
-        out += img[taps[:, k]].astype(dtype, copy=False) * weights[:, k].astype(dtype).reshape(shape)
-    return out
+def _pairs(rows: np.ndarray, taps: np.ndarray, w: np.ndarray, fused: bool) -> np.ndarray:
+    """Sum of 4 weighted taps along axis 0 as (t0 + t1) + (t2 + t3) in float32; with
+    ``fused`` each pair is one fused multiply-add, t0 * w0 + round(t1 * w1)."""
+    shape = (-1,) + (1,) * (rows.ndim - 1)
+    prod = [rows[taps[:, k]] * w[:, k].reshape(shape) for k in range(4)]
+    if not fused:
+        return (prod[0] + prod[1]) + (prod[2] + prod[3])
+    wide = [rows[taps[:, k]].astype(np.float64) * w[:, k].astype(np.float64).reshape(shape)
+            for k in (0, 2)]
+    return (wide[0] + prod[1]).astype(np.float32) + (wide[1] + prod[3]).astype(np.float32)
 
 
 def resize_cubic_u8(img: np.ndarray, out_h: int, out_w: int, rows: slice = slice(None),
                     cols: slice = slice(None)) -> np.ndarray:
     """uint8 [F, h, w] resized to [F, out_h, out_w] (only the output ``rows`` x ``cols`` are
-    computed): horizontal then vertical fixed-point cubic, rounded half up, saturated."""
-    taps, wx = _cubic_taps(img.shape[2], out_w, cols)
-    across = _along_first(np.ascontiguousarray(img.transpose(2, 0, 1)), taps, wx, np.int32)
-    taps, wy = _cubic_taps(img.shape[1], out_h, rows)
-    both = _along_first(np.ascontiguousarray(across.transpose(2, 1, 0)), taps, wy, np.int64)
-    shift = 2 * COEF_BITS
-    out = np.clip((both + (1 << (shift - 1))) >> shift, 0, 255).astype(np.uint8)
+    computed) as the published OpenCV build computes it (its Intel IPP path): float32
+    weights, a horizontal pass in float32, a vertical pass with fused multiply-adds, rounded
+    half to even and saturated."""
+    tx, wx = _cubic_taps(img.shape[2], out_w, cols)
+    across = _pairs(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32), tx, wx, False)
+    ty, wy = _cubic_taps(img.shape[1], out_h, rows)
+    both = _pairs(np.ascontiguousarray(across.transpose(2, 1, 0)), ty, wy, True)
+    out = np.clip(np.rint(both), 0, 255).astype(np.uint8)
     return out.transpose(1, 0, 2)  # [rows, F, cols] -> [F, rows, cols]
 
 

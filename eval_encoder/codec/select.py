@@ -65,10 +65,28 @@ def patch_scores(maps: np.ndarray, short_side: int, crop: int, patch: int) -> np
     return np.matmul(ay, cols.reshape(t, h, -1)).reshape(-1).astype(np.float64)
 
 
+def percentile_f32(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear) of float32 values as numpy 1.26 computes it, the
+    published environment's, whatever numpy runs: the two neighbours are float32, their
+    difference is rounded to float32, the interpolation is done in float64. (numpy 2 does it
+    in float32, which can move the result by an ulp.)"""
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    rank = (flat.size - 1) * (np.float64(q) / np.float64(100))
+    lo = int(np.floor(rank))
+    hi = min(lo + 1, flat.size - 1)
+    part = np.partition(flat, [lo, hi] if hi != lo else lo)
+    below, above, frac = part[lo], part[hi], float(rank - lo)
+    diff = np.float64(np.subtract(above, below, dtype=np.float32))
+    if frac >= 0.5:
+        return float(np.float64(above) - diff * (1.0 - frac))
+    return float(np.float64(below) + diff * frac)
+
+
 def is_static(scores: np.ndarray, opts: CodecOptions, area: float = 1.0) -> bool:
     """The published near-static test on per-patch mean map values (0..255): a low 95th
     percentile, or a lowish and flat distribution. ``scores / area`` are those means."""
-    p95, p50 = np.percentile(scores.astype(np.float32) / np.float32(area), [95.0, 50.0])
+    means = scores.astype(np.float32) / np.float32(area)
+    p95, p50 = percentile_f32(means, 95.0), percentile_f32(means, 50.0)
     flatness = (p95 - p50) / max(p95, 1e-6)
     return bool(p95 < opts.static_abs_thresh
                 or (p95 < 2 * opts.static_abs_thresh and flatness < opts.static_rel_thresh))

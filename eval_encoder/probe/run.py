@@ -5,16 +5,19 @@ This is the one long driver; it only wires the units together.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from eval_encoder import distributed as dist
+from eval_encoder import checkpoint as ckpt
 from eval_encoder import protocol
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig, parse_config, require
@@ -24,7 +27,8 @@ from eval_encoder.probe.head import head_grid
 from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
 from eval_encoder.registry import CLIP_SOURCES, ENCODERS
 from eval_encoder.video.dataset import ClipDataset
-from eval_encoder.video.loader import make_loader, pick_backend, train_order, train_steps, val_order
+from eval_encoder.video.loader import make_loader, pick_backend, val_order
+from eval_encoder.video.steps import StepPlan, StepPlanError, chunk, make_plan, train_batches
 from eval_encoder.video.manifest import DatasetCard, file_sha256, load_card, read_manifest, split_paths
 from eval_encoder.video.transforms import TransformSpec
 
@@ -97,8 +101,22 @@ def read_manifests(cfg: ProbeConfig, card: DatasetCard) -> Manifests:
                                            cfg.val_data_csv_path)
     out = Manifests(root, train_csv, val_csv, read_manifest(train_csv, card.num_classes),
                     read_manifest(val_csv, card.num_classes))
-    for name, entries in (("train", out.train), ("val", out.val)):
-        check_files_exist(entries, root, name, cfg.max_skip_fraction)
+    from eval_encoder.video import preflight
+
+    splits = {"train": out.train, "val": out.val}
+    # every clip opens with a video stream? (cached; each rank checks a share, as torchrun set)
+    failed = preflight.failures_by_split(
+        {name: [os.path.join(root, e.path) for e in entries] for name, entries in splits.items()},
+        cache=preflight.cache_file(cfg.save_report, card.name),
+        shard=(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))),
+        gather=dist.all_gather_objects)
+    try:
+        for name, entries in splits.items():
+            check_files_exist(entries, root, name, cfg.max_skip_fraction, failed[name])
+    except RunFailed as exc:  # the failed record says how many clips each split has
+        for name, entries in splits.items():
+            exc.samples.setdefault(name, {})["expected"] = len(entries)
+        raise
     return out
 
 
@@ -114,7 +132,8 @@ def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Spl
 
 
 def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
-    """Train and val loaders over this rank's shards (see video/loader.py for the rules)."""
+    """Train and val loaders over this rank's batches (video/steps.py, video/loader.py), the
+    step plan, and the backend."""
     tspec = transform_spec(cfg, spec)
     require(cfg.drop_last is not None, "drop_last is unset: the protocol was not resolved "
             "(it fills drop_last from --protocol)")
@@ -122,33 +141,53 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
     cfg.sources.setdefault("loader_backend", backend)
     extras = list(getattr(splits.train.source, "extras_keys", ()))  # declared by the source
     n_train, n_val, views = len(splits.train), len(splits.val.entries), splits.val.views
-    train_steps(n_train, env.world_size, cfg.batch_size, cfg.drop_last)  # fail before training
+    try:
+        plan = make_plan(cfg.global_batch_size, cfg.batch_size, env.world_size, cfg.drop_last)
+        plan.steps(n_train)  # fail before training
+    except StepPlanError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.global_batch_size is None:
+        log.info("global batch %d = --batch_size %d x %d processes: results depend on the world "
+                 "size (--global_batch_size makes them independent of it)", plan.global_batch,
+                 cfg.batch_size, env.world_size)
 
-    def train_shard(epoch):  # validation never drops: every clip is scored once
-        return train_order(n_train, epoch, env.rank, env.world_size, cfg.seed,
-                           drop_last=cfg.drop_last, batch_size=cfg.batch_size)
+    def train_batches_of(epoch):  # validation never drops: every clip is scored once
+        return train_batches(n_train, epoch, env.rank, plan, cfg.seed)
 
-    def val_shard(_epoch):
-        return val_order(n_val, views, env.rank, env.world_size)
+    def val_batches(_epoch):
+        return chunk(val_order(n_val, views, env.rank, env.world_size), cfg.batch_size)
 
     common = dict(batch_size=cfg.batch_size, tspec=tspec, backend=backend, device=env.device,
                   workers=cfg.dali_py_num_workers, dali_threads=cfg.dali_num_threads,
                   seed=cfg.seed, extras_keys=extras)
-    return (make_loader(splits.train, train_shard, **common),
-            make_loader(splits.val, val_shard, **common)), backend
+    return (make_loader(splits.train, train_batches_of, **common),
+            make_loader(splits.val, val_batches, **common)), plan, backend
 
 
-def check_files_exist(entries, root: str, split: str, limit: float) -> None:
-    """Fail before any training when more clips are missing than the run may skip."""
-    missing = [os.path.join(root, e.path) for e in entries
-               if not os.path.isfile(os.path.join(root, e.path))]
-    if len(missing) > limit * len(entries):
-        listed = "; ".join(f"{path}: file not found" for path in missing[:5])
-        raise RunFailed(f"{len(missing)} of {len(entries)} {split} clips could not be read (limit "
-                        f"{limit:.1%}; --max_skip_fraction): {listed}")
-    if missing:
-        log.warning("%d %s clips are missing; they will be skipped and listed in the record",
-                    len(missing), split)
+def check_files_exist(entries, root: str, split: str, limit: float,
+                      failed: Optional[Dict[str, str]] = None) -> None:
+    """Fail before any training when more clips cannot be read than the run may skip.
+
+    ``failed`` ({path: reason}, from the preflight) defaults to the clips whose file is
+    missing. The error names the first few; ``exc.samples[split]["skipped"]`` lists all,
+    for the failed record.
+    """
+    from eval_encoder.video.manifest import invisible_note
+    from eval_encoder.video.preflight import limit_message
+
+    paths = [os.path.join(root, e.path) for e in entries]
+    if failed is None:
+        failed = {p: f"file not found{invisible_note(p)}" for p in paths if not os.path.isfile(p)}
+    listed = [{"clip": i, "line": e.line, "path": p, "reason": failed[p]}
+              for i, (e, p) in enumerate(zip(entries, paths)) if p in failed]
+    if len(listed) > limit * len(entries):
+        exc = RunFailed(limit_message(split, len(listed), len(entries), limit, listed))
+        exc.samples = {split: {"expected": len(entries), "skipped": listed}}
+        raise exc
+    if listed:
+        log.warning("%d %s clips cannot be read (first: %s: %s); they will be skipped and "
+                    "listed in the record", len(listed), split, listed[0]["path"],
+                    listed[0]["reason"])
 
 
 def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
@@ -171,9 +210,12 @@ def _skip_check(trainer: ProbeTrainer, split: str, clips: int, views: int, limit
     trainer.counters.skipped[split] = merged
     lost = {index // views for index in merged}  # one failed view loses its whole clip
     if len(lost) > limit * clips:
-        sample = "; ".join(f"{v['path']}: {v['reason']}" for v in list(merged.values())[:5])
-        raise RunFailed(f"{len(lost)} of {clips} {split} clips could not be read (limit "
-                        f"{limit:.1%}; --max_skip_fraction): {sample}")
+        from eval_encoder.video.preflight import limit_message
+
+        listed = [dict(v, clip=k // views) for k, v in sorted(merged.items())]
+        exc = RunFailed(limit_message(split, len(lost), clips, limit, listed))
+        exc.samples = {split: {"expected": clips, "skipped": listed}}  # all, for the record
+        raise exc
 
 
 def eval_epochs(cfg: ProbeConfig) -> List[int]:
@@ -194,38 +236,83 @@ def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Split
     return scored
 
 
-def train_and_score(cfg: ProbeConfig, trainer: ProbeTrainer, loaders, splits: Splits) -> None:
+@dataclass
+class Training:
+    """What the training loop works on: the trainer, its loaders and step plan, the head
+    copies kept for ``--eval_mode end``, and the checkpointer (None: no checkpoints)."""
+
+    trainer: ProbeTrainer
+    loaders: tuple
+    plan: StepPlan
+    splits: Splits
+    checkpointer: Optional[ckpt.Checkpointer] = None
+    snapshots: List = field(default_factory=list)  # (epoch, head index, frozen copy)
+    start: ckpt.Position = ckpt.Position(0, 0)
+
+    def state(self) -> Dict:
+        """Everything a checkpoint holds besides the position (see eval_encoder/checkpoint.py)."""
+        state = self.trainer.run_state()
+        state["snapshots"] = [{"epoch": e, "head": i, "state": m.state_dict()}
+                              for e, i, m in self.snapshots]
+        state["rng"] = ckpt.rng_state()
+        return state
+
+    def restore(self, state: Dict, rank: int) -> None:
+        """Continue from a checkpoint's state (``per_rank`` still encoded)."""
+        state = dict(state, per_rank=[ckpt.decode(p) for p in json.loads(state["per_rank"])])
+        self.trainer.restore(state, rank)
+        for snap in state["snapshots"]:
+            module = copy.deepcopy(self.trainer.heads[snap["head"]].module).cpu()
+            module.load_state_dict(snap["state"])
+            self.snapshots.append((snap["epoch"], snap["head"], module))
+        ckpt.set_rng_state(state["rng"])
+        self.start = ckpt.Position(*state["position"])
+
+    def save(self, position: ckpt.Position) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.save(self.state(), position)
+
+    def after_step(self, epoch: int, step: int) -> None:
+        """A checkpoint inside the epoch when one is due (the epoch's end saves anyway)."""
+        steps = self.plan.steps(len(self.splits.train))
+        if self.checkpointer is not None and step < steps and self.checkpointer.due():
+            self.save(ckpt.Position(epoch, step))
+
+
+def train_and_score(cfg: ProbeConfig, run: Training) -> None:
     """Train every head; score each head after every evaluation epoch.
 
     ``--eval_mode end`` (default) keeps a copy of each live head at every evaluation epoch
     and scores all copies in one validation pass at the end: the validation clips are
     decoded and encoded once per run instead of once per evaluation, with the same numbers.
-    ``--eval_mode epoch`` scores after each evaluation epoch, as upstream did.
+    ``--eval_mode epoch`` scores after each evaluation epoch, as upstream did. A resumed run
+    starts at its checkpoint's position.
     """
-    train_loader, val_loader = loaders
+    trainer, splits = run.trainer, run.splits
+    train_loader, val_loader = run.loaders
     due = set(eval_epochs(cfg))
     mode = snapshot_budget(cfg, trainer, len(due))
-    snapshots = []  # (epoch, head index, frozen copy of the head)
-    for epoch in range(cfg.default_epoch):
-        train_loader.set_epoch(epoch)
-        losses = trainer.train_epoch(train_loader, epoch)
+    for epoch in range(run.start.epoch, cfg.default_epoch):
+        first = run.start.step if epoch == run.start.epoch else 0
+        train_loader.set_epoch(epoch, first * run.plan.accumulation)
+        losses = trainer.train_epoch(train_loader, epoch, first, run.after_step)
         _skip_check(trainer, "train", len(splits.train.entries), 1, cfg.max_skip_fraction)
         for h in trainer.heads:
             h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
         live = [i for i, h in enumerate(trainer.heads) if h.alive]
-        if epoch not in due or not live:
-            continue
-        if mode == "epoch":
+        if epoch in due and live and mode == "epoch":
             modules = [trainer.heads[i].module for i in live]
             scored = score_val(cfg, trainer, val_loader, splits, modules, f"val {epoch}")
             _record_scores(trainer, scored, [(epoch, i) for i in live])
-        else:
-            snapshots += [(epoch, i, copy.deepcopy(trainer.heads[i].module).cpu()) for i in live]
-    if snapshots:
-        modules = [m.to(trainer.env.device) for _, _, m in snapshots]
+        elif epoch in due and live:
+            run.snapshots += [(epoch, i, copy.deepcopy(trainer.heads[i].module).cpu())
+                              for i in live]
+        run.save(ckpt.Position(epoch + 1, 0))
+    if run.snapshots:
+        modules = [m.to(trainer.env.device) for _, _, m in run.snapshots]
         scored = score_val(cfg, trainer, val_loader, splits, modules,
                            f"val ({len(modules)} head snapshots)")
-        _record_scores(trainer, scored, [(e, i) for e, i, _ in snapshots])
+        _record_scores(trainer, scored, [(e, i) for e, i, _ in run.snapshots])
 
 
 SNAPSHOT_BYTES = 2 << 30  # head copies kept for one validation pass at the end
@@ -350,6 +437,60 @@ def write_outputs(record: Dict, cfg: ProbeConfig) -> None:
             fh.write(f"{cfg.dataset} {record['reported']['top1']}\n")
 
 
+def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, encoder, env,
+                     config_hash: str) -> Training:
+    """Data, loaders, step plan, heads, trainer and checkpointer of a run."""
+    spec = encoder.spec
+    splits = build_splits(cfg, card, manifests, spec)
+    loaders, plan, backend = build_loaders(cfg, splits, spec, env)
+    steps = plan.steps(len(splits.train))
+    heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
+                       card.num_classes, steps * cfg.default_epoch, cfg.default_min_lr,
+                       env.device, cfg.seed)
+    trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
+                           cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation)
+    log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs (global "
+             "batch %d: %d processes x %d micro-batches of %d), %s loader", cfg.model_name,
+             card.name, len(splits.train.entries), len(splits.val.entries), len(heads), steps,
+             cfg.default_epoch, plan.global_batch, env.world_size, plan.accumulation, plan.micro,
+             backend)
+    folder = (Path(cfg.checkpoint_dir) / card.name / config_hash if cfg.checkpoint_dir
+              else ckpt.default_dir(cfg.save_report, card.name, config_hash))
+    saver = ckpt.Checkpointer(folder, cfg.checkpoint_every_min, config_hash,
+                              semantic_config(cfg), env)
+    return Training(trainer, loaders, plan, splits, saver)
+
+
+def semantic_config(cfg: ProbeConfig) -> Dict:
+    """The options that change results (those the config hash covers), for checkpoints."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in rec.RUNTIME_KEYS}
+
+
+def resume(cfg: ProbeConfig, training: Training, env, config_hash: str) -> Optional[Dict]:
+    """Load ``--resume_checkpoint`` or the newest usable checkpoint of this configuration;
+    returns where the run continues from (None: from the start)."""
+    if cfg.resume_checkpoint:
+        path = Path(cfg.resume_checkpoint)
+        found = (path, ckpt.load(path))
+    else:
+        found = ckpt.newest_usable(training.checkpointer.folder)
+    if found is None:
+        return None
+    path, state = found
+    ckpt.check_matches(state, path, config_hash, semantic_config(cfg), env.world_size)
+    training.restore(state, env.rank)
+    log.info("resuming from %s: epoch %d, step %d", path, *state["position"])
+    return {"path": str(path), "epoch": training.start.epoch, "step": training.start.step}
+
+
+def remove_checkpoints(checkpointer: Optional[ckpt.Checkpointer]) -> None:
+    """A complete run's record is written: its checkpoints are no longer needed."""
+    if checkpointer is None:
+        return
+    for path in ckpt.find(checkpointer.folder):
+        path.unlink(missing_ok=True)
+
+
 def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     """Run one probe configuration end to end; returns the record (rank 0 writes it)."""
     start = time.time()
@@ -361,24 +502,25 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
         encoder = build_encoder(cfg).to(env.device)
         spec = encoder.spec
         check_encoder_flags(cfg, spec)
-        splits = build_splits(cfg, card, manifests, spec)
-        loaders, backend = build_loaders(cfg, splits, spec, env)
-        steps = len(loaders[0]) * cfg.default_epoch
-        heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
-                           card.num_classes, steps, cfg.default_min_lr, env.device, cfg.seed)
-        trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
-                               cfg.num_tokens, cfg.print_freq)
-        log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs, %s loader, "
-                 "world size %d", cfg.model_name, card.name, len(splits.train.entries),
-                 len(splits.val.entries), len(heads), len(loaders[0]), cfg.default_epoch, backend,
-                 env.world_size)
-        train_and_score(cfg, trainer, loaders, splits)
-        fill_record(record, cfg, splits, encoder, trainer)
+        training = prepare_training(cfg, card, manifests, encoder, env, requested_hash)
+        record["resumed_from"] = resume(cfg, training, env, requested_hash)
+        train_and_score(cfg, training)
+        trainer = training.trainer
+        fill_record(record, cfg, training.splits, encoder, trainer)
+        record["batch"] = training.plan.describe()
+        record["checkpoints"] = (training.checkpointer.describe()
+                                 if training.checkpointer is not None else None)
         record["heads"], record["reported"] = summarise_heads(trainer, cfg.select)
         record["status"] = "complete"
     except Exception as exc:  # any failure still leaves a record saying why, then re-raises
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["wall_time_s"] = round(time.time() - start, 2)
+        if "samples" not in record:  # fill_record not reached: keep what is known so far
+            known = locals()  # only the names the try bound before it broke
+            m, t = known.get("manifests"), known.get("training")
+            record["samples"] = rec.samples_at_failure(
+                {name: len(getattr(m, name)) for name in ("train", "val")} if m else {},
+                t.trainer.counters.skipped if t else {}, getattr(exc, "samples", {}))
         if env.is_main:
             write_outputs(record, cfg)
         else:  # rank 0 may only see the broken connection: say here what broke
@@ -387,6 +529,7 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:
         write_outputs(record, cfg)
+        remove_checkpoints(training.checkpointer)
         r = record["reported"]
         log.info("%s %s: top-1 %.2f%% top-5 %.2f%% (head %s, epoch %s, chosen on %s)", cfg.dataset,
                  cfg.model_name, r["top1"], r["top5"], r["head"], r["epoch"], r["chosen_on"])

@@ -7,11 +7,12 @@ errors, or a head stopped by a non-finite loss, cannot desynchronise the ranks.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -44,11 +45,91 @@ class HeadState:
 
 
 @dataclass
+class Pending:
+    """What the micro-batches of the current optimiser step have gathered on this process."""
+
+    count: int
+    loss: torch.Tensor  # float64 [heads]: loss x clips
+    nonfinite: torch.Tensor  # float64 [heads]: micro-batches with a non-finite loss
+    grads: Dict[int, torch.Tensor] = field(default_factory=dict)  # head -> flat float64
+    started: bool = False  # a micro-batch with clips has run (gradients were zeroed)
+
+    @classmethod
+    def empty(cls, heads: int) -> "Pending":
+        zeros = torch.zeros(heads, dtype=torch.float64)
+        return cls(0, zeros.clone(), zeros.clone())
+
+    def add_grads(self, heads: List[HeadState], live: List[int]) -> None:
+        """Move each live head's gradient into its float64 sum (and zero the gradient)."""
+        for i in live:
+            params = list(heads[i].module.parameters())
+            flat = torch.cat([p.grad.reshape(-1) for p in params]).to(torch.float64)
+            self.grads[i] = self.grads[i] + flat if i in self.grads else flat
+            for p in params:
+                p.grad.zero_()
+
+    def flat_grads(self, heads: List[HeadState], live: List[int]) -> torch.Tensor:
+        """The live heads' float64 sums end to end (zeros for a head with none on this rank)."""
+        parts = []
+        for i in live:
+            size = sum(p.numel() for p in heads[i].module.parameters())
+            device = next(heads[i].module.parameters()).device
+            parts.append(self.grads.get(i, torch.zeros(size, dtype=torch.float64, device=device)))
+        return torch.cat(parts)
+
+
+@dataclass
+class EpochLoss:
+    """Training loss of the epoch so far: loss x clips and clips, per head."""
+
+    loss: torch.Tensor
+    clips: torch.Tensor
+
+    @classmethod
+    def zeros(cls, heads: int) -> "EpochLoss":
+        return cls(torch.zeros(heads, dtype=torch.float64), torch.zeros(heads, dtype=torch.float64))
+
+    def add(self, loss: torch.Tensor, clips: torch.Tensor) -> None:
+        self.loss += loss
+        self.clips += clips
+
+    def mean(self, i: int) -> Optional[float]:
+        return float(self.loss[i] / self.clips[i]) if self.clips[i] > 0 else None
+
+    def best(self) -> float:
+        means = [m for m in (self.mean(i) for i in range(len(self.clips))) if m is not None]
+        return min(means) if means else float("nan")
+
+
+@dataclass
 class Counters:
     encoder_passes: Dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
     batches: Dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
     skipped: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {"train": {}, "val": {}})
     flags: Dict[str, Dict[str, set]] = field(default_factory=lambda: {"train": {}, "val": {}})
+    # sample index -> {"frames_used", "packets"} of samples sampled over fewer frames than
+    # their stream has packets (FLAG_TRUNCATED), so the record can name them
+    truncated: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {"train": {}, "val": {}})
+
+    def note_flags(self, batch: Dict, split: str) -> None:
+        """Count each flag of a batch once per sample (a clip seen in several epochs counts
+        once) and keep the frame counts of truncated samples."""
+        from eval_encoder.video.dataset import FLAG_NAMES, FLAG_TRUNCATED
+
+        pairs = zip(batch["flags"].view(-1).tolist(), batch["index"].view(-1).tolist())
+        for row, (flags, index) in enumerate(pairs):
+            for bit, name in FLAG_NAMES.items():
+                if int(flags) & bit:
+                    self.flags[split].setdefault(name, set()).add(int(index))
+            if int(flags) & FLAG_TRUNCATED:
+                self.truncated[split][int(index)] = self.frame_counts(batch, row)
+
+    @staticmethod
+    def frame_counts(batch: Dict, row: int) -> Dict:
+        """Frames a sample was sampled over, and its stream's packets where the source says."""
+        packets = batch.get("packets")
+        return {"frames_used": int(batch["total_frames"][row]),
+                "packets": None if packets is None else int(packets[row].view(-1)[0])}
 
 
 def make_heads(grid, dim: int, num_classes: int, steps: int, min_lr: float,
@@ -81,7 +162,7 @@ class ProbeTrainer:
 
     def __init__(self, encoder: nn.Module, heads: List[HeadState], env, smoothing: float,
                  clip_grad: float, num_classes: int, num_tokens: Optional[int] = None,
-                 print_freq: int = 10):
+                 print_freq: int = 10, accumulation: int = 1):
         self.encoder = encoder
         self.heads = heads
         self.env = env
@@ -90,7 +171,10 @@ class ProbeTrainer:
         self.num_classes = num_classes
         self.num_tokens = num_tokens
         self.print_freq = print_freq
+        self.accumulation = accumulation  # micro-batches per optimiser step on each process
         self.counters = Counters()
+        self.pending = Pending.empty(len(heads))
+        self.epoch_loss = EpochLoss.zeros(len(heads))
 
     # ---- encoder
     def tokens(self, batch: Dict, split: str) -> torch.Tensor:
@@ -107,14 +191,7 @@ class ProbeTrainer:
         for item in batch.get("skipped", []):
             self.counters.skipped[split][item["index"]] = item
         if "flags" in batch:
-            from eval_encoder.video.dataset import FLAG_NAMES
-
-            # a set of sample indices per flag: a clip seen in several epochs counts once
-            pairs = zip(batch["flags"].view(-1).tolist(), batch["index"].view(-1).tolist())
-            for flags, index in pairs:
-                for bit, name in FLAG_NAMES.items():
-                    if int(flags) & bit:
-                        self.counters.flags[split].setdefault(name, set()).add(int(index))
+            self.counters.note_flags(batch, split)
 
     def flag_counts(self, split: str) -> Dict[str, int]:
         """Samples of ``split`` (over all ranks) that carried each flag (collective call)."""
@@ -124,66 +201,114 @@ class ProbeTrainer:
                 merged.setdefault(name, set()).update(indices)
         return {name: len(indices) for name, indices in sorted(merged.items())}
 
+    def truncated_clips(self, split: str, dataset) -> List[Dict]:
+        """Samples of ``split`` (over all ranks) whose stream did not decode to its end, like
+        the skipped ones: index, clip, path, frames used and packets (collective call).
+        ``dataset``: the split's ClipDataset, which names the files."""
+        merged: Dict[int, Dict] = {}
+        for part in dist.all_gather_objects(self.counters.truncated[split]):
+            merged.update(part)
+        return [{"index": i, "clip": dataset.clip_of(i), "path": dataset.path_of(i), **counts}
+                for i, counts in sorted(merged.items())]
+
     # ---- training
-    def train_epoch(self, loader, epoch: int) -> Dict[str, float]:
-        """One epoch; returns each head's mean training loss."""
+    def train_epoch(self, loader, epoch: int, start_step: int = 0,
+                    on_step: Optional[Callable[[int, int], None]] = None) -> Dict[str, Optional[float]]:
+        """One epoch from optimiser step ``start_step`` (the loader already skips the batches
+        before it); ``on_step(epoch, step)`` runs after every step (checkpoints). Returns each
+        head's mean training loss over the clips it trained on, None for a head stopped
+        before the epoch."""
         for h in self.heads:
             h.module.train()
-        sums = torch.zeros(len(self.heads), dtype=torch.float64)
-        count = 0
+        if start_step == 0:
+            self.epoch_loss = EpochLoss.zeros(len(self.heads))
         bar = tqdm(loader, total=len(loader), desc=f"train {epoch}", disable=not self.env.is_main,
                    leave=False, dynamic_ncols=True)
-        for step, batch in enumerate(bar):
+        step = start_step
+        for k, batch in enumerate(bar):
             self._note_batch(batch, "train")
-            n_global, losses = self.train_step(batch, epoch, step)
-            sums += losses
-            count += n_global
-            if self.env.is_main and (step + 1) % self.print_freq == 0:
-                bar.set_postfix(loss=f"{(sums / max(count, 1)).min().item():.4f}")
-        return {h.name: float(sums[i] / max(count, 1)) for i, h in enumerate(self.heads)}
+            self.accumulate(batch)
+            if (k + 1) % self.accumulation:
+                continue
+            self.epoch_loss.add(*self.finish_step(epoch, step))
+            step += 1
+            if on_step is not None:
+                on_step(epoch, step)
+            if self.env.is_main and step % self.print_freq == 0:
+                bar.set_postfix(loss=f"{self.epoch_loss.best():.4f}")
+        return {h.name: self.epoch_loss.mean(i) for i, h in enumerate(self.heads)}
+
+    def accumulate(self, batch: Dict) -> None:
+        """Forward and backward one micro-batch for every live head; gradients and loss sums
+        wait in ``self.pending`` until :meth:`finish_step`."""
+        pending = self.pending
+        n_local = int(batch["labels"].shape[0]) if "labels" in batch else 0
+        live = [i for i, h in enumerate(self.heads) if h.alive]
+        if not n_local or not live:
+            return
+        if not pending.started:  # the step's first micro-batch here: gradients start from zero
+            self._zero_grads(live)
+            pending.started = True
+        batch = _to_device(batch, self.env.device)
+        feats = self.tokens(batch, "train")
+        losses = {}
+        for i in live:
+            with _autocast(self.env.device):
+                logits = self.heads[i].module(feats)
+            losses[i] = self.criterion(logits.float(), batch["labels"])
+        sum(loss * n_local for loss in losses.values()).backward()
+        pending.count += n_local
+        for i, loss in losses.items():
+            pending.loss[i] += float(loss.detach()) * n_local
+            pending.nonfinite[i] += 0.0 if torch.isfinite(loss) else 1.0
+        if self._exact_sum():  # sum micro-batch gradients in float64: order-free, see _sync_grads
+            pending.add_grads(self.heads, live)
 
     def train_step(self, batch: Dict, epoch: int, step: int):
-        """Forward every live head on one encoder pass, sync gradients, step each head."""
-        device = self.env.device
-        n_local = int(batch["labels"].shape[0]) if "labels" in batch else 0
-        losses = [None] * len(self.heads)
-        if n_local:
-            batch = _to_device(batch, device)
-            feats = self.tokens(batch, "train")
-            for i, h in enumerate(self.heads):
-                if h.alive:
-                    with _autocast(device):
-                        logits = h.module(feats)
-                    losses[i] = self.criterion(logits.float(), batch["labels"])
-        # one collective carries the sample count and each head's finiteness
-        stats = torch.zeros(len(self.heads) + 1, dtype=torch.float64)
-        stats[0] = n_local
-        for i, loss in enumerate(losses):
-            if loss is not None:
-                stats[i + 1] = 0.0 if torch.isfinite(loss) else 1.0
+        """One batch as a whole optimiser step: (clips over all ranks, loss sum per head)."""
+        self.accumulate(batch)
+        loss, ran = self.finish_step(epoch, step)
+        return int(ran.max()) if len(ran) else 0, loss
+
+    def _exact_sum(self) -> bool:
+        return self.accumulation > 1 or self.env.world_size > 1
+
+    def finish_step(self, epoch: int, step: int):
+        """Sync the step's gradients over ranks and micro-batches, stop non-finite heads, step
+        every live head. Returns (clips in the step, loss sum per head, clips per head)."""
+        pending, self.pending = self.pending, Pending.empty(len(self.heads))
+        stats = torch.cat([torch.tensor([float(pending.count)], dtype=torch.float64),
+                           pending.nonfinite, pending.loss])
         stats = self._all_reduce(stats)
-        n_global = int(stats[0])
-        self._stop_nonfinite(stats[1:], epoch, step)
+        n_global, count = int(stats[0]), len(self.heads)
+        self._stop_nonfinite(stats[1:1 + count], epoch, step)
         live = [i for i, h in enumerate(self.heads) if h.alive]
+        ran = torch.tensor([float(n_global) if i in live else 0.0 for i in range(count)],
+                           dtype=torch.float64)
+        if n_global == 0 or not live:  # every clip of this step failed on every rank
+            self._zero_grads(live)
+            return torch.zeros(count, dtype=torch.float64), torch.zeros(count, dtype=torch.float64)
+        self._sync_grads(live, n_global, pending)
         for i in live:
-            self.heads[i].optimizer.zero_grad(set_to_none=False)
-        if n_local and live:
-            total = sum(losses[i] * n_local for i in live)
-            total.backward()
-        loss_sums = torch.zeros(len(self.heads), dtype=torch.float64)
-        if n_global == 0:  # every clip of this step failed on every rank: nothing to learn
-            return 0, loss_sums
-        self._sync_grads(live, n_global)
-        for i in live:
-            h = self.heads[i]
+            self._step_head(i, epoch, step)
+        loss = torch.where(ran > 0, stats[1 + count:], torch.zeros(count, dtype=torch.float64))
+        return loss, ran
+
+    def _step_head(self, i: int, epoch: int, step: int) -> None:
+        """Clip, step and schedule one head; a step that fails (e.g. an overflowing learning
+        rate) stops that head alone."""
+        h = self.heads[i]
+        try:
             if self.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(h.module.parameters(), self.clip_grad)
             h.optimizer.step()
-            if h.scheduler is not None:
-                h.scheduler.step()
-            if losses[i] is not None:
-                loss_sums[i] = float(losses[i].detach()) * n_local
-        return n_global, self._all_reduce(loss_sums)
+        except (RuntimeError, OverflowError, ValueError) as exc:
+            self._stop(h, f"optimiser step failed at epoch {epoch} step {step} ({exc})")
+            return
+        if h.scheduler is not None:
+            h.scheduler.step()
+        if not all(torch.isfinite(p).all() for p in h.module.parameters()):
+            self._stop(h, f"non-finite weights after the step at epoch {epoch} step {step}")
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         if not dist.active():
@@ -192,30 +317,67 @@ class ProbeTrainer:
         dist.all_reduce_sum_(moved)
         return moved.cpu()
 
+    def _stop(self, h: HeadState, why: str) -> None:
+        h.status = f"stopped: {why}"
+        log.warning("head %s: %s; it is stopped and will not be reported", h.name, why)
+
     def _stop_nonfinite(self, flags: torch.Tensor, epoch: int, step: int) -> None:
         for i, h in enumerate(self.heads):
             if h.alive and flags[i] > 0:
-                h.status = f"stopped: non-finite loss at epoch {epoch} step {step}"
-                log.warning("head %s: non-finite loss at epoch %d step %d; it is stopped and "
-                            "will not be reported", h.name, epoch, step)
+                self._stop(h, f"non-finite loss at epoch {epoch} step {step}")
 
-    def _sync_grads(self, live: List[int], n_global: int) -> None:
-        """Sum gradients over ranks and divide by the global sample count (one all-reduce)."""
+    def _zero_grads(self, live: List[int]) -> None:
+        for i in live:
+            self.heads[i].optimizer.zero_grad(set_to_none=False)
+
+    def _sync_grads(self, live: List[int], n_global: int, pending: "Pending") -> None:
+        """Set every live head's gradient to the step's sum over micro-batches and ranks
+        divided by the step's clip count.
+
+        One micro-batch on one process: the gradient is already that sum, divided in place.
+        Otherwise the micro-batch gradients were summed in float64 and are all-reduced in
+        float64 (one bucket): the sum of a few float32 numbers is then exact, so its order
+        (micro-batches on one rank, or ranks) does not change a bit of the result, and any
+        world size gives the same numbers.
+        """
         params = [p for i in live for p in self.heads[i].module.parameters()]
-        if not params:
+        if not self._exact_sum():
+            for p in params:
+                p.grad.div_(n_global)
             return
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        flat = pending.flat_grads(self.heads, live)
         if dist.active():
             dist.all_reduce_sum_(flat)
-        flat /= max(n_global, 1)
+        flat /= n_global
         offset = 0
         for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
-            offset += n
+            if p.grad is None:  # no micro-batch with clips ran here yet
+                p.grad = torch.zeros_like(p)
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+
+    # ---- checkpoint state
+    def run_state(self) -> Dict:
+        """This process's share of a checkpoint (see eval_encoder/checkpoint.py): every head,
+        the epoch's loss so far, and under ``per_rank`` the counters."""
+        from dataclasses import asdict
+
+        return {"heads": [_head_state(h) for h in self.heads],
+                "epoch_loss": [self.epoch_loss.loss, self.epoch_loss.clips],
+                "per_rank": {"counters": asdict(self.counters)}}
+
+    def restore(self, state: Dict, rank: int) -> None:
+        """Load what :meth:`run_state` saved (``per_rank`` already decoded, one per rank)."""
+        from eval_encoder.checkpoint import CheckpointError
+
+        names = [h["name"] for h in state["heads"]]
+        if names != [h.name for h in self.heads]:
+            raise CheckpointError(f"checkpoint heads {names} differ from this run's "
+                                  f"{[h.name for h in self.heads]}")
+        for h, saved in zip(self.heads, state["heads"]):
+            _load_head(h, saved)
+        self.epoch_loss = EpochLoss(*state["epoch_loss"])
+        self.counters = Counters(**state["per_rank"][rank]["counters"])
 
     # ---- evaluation
     @torch.no_grad()
@@ -252,6 +414,24 @@ class ProbeTrainer:
             top5 = total.topk(min(5, self.num_classes), dim=-1).indices
             local.append({"clip": clip, "label": labels[clip], "top5": top5.tolist()})
         return [item for part in dist.all_gather_objects(local) for item in part]
+
+
+def _head_state(h: HeadState) -> Dict:
+    from eval_encoder.checkpoint import encode
+
+    return {"name": h.name, "module": h.module.state_dict(), "optimizer": h.optimizer.state_dict(),
+            "scheduler": h.scheduler.state_dict() if h.scheduler is not None else None,
+            "status": h.status, "history": json.dumps(encode(h.history))}
+
+
+def _load_head(h: HeadState, saved: Dict) -> None:
+    from eval_encoder.checkpoint import decode
+
+    h.module.load_state_dict(saved["module"])
+    h.optimizer.load_state_dict(saved["optimizer"])
+    if h.scheduler is not None:
+        h.scheduler.load_state_dict(saved["scheduler"])
+    h.status, h.history = saved["status"], decode(json.loads(saved["history"]))
 
 
 def accuracy(scored: List[Dict], head: int) -> Dict[str, float]:

@@ -267,30 +267,41 @@ def _build_pipeline(feed: _SampleFeed, tspec: TransformSpec, batch_size: int,
 class DaliLoader:
     """Iterable of batch dicts; ``len`` is batches per pass, ``set_epoch`` picks the pass's epoch."""
 
-    def __init__(self, dataset: ClipDataset, order_fn: Callable[[int], List[int]], batch_size: int,
-                 tspec: TransformSpec, device_id: Optional[int], num_threads: int, py_workers: int,
-                 seed: int, extras_keys: Sequence[str] = ()):
+    def __init__(self, dataset: ClipDataset, batches: Callable[[int], List[List[int]]],
+                 batch_size: int, tspec: TransformSpec, device_id: Optional[int], num_threads: int,
+                 py_workers: int, seed: int, extras_keys: Sequence[str] = ()):
         _require_dali()
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.dataset, self.order_fn, self.batch_size, self.tspec = dataset, order_fn, batch_size, tspec
+        self.dataset, self.batches, self.batch_size, self.tspec = dataset, batches, batch_size, tspec
         self.device_id, self.num_threads, self.py_workers = device_id, max(1, num_threads), py_workers
         self.seed, self.extras_keys = seed, tuple(extras_keys)
         self.device = torch.device("cpu" if device_id is None else f"cuda:{device_id}")
-        self._epoch = 0
+        self._epoch, self._start = 0, 0
         self._pipe = None
         self._schedule: Optional[_Schedule] = None
         self._passes = 0  # passes run by the current pipeline (DALI's epoch_idx)
         self._clean = True  # the previous pass ran to its end
 
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self._epoch, self._start = epoch, start
 
     def __len__(self) -> int:
-        return math.ceil(len(self.order_fn(self._epoch)) / self.batch_size)
+        return len(self.batches(self._epoch)) - self._start
+
+    def _order(self) -> List[int]:
+        """The pass's batches laid end to end, each padded to the batch size with -1 (a dummy
+        sample that is dropped), so DALI's fixed-size batches are exactly ours."""
+        order: List[int] = []
+        for batch in self.batches(self._epoch)[self._start:]:
+            if len(batch) > self.batch_size:
+                raise ValueError(f"a batch of {len(batch)} samples for a DALI batch size of "
+                                 f"{self.batch_size}")
+            order += [int(i) for i in batch] + [-1] * (self.batch_size - len(batch))
+        return order
 
     def __iter__(self):
-        order = [int(i) for i in self.order_fn(self._epoch)]
+        order = self._order()
         if not order:
             return
         if self._pipe is None or not self._clean or len(order) > self._schedule.capacity:
@@ -369,10 +380,12 @@ def _device_rows(tensor_list, rows: List[int], device: torch.device) -> torch.Te
     return torch.stack([torch.from_dlpack(tensor_list[i]) for i in rows]).to(device)
 
 
-def build_dali_loader(dataset: ClipDataset, order_fn: Callable[[int], List[int]], batch_size: int,
-                      tspec: TransformSpec, device_id: Optional[int], num_threads: int,
-                      py_workers: int, seed: int, extras_keys: Sequence[str] = ()) -> DaliLoader:
-    """A DALI loader over ``order_fn(epoch)`` (this rank's sample indices) with the torch
-    loader's batch contract; ``device_id=None`` runs DALI on CPU. Needs the ``dali`` extra."""
-    return DaliLoader(dataset, order_fn, batch_size, tspec, device_id, num_threads, py_workers,
+def build_dali_loader(dataset: ClipDataset, batches: Callable[[int], List[List[int]]],
+                      batch_size: int, tspec: TransformSpec, device_id: Optional[int],
+                      num_threads: int, py_workers: int, seed: int,
+                      extras_keys: Sequence[str] = ()) -> DaliLoader:
+    """A DALI loader over ``batches(epoch)`` (this rank's batches of sample indices, none
+    longer than ``batch_size``) with the torch loader's batch contract; ``device_id=None``
+    runs DALI on CPU. Needs the ``dali`` extra."""
+    return DaliLoader(dataset, batches, batch_size, tspec, device_id, num_threads, py_workers,
                       seed, extras_keys)

@@ -16,13 +16,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from eval_encoder.registry import CLIP_SOURCES
-from eval_encoder.video.decode import ClipDecodeError, decode_clip_checked
+from eval_encoder.video.decode import ClipDecodeError, decode_clip_counted
 from eval_encoder.video.manifest import ManifestEntry
 from eval_encoder.video.transforms import JitterParams, draw_jitter
 
 
 # bit -> name of the per-clip "flags" extra a clip source may set (codec: fallback taken, ...);
-# the run record counts each flag per split.
+# the run record counts each flag per split. Clips with FLAG_TRUNCATED are also listed by
+# path, with the frames used (the batch's total_frames) and, where the source gives the
+# "packets" extra, the stream's packet count.
 FLAG_TRUNCATED = 16
 FLAG_NAMES: Dict[int, str] = {FLAG_TRUNCATED: "fewer_decodable_frames_than_packets"}
 
@@ -56,18 +58,19 @@ class ClipRequest:
 class FramesSource:
     """T frames at segment points (train: random point per segment; eval: centres)."""
 
-    extras_keys = ("flags",)  # what load() adds to each sample, for the batch
+    extras_keys = ("flags", "packets")  # what load() adds to each sample, for the batch
 
     def __init__(self, num_frames: int, decode_threads: int = 1, **_):
         self.num_frames = num_frames
         self.decode_threads = decode_threads
 
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
-        frames, idx, total, truncated = decode_clip_checked(
+        frames, idx, count = decode_clip_counted(
             req.path, self.num_frames, req.train, req.rng, self.decode_threads,
             req.temporal_view, req.num_temporal_views)
-        flags = np.array([FLAG_TRUNCATED if truncated else 0], dtype=np.int64)
-        return frames, idx, total, {"flags": flags}
+        flags = np.array([FLAG_TRUNCATED if count.truncated else 0], dtype=np.int64)
+        return frames, idx, count.used, {"flags": flags,
+                                         "packets": np.array([count.packets], dtype=np.int64)}
 
 
 CLIP_SOURCES.register("frames", FramesSource)
@@ -108,11 +111,15 @@ class ClipDataset:
     def clip_of(self, index: int) -> int:
         return index // self.views
 
+    def path_of(self, index: int) -> str:
+        """The video file of sample ``index``."""
+        return os.path.join(self.video_root, self.entries[self.clip_of(index)].path)
+
     def sample(self, index: int, epoch: int = 0) -> Sample:
         clip, view = divmod(index, self.views)
         t_view, s_view = divmod(view, self.spatial_views)
         entry = self.entries[clip]
-        path = os.path.join(self.video_root, entry.path)
+        path = self.path_of(index)
         rng = np.random.default_rng([self.seed, epoch, index, int(self.train)])
         pos = self.spatial_pos[s_view]
         out = Sample(index=index, clip_index=clip, label=entry.label, path=path)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from eval_encoder.video.manifest import invisible_note
 
 
 class ClipDecodeError(RuntimeError):
@@ -56,7 +59,7 @@ def _open(path: str, threads: int):
     import av
 
     if not os.path.isfile(path):
-        raise ClipDecodeError(f"{path}: file not found")
+        raise ClipDecodeError(f"{path}: file not found{invisible_note(path)}")
     try:
         container = av.open(path)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -71,6 +74,13 @@ def _open(path: str, threads: int):
     stream.thread_type = "SLICE"
     stream.thread_count = max(1, threads)
     return container, stream
+
+
+def check_opens(path: str) -> None:
+    """Open ``path`` and find its video stream, decoding nothing (the cheap check made
+    before training); raises ClipDecodeError saying why not."""
+    container, _ = _open(path, 1)
+    container.close()
 
 
 def count_frames(path: str) -> int:
@@ -146,14 +156,39 @@ def decode_clip(path: str, num_frames: int, train: bool, rng: Optional[np.random
     return frames, idx, total
 
 
+@dataclass(frozen=True)
+class FrameCount:
+    """How a clip was sampled: over ``used`` frames, of the ``packets`` its stream holds;
+    ``truncated`` when the packet count failed to decode and the decodable frames were used."""
+
+    used: int
+    packets: int
+    truncated: bool
+
+
+def _picker(num_frames: int, train: bool, rng: Optional[np.random.Generator], view: int,
+            num_views: int, uniform: bool) -> Callable[[int], np.ndarray]:
+    if uniform:
+        return lambda n: uniform_indices(n, num_frames)
+    return lambda n: segment_indices(n, num_frames, train, rng, view, num_views)
+
+
 def decode_clip_checked(path: str, num_frames: int, train: bool,
                         rng: Optional[np.random.Generator], threads: int = 1, view: int = 0,
                         num_views: int = 1, uniform: bool = False):
     """:func:`decode_clip` plus whether fewer frames decoded than the stream has packets
     (a damaged tail): such a clip is sampled over the frames that do decode, and flagged."""
-    pick = (lambda n: uniform_indices(n, num_frames)) if uniform else \
-        (lambda n: segment_indices(n, num_frames, train, rng, view, num_views))
-    return decode_picked(path, pick, threads)
+    return decode_picked(path, _picker(num_frames, train, rng, view, num_views, uniform), threads)
+
+
+def decode_clip_counted(path: str, num_frames: int, train: bool,
+                        rng: Optional[np.random.Generator], threads: int = 1, view: int = 0,
+                        num_views: int = 1, uniform: bool = False):
+    """:func:`decode_clip_checked` with the :class:`FrameCount` in place of the total and the
+    truncation flag: (frames [T,H,W,3] uint8, indices [T], FrameCount)."""
+    pick = _picker(num_frames, train, rng, view, num_views, uniform)
+    frames, idx, count = _decode_counted(path, pick, threads, decode_frames)
+    return frames, idx, count
 
 
 def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
@@ -161,18 +196,25 @@ def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1
     """Decode the frames ``pick(total)`` chooses with ``fetch(path, indices, threads)``:
     (what fetch returns, indices, total, truncated). A damaged tail is retried over the frames
     that do decode (``truncated``)."""
-    total = count_frames(path)
-    if total == 0:
+    out, idx, count = _decode_counted(path, pick, threads, fetch)
+    return out, idx, count.used, count.truncated
+
+
+def _decode_counted(path: str, pick: Callable[[int], np.ndarray], threads: int,
+                    fetch: Callable):
+    """(what fetch returns, indices, FrameCount): see :func:`decode_picked`."""
+    packets = count_frames(path)
+    if packets == 0:
         raise ClipDecodeError(f"{path}: no video frames")
-    idx = pick(total)
+    idx = pick(packets)
     try:
-        return fetch(path, idx, threads), idx, total, False
+        return fetch(path, idx, threads), idx, FrameCount(packets, packets, False)
     except ClipDecodeError:
         total = _decodable_count(path, threads)
         if total == 0:
             raise
         idx = pick(total)
-        return fetch(path, idx, threads), idx, total, True
+        return fetch(path, idx, threads), idx, FrameCount(total, packets, True)
 
 
 def _decodable_count(path: str, threads: int) -> int:

@@ -1,23 +1,20 @@
-"""Sharding and batch loaders (torch DataLoader on CPU, DALI on GPU) with one batch contract.
+"""Batch loaders (torch DataLoader on CPU, DALI on GPU) with one batch contract.
 
-Sharding rules:
-  train  every epoch one permutation (same on all ranks, seeded by seed and epoch), padded by
-         wrapping to a multiple of the world size, then strided: every rank runs the same number
-         of steps, so gradient all-reduces line up; the last step may be a partial batch.
-         With ``drop_last`` (as published) the permutation is cut to floor(n/W)*W samples
-         instead, strided the same way, and each rank keeps only its floor(floor(n/W)/B) full
-         batches: the samples left out change every epoch with the permutation.
-  val    clips strided over ranks (rank r takes clips r, r+W, ...), all views of a clip on the
-         same rank, no padding and no permutation: every clip is scored exactly once whatever
-         the world size.
+A loader is given a function ``batches(epoch) -> [[sample index, ...], ...]``: this rank's
+batches for the pass, in order, possibly short or empty (an empty batch yields a batch with
+only ``skipped``, so every rank runs the same number of batches). Training batches come from
+the step plan (video/steps.py: one permutation per epoch, cut into steps and micro-batches
+the same way for every world size); validation batches from :func:`val_order`: clips strided
+over ranks (rank r takes clips r, r+W, ...), all views of a clip on the same rank, no padding
+and no permutation, so every clip is scored exactly once whatever the world size.
+``set_epoch(epoch, start)`` picks the pass and skips its first ``start`` batches (resume).
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from eval_encoder.video.dataset import ClipDataset
@@ -25,42 +22,7 @@ from eval_encoder.video.transforms import TransformSpec, transform_clip
 
 log = logging.getLogger("eval_encoder.loader")
 
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def train_steps(n: int, world: int, batch_size: int, drop_last: bool) -> int:
-    """Training steps per epoch, the same on every rank: ceil(ceil(n/W)/B), or with
-    ``drop_last`` the published floor(floor(n/W)/B). Raises ValueError when that is 0."""
-    if drop_last:
-        steps, rule = (n // world) // batch_size, "floor(floor(n/W)/B)"
-    else:
-        steps, rule = _ceil_div(_ceil_div(n, world), batch_size), "ceil(ceil(n/W)/B)"
-    if steps <= 0:
-        raise ValueError(f"no training step per epoch: n={n} training samples, world size W={world}, "
-                         f"batch size B={batch_size} per rank give {rule} = 0 (drop_last="
-                         f"{drop_last}); use a smaller --batch_size or fewer ranks")
-    return steps
-
-
-def train_order(n: int, epoch: int, rank: int, world: int, seed: int, drop_last: bool = False,
-                batch_size: Optional[int] = None) -> List[int]:
-    """This rank's sample indices for a training epoch (see module docstring).
-
-    ``drop_last`` (needs ``batch_size``, the per-rank batch) keeps full batches only, as the
-    published loader; without it every sample is used and the shard is padded by wrapping.
-    """
-    perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
-    if drop_last:
-        if batch_size is None:
-            raise ValueError("train_order: drop_last needs the per-rank batch_size")
-        keep = train_steps(n, world, batch_size, drop_last=True) * batch_size
-        return perm[:(n // world) * world][rank::world][:keep].tolist()
-    pad = (-n) % world
-    if pad:
-        perm = np.concatenate([perm, perm[:pad]])
-    return perm[rank::world].tolist()
+Batches = Callable[[int], List[List[int]]]
 
 
 def val_order(num_clips: int, views: int, rank: int, world: int) -> List[int]:
@@ -110,33 +72,34 @@ def collate(items: Sequence[Dict]) -> Dict:
     return batch
 
 
-class _OrderSampler(torch.utils.data.Sampler):
-    def __init__(self, order_fn: Callable[[int], List[int]]):
-        self.order_fn = order_fn
-        self.epoch = 0
+class _BatchSampler(torch.utils.data.Sampler):
+    """The pass's batches of (sample index, epoch) keys, from batch ``start`` on."""
+
+    def __init__(self, batches: Batches):
+        self.batches = batches
+        self.epoch, self.start = 0, 0
 
     def __iter__(self):
-        return iter([(i, self.epoch) for i in self.order_fn(self.epoch)])
+        return iter([[(i, self.epoch) for i in b] for b in self.batches(self.epoch)[self.start:]])
 
     def __len__(self) -> int:
-        return len(self.order_fn(self.epoch))
+        return len(self.batches(self.epoch)) - self.start
 
 
 class TorchLoader:
     """Batches from a torch DataLoader; ``set_epoch`` re-draws the order and the randomness."""
 
-    def __init__(self, ds: ClipDataset, order_fn, batch_size: int, tspec: TransformSpec, workers: int):
-        self.sampler = _OrderSampler(order_fn)
-        self.batch_size = batch_size
+    def __init__(self, ds: ClipDataset, batches: Batches, tspec: TransformSpec, workers: int):
+        self.sampler = _BatchSampler(batches)
         self.loader = torch.utils.data.DataLoader(
-            _Indexed(ds, tspec), batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-            collate_fn=collate, drop_last=False, persistent_workers=workers > 0)
+            _Indexed(ds, tspec), batch_sampler=self.sampler, num_workers=workers,
+            collate_fn=collate, persistent_workers=workers > 0)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.sampler.epoch, self.sampler.start = epoch, start
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.batch_size)
+        return len(self.sampler)
 
     def __iter__(self):
         return iter(self.loader)
@@ -159,15 +122,16 @@ def pick_backend(requested: str, device: torch.device) -> str:
     return requested
 
 
-def make_loader(ds: ClipDataset, order_fn, batch_size: int, tspec: TransformSpec, backend: str,
-                device: torch.device, workers: int, dali_threads: int, seed: int,
+def make_loader(ds: ClipDataset, batches: Batches, batch_size: int, tspec: TransformSpec,
+                backend: str, device: torch.device, workers: int, dali_threads: int, seed: int,
                 extras_keys: Sequence[str] = ()):
-    """A loader over ``order_fn(epoch)`` with the shared batch contract (see dali.py)."""
+    """A loader over ``batches(epoch)`` (none longer than ``batch_size``) with the shared
+    batch contract (see dali.py)."""
     workers = max(0, min(workers, os.cpu_count() or 1))
     if backend == "dali":
         from eval_encoder.video.dali import build_dali_loader
 
         device_id = device.index if device.type == "cuda" else None
-        return build_dali_loader(ds, order_fn, batch_size, tspec, device_id, dali_threads,
+        return build_dali_loader(ds, batches, batch_size, tspec, device_id, dali_threads,
                                  workers, seed, extras_keys=tuple(extras_keys))
-    return TorchLoader(ds, order_fn, batch_size, tspec, workers)
+    return TorchLoader(ds, batches, tspec, workers)

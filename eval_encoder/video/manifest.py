@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Optional
@@ -75,16 +76,44 @@ def load_card(name: str) -> DatasetCard:
     return DatasetCard(**data, path=str(path))
 
 
+# characters that do not show in a printed path: format (zero-width, BOM, bidi), control,
+# line/paragraph separators and every space other than U+0020
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zl", "Zp", "Zs"})
+_NICKNAMES = {0xFEFF: "ZERO WIDTH NO-BREAK SPACE (byte order mark)"}
+
+
+def _char_name(ch: str) -> str:
+    code = ord(ch)
+    name = _NICKNAMES.get(code) or unicodedata.name(ch, "")
+    return f"U+{code:04X} {name or 'control character'}"
+
+
+def invisible_characters(text: str) -> List[str]:
+    """Each character of ``text`` that would not show when printed, as
+    ``"U+200B ZERO WIDTH SPACE at position 3"`` (0-based position in ``text``)."""
+    return [f"{_char_name(ch)} at position {i}" for i, ch in enumerate(text)
+            if ch != " " and unicodedata.category(ch) in _INVISIBLE_CATEGORIES]
+
+
+def invisible_note(path: str) -> str:
+    """``" (path contains U+200B ZERO WIDTH SPACE at position 3)"`` for a path holding
+    invisible characters, else ``""``: a path that prints right but is not found often holds
+    one, and the message should say so."""
+    found = invisible_characters(path)
+    return f" (path contains {', '.join(found)})" if found else ""
+
+
 def read_manifest(path: str, num_classes: int) -> List[ManifestEntry]:
     """Parse ``relative/path,label`` lines; blank lines and ``#`` comments are skipped.
 
     A malformed line or a label outside ``[0, num_classes)`` raises ManifestError with the
-    file and line number, before any training starts.
+    file and line number, before any training starts. A UTF-8 byte order mark at the start
+    of the file (as some spreadsheet tools write) is not part of the first path.
     """
     if not os.path.isfile(path):
         raise ManifestError(f"manifest not found: {path}")
     entries: List[ManifestEntry] = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for lineno, raw in enumerate(fh, start=1):
             text = raw.strip()
             if not text or text.startswith("#"):
