@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import pandas as pd
 
 from eval_encoder.logs import setup_logging
+from eval_encoder.protocol import REPORTED, UNSTATED
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, read_record
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def protocol_label(record: Dict[str, Any]) -> str:
     from eval_encoder.protocol import label
 
     text = label(record)
-    return "unstated" if text.startswith("?") else text
+    return UNSTATED if text.startswith("?") else text
 
 
 def find_records(runs_dir: Path) -> List[Path]:
@@ -300,7 +301,7 @@ def load_reported(path: Path = REPORTED_CSV) -> pd.DataFrame:
         frame[col] = [_number(path, skipped + 2 + i, col, v) for i, v in enumerate(frame[col])]
     frame["frames"] = frame["frames"].astype(int)
     frame["res"] = frame["res"].map(_res_text)
-    frame["protocol"] = "paper"  # the published protocol produced the paper's numbers
+    frame["protocol"] = REPORTED
     frame["source"] = "reported"
     frame["order"] = range(len(frame))
     return frame
@@ -441,7 +442,7 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
     """
     sub = {"md": ("↳ paper", "↳ Δ"), "tex": (r"\quad paper", r"\quad $\Delta$")}[style]
     table = board.table
-    mine = table[(table.source == "measured") & (table.protocol == "paper")]
+    mine = table[(table.source == "measured") & (table.protocol == REPORTED)]
     measured = {(f, m): (a, r) for f, m, a, r in zip(mine.frames, mine.method, mine.arch, mine.res)}
     lines, notes, block = [], {}, None
     for row in table.to_dict("records"):
@@ -465,7 +466,7 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
     if protocol.endswith("*"):
         notes["protocol*"] = ("paper*/clean*: a protocol with some of its options set on their "
                               "own (see the record's protocol.departures)")
-    if protocol == "unstated":
+    if protocol == UNSTATED:
         notes["unstated"] = ("unstated: a record written before the protocol switch existed "
                              "(its head and pixels follow neither protocol exactly)")
     avg = _num(row["avg"], signed=source == "delta")
@@ -581,7 +582,7 @@ def plot_board(board: Board, path: str) -> None:
     Figure, Canvas = _figure_class()
     table = board.table[board.table["source"] != "delta"]
     # a method run under another protocol than the paper's is its own line
-    table = table.assign(method=[m if p == "paper" else f"{m} ({p})"
+    table = table.assign(method=[m if p == REPORTED else f"{m} ({p})"
                                  for m, p in zip(table["method"], table["protocol"])])
     blocks = sorted(table["frames"].unique())
     cols = ["avg", *board.columns]

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Tuple
 
 PROTOCOLS = ("paper", "clean")
 DEFAULT = "paper"
+REPORTED = "paper"  # the protocol that produced the paper's reported numbers
+UNSTATED = "unstated"  # label of records written before protocols existed
 
 
 @dataclass(frozen=True)
