@@ -133,3 +133,29 @@ def test_accuracy_and_exactly_once_checks():
         check_scored_once(scored, 3, skipped_clips=set())
     with pytest.raises(RunFailed, match="more than once"):
         check_scored_once(scored + scored[:1], 2, set())
+
+
+def test_head_bank_equals_each_head_in_logits_and_gradients():
+    """The folded bank (scores from folded queries, values projected after pooling) against
+    every head's own forward: logits and every parameter's gradient within round-off."""
+    from eval_encoder.probe.head import bank_logits
+
+    torch.manual_seed(0)
+    heads = [ClassificationHead(128, 7) for _ in range(3)]
+    with torch.no_grad():
+        for h in heads:
+            for p in h.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    tokens = torch.randn(4, 50, 128)
+    reference = torch.stack([h(tokens) for h in heads], dim=1)
+    reference.square().sum().backward()
+    want = [[p.grad.clone() for p in h.parameters()] for h in heads]
+    for h in heads:
+        h.zero_grad(set_to_none=True)
+    folded = bank_logits(heads, tokens)
+    assert torch.allclose(folded, reference, atol=1e-5)
+    folded.square().sum().backward()
+    for h, grads in zip(heads, want):
+        for (name, p), g in zip(h.named_parameters(), grads):
+            got = p.grad if p.grad is not None else torch.zeros_like(p)
+            assert torch.allclose(got, g, atol=1e-4, rtol=1e-4), name

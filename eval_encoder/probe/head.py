@@ -15,6 +15,7 @@ classifier then scaled by 1e-3.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Sequence, Tuple
 
 import torch
@@ -87,3 +88,49 @@ def head_grid(lrs: Sequence[float], wds: Sequence[float]) -> List[Tuple[float, f
 
 def head_name(lr: float, wd: float) -> str:
     return f"lr={lr:g},wd={wd:g}"
+
+
+# ----------------------------------------------------------------------------- the head bank
+
+def folded_queries(pool: AttentivePooling) -> torch.Tensor:
+    """[H, D]: the pooling query pushed through the key projection, per attention head, and
+    scaled by 1/sqrt(d_head): a token's attention score is its dot product with it. (The key
+    bias adds the same number to every token's score, so it cancels in the softmax.)"""
+    attn = pool.attention
+    d, heads = attn.embed_dim, attn.num_heads
+    w_q, w_k, _ = attn.in_proj_weight.split(d)
+    b_q = attn.in_proj_bias[:d]
+    q = (pool.probe.reshape(1, d) @ w_q.t() + b_q).reshape(heads, d // heads)
+    keys = w_k.reshape(heads, d // heads, d)
+    return torch.einsum("he,hed->hd", q, keys) / math.sqrt(d // heads)
+
+
+def _after_pooling(pool: AttentivePooling, mixed: torch.Tensor) -> torch.Tensor:
+    """[B, H, D] attention-weighted token means -> pooled [B, D]: the value projection per
+    attention head (the value bias passes through, the weights sum to one), the output
+    projection, then the RMSNorm-MLP residual."""
+    attn = pool.attention
+    d, heads = attn.embed_dim, attn.num_heads
+    _, _, w_v = attn.in_proj_weight.split(d)
+    b_v = attn.in_proj_bias[2 * d:]
+    values = torch.einsum("bhd,hed->bhe", mixed, w_v.reshape(heads, d // heads, d))
+    pooled = attn.out_proj(values.reshape(mixed.shape[0], d) + b_v)
+    return pooled + pool.mlp(pool.norm(pooled))
+
+
+def bank_logits(heads: Sequence["ClassificationHead"], tokens: torch.Tensor) -> torch.Tensor:
+    """Logits [B, len(heads), C] of every head on the same tokens [B, N, D], exactly the
+    heads' own ``forward`` up to float round-off, at the cost of about one head.
+
+    No token is projected to keys or values: the scores of every attention head of every
+    probe head come from one matrix product of the tokens with the stacked folded queries,
+    and the attention-weighted token means from one more; projections then act on [B, D]
+    vectors only. Gradients flow to every parameter as in the unfolded head (the key bias,
+    which cancels in the softmax, gets none in either)."""
+    queries = [folded_queries(h.pool) for h in heads]
+    split = [q.shape[0] for q in queries]
+    scores = tokens @ torch.cat(queries).t()  # [B, N, sum H]
+    weights = scores.softmax(dim=1).transpose(1, 2)  # [B, sum H, N]
+    mixed = (weights @ tokens).split(split, dim=1)  # per head [B, H, D]
+    return torch.stack([h.fc(h.norm(_after_pooling(h.pool, m))) for h, m in zip(heads, mixed)],
+                       dim=1)

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from eval_encoder import distributed as dist
-from eval_encoder.probe.head import ClassificationHead, head_name
+from eval_encoder.probe.head import ClassificationHead, bank_logits, head_name
 
 log = logging.getLogger("eval_encoder.trainer")
 
@@ -251,11 +251,10 @@ class ProbeTrainer:
             pending.started = True
         batch = _to_device(batch, self.env.device)
         feats = self.tokens(batch, "train")
-        losses = {}
-        for i in live:
-            with _autocast(self.env.device):
-                logits = self.heads[i].module(feats)
-            losses[i] = self.criterion(logits.float(), batch["labels"])
+        with _autocast(self.env.device):  # every live head on one pass over the tokens
+            logits = bank_logits([self.heads[i].module for i in live], feats)
+        losses = {i: self.criterion(logits[:, j].float(), batch["labels"])
+                  for j, i in enumerate(live)}
         sum(loss * n_local for loss in losses.values()).backward()
         pending.count += n_local
         for i, loss in losses.items():
@@ -401,7 +400,7 @@ class ProbeTrainer:
             batch = _to_device(batch, self.env.device)
             # heads score in float32: bf16 logits would round before views are averaged
             feats = self.tokens(batch, "val").float()
-            logits = torch.stack([m(feats) for m in modules], dim=1).cpu()
+            logits = bank_logits(modules, feats).cpu()
             for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
                                                     batch["labels"].tolist())):
                 sums[clip] = sums.get(clip, 0) + logits[row]
