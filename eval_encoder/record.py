@@ -132,10 +132,13 @@ def samples_at_failure(expected: Dict[str, int], skipped: Dict[str, Dict[int, Di
 
     ``expected`` clips per split, the clips ``skipped`` so far on this process ({index:
     item}), and what the error itself carries (a skip-limit failure lists every unreadable
-    clip over all ranks) -- the error's account wins where both speak.
+    clip over all ranks) -- the error's account wins where both speak. Empty when nothing
+    is known (the run broke before reading its manifests).
     """
     out = {}
     for split in ("train", "val"):
+        if split not in expected and split not in from_error and not skipped.get(split):
+            continue
         part = {"expected": expected.get(split),
                 "skipped": [item for _, item in sorted(skipped.get(split, {}).items())]}
         part.update({k: v for k, v in from_error.get(split, {}).items() if v is not None})

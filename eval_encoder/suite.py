@@ -26,15 +26,33 @@ world size is another experiment). A trainer that exits non-zero without writing
 gets a failed record written by the suite, and the suite goes on with the next dataset.
 It ends with the recipe's row of the leaderboard; the exit status is 0 only when every
 dataset is complete.
+
+Two suites on one ``--save_report``: each dataset of a recipe runs under a lock
+(``<save_report>/suite/<recipe>/<dataset>.lock``, fcntl.flock), so the second suite waits
+for the first (or, with ``--no_wait_lock``, leaves that dataset to it) and then finds its
+record; every file the suite writes goes through a uniquely named temporary file.
+
+The trainer runs in its own process group and dies with the suite: Ctrl-C and SIGTERM are
+forwarded to its group (torchrun passes them on to its workers, which sit in sessions of
+their own), and on Linux the trainer gets SIGTERM from the kernel when the suite dies, even
+by ``kill -9`` (PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import ctypes
+import fcntl
 import logging
 import os
+import select
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +76,10 @@ LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_
 TRAINER = Path(__file__).resolve().parent / "attentive_probe.py"
 DEFAULT_SAVE_REPORT = "results"
 TAIL_BYTES = 4000
+# how long a stopped trainer may take to end before its group is killed (torchrun itself
+# gives its workers 30 s between SIGTERM and SIGKILL)
+STOP_GRACE_S = 60.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass
@@ -80,7 +102,8 @@ class Outcome:
     """What happened to one dataset of a suite run."""
 
     dataset: str
-    status: str  # "skipped" (already complete) | "complete" | "failed"
+    status: str  # "skipped" (already complete) | "complete" | "failed" | "busy" (another
+    # suite holds the dataset's lock and --no_wait_lock was given)
     record_path: Optional[Path] = None
     top1: Optional[float] = None
     wall_s: float = 0.0
@@ -149,15 +172,69 @@ def probe_options(recipe: Recipe, dataset: str) -> Dict[str, Any]:
 def write_probe_yaml(recipe: Recipe, dataset: str, save_report: str) -> Path:
     """Write the trainer's ``--config`` file; kept next to the records so a run can be redone
     by hand and the path in a record's config stays valid."""
-    folder = Path(save_report) / "suite" / recipe.name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{dataset}.yaml"
+    path = Path(save_report) / "suite" / recipe.name / f"{dataset}.yaml"
     header = f"# written by `python -m eval_encoder suite` from {recipe.path} for {dataset}\n"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(header + yaml.safe_dump(probe_options(recipe, dataset), sort_keys=False),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, header + yaml.safe_dump(probe_options(recipe, dataset), sort_keys=False))
     return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a uniquely named temporary file in the same folder,
+    so concurrent writers (two suites, a dry run) never tear the file or each other's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- locks
+def lock_path(save_report: str, recipe_name: str, dataset: str) -> Path:
+    return Path(save_report) / "suite" / recipe_name / f"{dataset}.lock"
+
+
+@contextlib.contextmanager
+def dataset_lock(save_report: str, recipe_name: str, dataset: str, wait: bool = True):
+    """Hold the (recipe, dataset) lock while the body runs; yields False without it when
+    another suite holds it and ``wait`` is off. The lock is an fcntl.flock on
+    ``<save_report>/suite/<recipe>/<dataset>.lock`` and ends with this process."""
+    path = lock_path(save_report, recipe_name, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        held = _take_lock(fd, path, wait)
+        if held:
+            _note_owner(fd)
+        yield held
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _take_lock(fd: int, path: Path, wait: bool) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+    if not wait:
+        return False
+    _say(f"{path.parent.name} / {path.stem}: another suite is running it ({owner}); waiting "
+         f"for {path} (--no_wait_lock skips the dataset instead)")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return True
+
+
+def _note_owner(fd: int) -> None:
+    """Who holds the lock, for the message of a suite that finds it taken."""
+    owner = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, owner.encode(), 0)
 
 
 # ----------------------------------------------------------------------------- one dataset
@@ -265,35 +342,147 @@ def launch_command(argv: Sequence[str], nproc: int, script: Path = TRAINER) -> L
             f"--nproc_per_node={nproc}", str(script), *argv]
 
 
-def stream_process(cmd: Sequence[str], log_path: Path) -> Tuple[int, str]:
-    """Run ``cmd``, passing its output through as it comes (progress bars included) and
-    into ``log_path``; returns the exit status and the output's last few thousand bytes."""
+class Interrupted(KeyboardInterrupt):
+    """The suite was asked to stop by ``signum`` (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+class _Output:
+    """Where the trainer's output goes: the log file, written unbuffered so a killed suite
+    leaves every line it received; the terminal; and the last few thousand bytes."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.out = getattr(sys.stdout, "buffer", None)
+        self.tail: collections.deque = collections.deque()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.sink.write(chunk)
+        if self.out is not None:
+            self.out.write(chunk)
+            self.out.flush()
+        self.tail.append(chunk)
+        self.size += len(chunk)
+        while self.size - len(self.tail[0]) > TAIL_BYTES:
+            self.size -= len(self.tail.popleft())
+
+    def text(self) -> str:
+        return b"".join(self.tail).decode("utf-8", "replace")[-TAIL_BYTES:]
+
+
+def _child_env() -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     env["PYTHONUNBUFFERED"] = "1"
     # the trainer imports the very package this suite runs from, installed or not
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TRAINER.parents[1]),
                                                       env.get("PYTHONPATH")]))
-    tail: collections.deque = collections.deque()
-    size = 0
-    out = getattr(sys.stdout, "buffer", None)
-    with open(log_path, "wb") as sink, subprocess.Popen(
-            list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as proc:
+    return env
+
+
+def _prctl():
+    """libc's prctl on Linux, else None (looked up before fork: the child only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Optional[Callable[[], None]]:
+    """A ``preexec_fn`` that makes the kernel send ``sig`` to the child when this process
+    dies, ``kill -9`` included; None where prctl is unavailable (then only a suite that
+    lives to see its stop signal takes the trainer down)."""
+    prctl, parent = _prctl(), os.getpid()
+    if prctl is None:
+        return None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the suite died before the line above took effect
+            os.kill(os.getpid(), sig)
+    return preexec
+
+
+def stream_process(cmd: Sequence[str], log_path: Path) -> Tuple[int, str]:
+    """Run ``cmd``, passing its output through as it comes (progress bars included) and
+    into ``log_path``; returns the exit status and the output's last few thousand bytes.
+
+    The child leads its own session and process group: a stop (Ctrl-C, SIGTERM) of the
+    suite is forwarded to that group, which is killed if it has not ended within
+    STOP_GRACE_S; and the child gets SIGTERM if the suite dies without stopping it (see
+    :func:`die_with_parent`).
+    """
+    with open(log_path, "wb", buffering=0) as sink, _sigterm_interrupts(), subprocess.Popen(
+            list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True,
+            preexec_fn=die_with_parent()) as proc:
+        output = _Output(sink)
         try:
             while chunk := proc.stdout.read1(65536):
-                sink.write(chunk)
-                if out is not None:
-                    out.write(chunk)
-                    out.flush()
-                tail.append(chunk)
-                size += len(chunk)
-                while size - len(tail[0]) > TAIL_BYTES:
-                    size -= len(tail.popleft())
+                output.write(chunk)
             code = proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait(timeout=60)
+        except KeyboardInterrupt as exc:
+            _stop_group(proc, getattr(exc, "signum", signal.SIGINT), output)
             raise
-    return code, b"".join(tail).decode("utf-8", "replace")[-TAIL_BYTES:]
+    return code, output.text()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a trainer runs, SIGTERM to the suite raises :class:`Interrupted` as Ctrl-C
+    raises KeyboardInterrupt, so both are forwarded (signal handlers: main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupted(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_group(proc: subprocess.Popen, signum: int, output: _Output) -> None:
+    """Send ``signum`` to the child's group and keep passing its output on until it ends;
+    SIGKILL the group after STOP_GRACE_S or at a second interrupt."""
+    _signal_group(proc, signum)
+    deadline = time.monotonic() + STOP_GRACE_S
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            _pass_on(proc, output, 0.2)
+    except KeyboardInterrupt:  # asked a second time: stop waiting
+        pass
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+    while _pass_on(proc, output, 0.0):  # what it wrote last
+        pass
+
+
+def _pass_on(proc: subprocess.Popen, output: _Output, timeout: float) -> bool:
+    """Pass on what the child wrote within ``timeout`` seconds; True if anything came."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    chunk = proc.stdout.read1(65536) if ready else b""
+    if chunk:
+        output.write(chunk)
+    elif ready:  # end of output while the process is still ending: do not spin
+        time.sleep(timeout)
+    return bool(chunk)
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:  # the group has ended already
+        pass
 
 
 def failure_record(argv: Sequence[str], config_hash: str, message: str, wall_s: float,
@@ -326,13 +515,19 @@ Launcher = Callable[[Sequence[str], Path], Tuple[int, str]]
 
 def run_dataset(recipe: Recipe, dataset: str, data_root: str, save_report: str, nproc: int,
                 extra: Sequence[str] = (), launcher: Launcher = stream_process,
-                script: Path = TRAINER) -> Outcome:
-    """Run (or skip) one dataset of a recipe; never raises for a failed run."""
-    argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset, data_root,
-                        save_report, extra)
-    chash = expected_hash(argv)
-    outcome = _run_or_skip(argv, chash, dataset, data_root, save_report, nproc, launcher,
-                           script, recipe.name)
+                script: Path = TRAINER, wait_lock: bool = True) -> Outcome:
+    """Run (or skip) one dataset of a recipe under its lock; never raises for a failed run.
+    Another suite holding the lock is waited for, or with ``wait_lock`` off left to it."""
+    with dataset_lock(save_report, recipe.name, dataset, wait_lock) as held:
+        if not held:
+            return Outcome(dataset, "busy", error=f"another suite is running it (lock "
+                           f"{lock_path(save_report, recipe.name, dataset)}); not waited for "
+                           "(--no_wait_lock)")
+        argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset,
+                            data_root, save_report, extra)
+        chash = expected_hash(argv)
+        outcome = _run_or_skip(argv, chash, dataset, data_root, save_report, nproc, launcher,
+                               script, recipe.name)
     outcome.protocol = protocol_label(argv)
     return outcome
 
@@ -368,7 +563,7 @@ def _run_or_skip(argv, chash: str, dataset: str, data_root: str, save_report: st
 def run_suite(recipe: Recipe, data_root: str, save_report: str = DEFAULT_SAVE_REPORT,
               datasets: Optional[Sequence[str]] = None, nproc: int = 1,
               extra: Sequence[str] = (), launcher: Launcher = stream_process,
-              script: Path = TRAINER) -> List[Outcome]:
+              script: Path = TRAINER, wait_lock: bool = True) -> List[Outcome]:
     """Run ``recipe`` over ``datasets`` (default: its own), one after the other."""
     check_extra_flags(extra)
     names = list(datasets) if datasets else recipe.datasets
@@ -376,7 +571,7 @@ def run_suite(recipe: Recipe, data_root: str, save_report: str = DEFAULT_SAVE_RE
     for i, dataset in enumerate(names, 1):
         _say(f"[{i}/{len(names)}] {recipe.name} / {dataset}: starting")
         outcome = run_dataset(recipe, dataset, data_root, save_report, nproc, extra, launcher,
-                              script)
+                              script, wait_lock)
         _say(f"[{i}/{len(names)}] {recipe.name} / {dataset}: {_describe(outcome)}")
         outcomes.append(outcome)
     return outcomes
@@ -388,6 +583,8 @@ def _describe(o: Outcome) -> str:
         return f"{said}already complete (top-1 {o.top1:.2f}%), skipped: {o.record_path}"
     if o.status == "complete":
         return f"{said}complete in {o.wall_s:.0f} s, top-1 {o.top1:.2f}%: {o.record_path}"
+    if o.status == "busy":
+        return f"skipped: {o.error}"
     return f"{said}FAILED after {o.wall_s:.0f} s: {o.error} (record {o.record_path})"
 
 
@@ -421,6 +618,9 @@ def build_suite_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_SAVE_REPORT})")
     parser.add_argument("--dry_run", action="store_true",
                         help="print each dataset's command and whether it is done; run nothing")
+    parser.add_argument("--no_wait_lock", action="store_true",
+                        help="skip a dataset that another suite on this --save_report is "
+                             "running, instead of waiting for it")
     return parser
 
 
@@ -451,14 +651,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             dry_run(recipe, names, args, extra)
             return 0
         outcomes = run_suite(recipe, args.data_root, args.save_report, names,
-                             args.nproc_per_node, extra)
+                             args.nproc_per_node, extra, wait_lock=not args.no_wait_lock)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("\ninterrupted: run the same command again to resume (finished datasets are kept)",
               file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     print(f"\n{recipe.name}: " + ", ".join(f"{o.dataset} {o.status}" for o in outcomes) + "\n")
     print(recipe_row(outcomes), end="")
     return 0 if all(o.status in ("complete", "skipped") for o in outcomes) else 1

@@ -413,11 +413,13 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
     views = splits.val.views
     record["samples"] = {
         "train": {"expected": len(splits.train.entries), "skipped": list(c.skipped["train"].values()),
-                  "flags": trainer.flag_counts("train")},
+                  "flags": trainer.flag_counts("train"),
+                  "truncated": trainer.truncated_clips("train", splits.train)},
         "val": {"expected": len(splits.val.entries), "scored": getattr(trainer, "scored_val", 0),
                 "views_per_clip": views,
                 "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
-                "flags": trainer.flag_counts("val")}}
+                "flags": trainer.flag_counts("val"),
+                "truncated": trainer.truncated_clips("val", splits.val)}}
     # summed over ranks: encoder passes per batch is the figure that matters
     parts = dist.all_gather_objects((c.encoder_passes, c.batches))
     record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
@@ -491,36 +493,57 @@ def remove_checkpoints(checkpointer: Optional[ckpt.Checkpointer]) -> None:
         path.unlink(missing_ok=True)
 
 
+@dataclass
+class Progress:
+    """What a run has built so far: a failure record keeps what is known from it."""
+
+    manifests: Optional[Manifests] = None
+    training: Optional[Training] = None
+
+
+def failure_samples(record: Dict, progress: Progress, exc: Exception) -> None:
+    """``record["samples"]`` for a run that broke before :func:`fill_record`: expected counts,
+    clips skipped so far, and every clip the error lists (not only the few it names)."""
+    if "samples" in record:
+        return
+    m, t = progress.manifests, progress.training
+    samples = rec.samples_at_failure(
+        {name: len(getattr(m, name)) for name in ("train", "val")} if m else {},
+        t.trainer.counters.skipped if t else {}, getattr(exc, "samples", {}))
+    if samples:
+        record["samples"] = samples
+
+
+def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
+              progress: Progress) -> None:
+    """Build, train, score and fill the record of one run (see :func:`run`)."""
+    card = resolve_dataset(cfg)
+    progress.manifests = read_manifests(cfg, card)
+    encoder = build_encoder(cfg).to(env.device)
+    check_encoder_flags(cfg, encoder.spec)
+    training = prepare_training(cfg, card, progress.manifests, encoder, env, requested_hash)
+    progress.training = training
+    record["resumed_from"] = resume(cfg, training, env, requested_hash)
+    train_and_score(cfg, training)
+    fill_record(record, cfg, training.splits, encoder, training.trainer)
+    record["batch"] = training.plan.describe()
+    record["checkpoints"] = training.checkpointer.describe()
+    record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
+    record["status"] = "complete"
+
+
 def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     """Run one probe configuration end to end; returns the record (rank 0 writes it)."""
     start = time.time()
     env = dist.init(cfg.device)
     record = base_record(cfg, requested_hash, env, start)
+    progress = Progress()
     try:
-        card = resolve_dataset(cfg)
-        manifests = read_manifests(cfg, card)
-        encoder = build_encoder(cfg).to(env.device)
-        spec = encoder.spec
-        check_encoder_flags(cfg, spec)
-        training = prepare_training(cfg, card, manifests, encoder, env, requested_hash)
-        record["resumed_from"] = resume(cfg, training, env, requested_hash)
-        train_and_score(cfg, training)
-        trainer = training.trainer
-        fill_record(record, cfg, training.splits, encoder, trainer)
-        record["batch"] = training.plan.describe()
-        record["checkpoints"] = (training.checkpointer.describe()
-                                 if training.checkpointer is not None else None)
-        record["heads"], record["reported"] = summarise_heads(trainer, cfg.select)
-        record["status"] = "complete"
+        train_run(cfg, env, record, requested_hash, progress)
     except Exception as exc:  # any failure still leaves a record saying why, then re-raises
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["wall_time_s"] = round(time.time() - start, 2)
-        if "samples" not in record:  # fill_record not reached: keep what is known so far
-            known = locals()  # only the names the try bound before it broke
-            m, t = known.get("manifests"), known.get("training")
-            record["samples"] = rec.samples_at_failure(
-                {name: len(getattr(m, name)) for name in ("train", "val")} if m else {},
-                t.trainer.counters.skipped if t else {}, getattr(exc, "samples", {}))
+        failure_samples(record, progress, exc)
         if env.is_main:
             write_outputs(record, cfg)
         else:  # rank 0 may only see the broken connection: say here what broke
@@ -529,7 +552,7 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:
         write_outputs(record, cfg)
-        remove_checkpoints(training.checkpointer)
+        remove_checkpoints(progress.training.checkpointer)
         r = record["reported"]
         log.info("%s %s: top-1 %.2f%% top-5 %.2f%% (head %s, epoch %s, chosen on %s)", cfg.dataset,
                  cfg.model_name, r["top1"], r["top5"], r["head"], r["epoch"], r["chosen_on"])

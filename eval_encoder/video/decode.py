@@ -187,8 +187,7 @@ def decode_clip_counted(path: str, num_frames: int, train: bool,
     """:func:`decode_clip_checked` with the :class:`FrameCount` in place of the total and the
     truncation flag: (frames [T,H,W,3] uint8, indices [T], FrameCount)."""
     pick = _picker(num_frames, train, rng, view, num_views, uniform)
-    frames, idx, count = _decode_counted(path, pick, threads, decode_frames)
-    return frames, idx, count
+    return _decode_counted(path, pick, threads, decode_frames)
 
 
 def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
@@ -201,7 +200,7 @@ def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1
 
 
 def _decode_counted(path: str, pick: Callable[[int], np.ndarray], threads: int,
-                    fetch: Callable):
+                    fetch: Callable) -> Tuple[object, np.ndarray, FrameCount]:
     """(what fetch returns, indices, FrameCount): see :func:`decode_picked`."""
     packets = count_frames(path)
     if packets == 0:

@@ -122,6 +122,7 @@ def check_paths(paths: Sequence[str], cache: Optional[str] = None,
     start = time.time()
     rank, world = shard
     known = load_cache(cache) if cache else {}
+    stored = dict(known)
     mine = sorted(set(paths))[rank::world]
     mine_result = _check_all(mine, known, threads, show=rank == 0)
     failed: Dict[str, str] = {}
@@ -130,7 +131,7 @@ def check_paths(paths: Sequence[str], cache: Optional[str] = None,
         failed.update(bad)
     for path in failed:
         known.pop(os.path.abspath(path), None)
-    if cache and rank == 0:
+    if cache and rank == 0 and known != stored:
         save_cache(cache, known)
     log.info("preflight: %d clips open-checked in %.1f s, %d failed", len(set(paths)),
              time.time() - start, len(failed))
@@ -157,7 +158,7 @@ def failures_by_split(paths: Dict[str, Sequence[str]], **kw) -> Dict[str, Dict[s
     """:func:`check_paths` over all splits at once (one pool, one cache write), then
     ``{split: {path: reason}}``."""
     failed = check_paths([p for split in paths.values() for p in split], **kw)
-    return {split: {p: failed[p] for p in split if p in failed} for split in paths}
+    return {name: {p: failed[p] for p in split if p in failed} for name, split in paths.items()}
 
 
 def limit_message(split: str, lost: int, clips: int, limit: float,
