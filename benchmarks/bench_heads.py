@@ -1,0 +1,101 @@
+"""Cost of a bank of probe heads against one head, on the same tokens, as ratios.
+
+    python benchmarks/bench_heads.py [--heads 1 4 16 64] [--width 768] [--tokens 1568]
+                                     [--batch 4] [--rounds 5]
+
+One training step of the trainer (forward of every head, backward, gradient sync, AdamW and
+LinearLR step) on precomputed tokens ([batch, tokens, width]; ViT-B width, 8 frames x 196
+tokens by default), for each head count, two ways, interleaved round by round:
+
+  bank   the trainer as it runs: every head's scores from one product of the tokens with
+         the stacked folded queries (eval_encoder.probe.head.bank_logits)
+  loop   each head's own forward (nn.MultiheadAttention projecting every token to keys and
+         values), one head after another: the reference the bank replaces
+
+The encoder is left out, so the ratios are the heads' own (a run adds the encoder's cost,
+the same for every head count). Single-threaded; prints the median time per step and, per
+head count, the median and range over rounds of its ratio to one head.
+"""
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from eval_encoder.distributed import DistEnv  # noqa: E402
+from eval_encoder.probe import trainer as trainer_mod  # noqa: E402
+from eval_encoder.probe.head import head_grid  # noqa: E402
+from eval_encoder.probe.trainer import ProbeTrainer, make_heads  # noqa: E402
+
+ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+
+
+class Tokens(nn.Module):
+    """Stands in for the frozen encoder: hands back the precomputed tokens."""
+
+    def __init__(self, tokens: torch.Tensor):
+        super().__init__()
+        self.tokens = tokens
+
+    def forward(self, batch):
+        return self.tokens
+
+
+def loop_logits(heads, tokens):
+    """Each head's own forward, one after another."""
+    return torch.stack([h(tokens) for h in heads], dim=1)
+
+
+def step_time(n: int, tokens: torch.Tensor, classes: int, way) -> float:
+    lrs = [1e-4 * (1 + i) for i in range(n)]
+    heads = make_heads(head_grid(lrs, [0.0]), tokens.shape[-1], classes, steps=100, min_lr=1e-7,
+                       device=ENV.device, seed=0)
+    trainer = ProbeTrainer(Tokens(tokens), heads, ENV, 0.1, 5.0, classes)
+    batch = {"labels": torch.randint(0, classes, (tokens.shape[0],)), "skipped": []}
+    trainer_mod.bank_logits = way
+    trainer.train_step(batch, 0, 0)  # warm-up: AdamW state, allocator
+    start = time.perf_counter()
+    trainer.train_step(batch, 0, 1)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--heads", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--tokens", type=int, default=8 * 196)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--classes", type=int, default=174)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ways", nargs="+", default=["bank", "loop"], choices=["bank", "loop"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tokens = torch.randn(args.batch, args.tokens, args.width)
+    ways = {"bank": trainer_mod.bank_logits, "loop": loop_logits}
+    times = {(w, n): [] for w in args.ways for n in args.heads}
+    for _ in range(args.rounds):
+        for w in args.ways:
+            for n in args.heads:
+                times[w, n].append(step_time(n, tokens, args.classes, ways[w]))
+    trainer_mod.bank_logits = ways["bank"]
+    print(f"tokens [{args.batch}, {args.tokens}, {args.width}], {args.classes} classes, "
+          f"{args.rounds} rounds, one thread; train step of the heads (encoder left out)")
+    for w in args.ways:
+        base = times[w, args.heads[0]]
+        for n in args.heads:
+            ratios = [t / b for t, b in zip(times[w, n], base)]
+            print(f"  {w:4s} {n:3d} heads: {statistics.median(times[w, n]) * 1e3:8.1f} ms/step, "
+                  f"{statistics.median(ratios):5.2f}x one head (range {min(ratios):.2f}-"
+                  f"{max(ratios):.2f})")
+
+
+if __name__ == "__main__":
+    main()
