@@ -116,9 +116,19 @@ def save_tiny_encoder(out: Path, seed: int = 0) -> Path:
     return folder
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (the kernel's pick), for torchrun's rendezvous."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Sequence[str] = (),
-                  port: int = 29507) -> List[str]:
-    """The upstream-style command line, scaled to the demo."""
+                  port: Optional[int] = None) -> List[str]:
+    """The upstream-style command line, scaled to the demo (``port``: a free one if None)."""
+    port = free_port() if port is None else port
     script = Path(__file__).resolve().parent / "attentive_probe.py"
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                 f"--master_port={port}"] if nproc > 1 else [sys.executable]

@@ -35,7 +35,7 @@ def _env():
 def test_torchrun_two_ranks_score_odd_val_set_once(demo, tmp_path):
     data, weights = demo
     report = tmp_path / "report"
-    cmd = probe_command(data, weights, report, nproc=2, port=29517,
+    cmd = probe_command(data, weights, report, nproc=2,
                         extra=["--default_lr_list", "0.001", "0.0003", "0.0001", "--default_epoch", "1"])
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -211,11 +211,11 @@ def test_epic_both_datasets_as_frame_segments(clips, tmp_path, capsys):
     place(clips, videos, "P01/videos/P01_01.MP4", "P02_03.mp4")
     rc, io = prepare(capsys, "epic", ann, videos, out)
     assert rc == 0, io.err
-    assert manifest(out, "epic_verb", "train") == ["videos/P01/videos/P01_01.MP4,0,1f,17f",
-                                                   "videos/P01/videos/P01_01.MP4,96,5f,24f"]
-    assert manifest(out, "epic_noun", "train") == ["videos/P01/videos/P01_01.MP4,10,1f,17f",
-                                                   "videos/P01/videos/P01_01.MP4,299,5f,24f"]
-    assert manifest(out, "epic_noun", "val") == ["videos/P02_03.mp4,2,2f,22f"]
+    assert manifest(out, "epic_verb", "train") == ["videos/P01/videos/P01_01.MP4,0,0f,17f",
+                                                   "videos/P01/videos/P01_01.MP4,96,4f,24f"]
+    assert manifest(out, "epic_noun", "train") == ["videos/P01/videos/P01_01.MP4,10,0f,17f",
+                                                   "videos/P01/videos/P01_01.MP4,299,4f,24f"]
+    assert manifest(out, "epic_noun", "val") == ["videos/P02_03.mp4,2,1f,22f"]
     assert report(out, "epic_verb")["splits"]["train"]["absent_videos"] == ["P09_01"]
     check_ok(out, "epic_verb")
     check_ok(out, "epic_noun")

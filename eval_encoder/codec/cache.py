@@ -80,9 +80,11 @@ def content_id(path: str) -> str:
     return _CONTENT_IDS[memo]
 
 
-def cache_key(video_path: str, params: Dict) -> str:
-    """Hex key of (video content, selection parameters)."""
-    text = json.dumps({"video": content_id(video_path), **params}, sort_keys=True)
+def cache_key(video_path: str, params: Dict, segment=None) -> str:
+    """Hex key of (video content, segment of it if any, selection parameters)."""
+    where = None if segment is None else [segment.start, segment.end, segment.unit]
+    text = json.dumps({"video": content_id(video_path), "segment": where, **params},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -22,6 +22,7 @@ from eval_encoder.codec.schedule import frame_ids, zeroed
 from eval_encoder.codec.select import (FLAG_CACHE_RECOMPUTED, FLAG_SHORT_CLIP, Selection, choose,
                                        patch_scores)
 from eval_encoder.video.decode import ClipDecodeError, decode_formats, decode_picked
+from eval_encoder.video.manifest import Segment
 
 log = logging.getLogger("eval_encoder.codec")
 
@@ -136,20 +137,22 @@ class Selector:
             return ids
         return np.concatenate([ids, ids[~zeroed(ids, self.opts.zero_frames)] - 1])
 
-    def _fetch(self, path: str, idx: np.ndarray, threads: int):
+    def _fetch(self, path: str, idx: np.ndarray, threads: int, segment=None):
         """RGB and luma of the sampled frames, luma of the predecessors (one decode pass)."""
         t = self.num_frames
         wanted = {int(i): ("luma",) for i in idx[t:]}
         wanted.update({int(i): ("rgb24", "luma") for i in idx[:t]})
-        got = decode_formats(path, wanted, threads)
+        got = decode_formats(path, wanted, threads, segment)
         stack = lambda ids, fmt: np.stack([got[int(i), fmt] for i in ids])  # noqa: E731
         return (stack(idx[:t], "rgb24"), stack(idx[:t], "luma"),
                 stack(idx[t:], "luma") if idx.size > t else None)
 
-    def decode(self, path: str, threads: int = 1, with_previous: bool = False) -> ClipFrames:
-        """Decode the sampled frames of ``path`` (and, if asked, the predecessors needed)."""
+    def decode(self, path: str, threads: int = 1, with_previous: bool = False,
+               segment: Optional[Segment] = None) -> ClipFrames:
+        """Decode the sampled frames of ``path`` (of its ``segment``: ids count from the
+        segment's start, as if it were trimmed) and, if asked, the predecessors needed."""
         (rgb, luma, prev), idx, total, truncated = decode_picked(
-            path, lambda n: self._wanted(n, with_previous), threads, self._fetch)
+            path, lambda n: self._wanted(n, with_previous), threads, self._fetch, segment)
         ids = idx[:self.num_frames]
         clip = ClipFrames(rgb, luma, ids, total, truncated=truncated)
         if with_previous and prev is not None:
@@ -166,11 +169,13 @@ class Selector:
         except av.error.FFmpegError as exc:  # e.g. frames too small for the canonical encoder
             raise ClipDecodeError(f"{path}: codec re-encode failed ({exc})") from exc
 
-    def lookup(self, path: str) -> Tuple[Optional[Selection], Optional[str], bool]:
-        """(cached selection or None, cache file or None, whether a damaged file was found)."""
+    def lookup(self, path: str, segment: Optional[Segment] = None
+               ) -> Tuple[Optional[Selection], Optional[str], bool]:
+        """(cached selection or None, cache file or None, whether a damaged file was found);
+        a segment of a long video has its own entry."""
         if not self.opts.cache_dir:
             return None, None, False
-        key = _cache.cache_key(path, self.params)
+        key = _cache.cache_key(path, self.params, segment)
         file = _cache.cache_path(self.opts.cache_dir, key)
         try:
             return _cache.read_entry(file, self.opts.K_keep, self.grid, key,
@@ -196,23 +201,26 @@ class Selector:
     def _needs_previous(self) -> bool:
         return self.opts.mv_reference == "source"
 
-    def precompute(self, path: str, threads: int = 1) -> Tuple[str, int]:
-        """Give ``path`` a valid cache entry: ("hit" | "computed" | "recomputed", flags).
-        A hit does not decode the video."""
+    def precompute(self, path: str, threads: int = 1,
+                   segment: Optional[Segment] = None) -> Tuple[str, int]:
+        """Give ``path`` (or its ``segment``) a valid cache entry: ("hit" | "computed" |
+        "recomputed", flags). A hit does not decode the video."""
         if not self.opts.cache_dir:
             raise CodecOptionError("precomputing needs a cache folder (--cache_dir)")
-        sel, file, damaged = self.lookup(path)
+        sel, file, damaged = self.lookup(path, segment)
         if sel is not None:
             return "hit", sel.flags
-        clip = self.decode(path, threads, self._needs_previous())
+        clip = self.decode(path, threads, self._needs_previous(), segment)
         sel = self._fresh(path, clip, file)
         return ("recomputed" if damaged else "computed"), self._flags(sel, False, clip)
 
-    def load(self, path: str, threads: int = 1) -> Tuple[np.ndarray, np.ndarray, int, Selection]:
-        """Decode the ``num_frames`` sampled frames of ``path`` and select patches (from the
-        cache when it holds them): (frames uint8 [T, H, W, 3], ids [T], total, selection)."""
-        sel, file, damaged = self.lookup(path)
-        clip = self.decode(path, threads, sel is None and self._needs_previous())
+    def load(self, path: str, threads: int = 1, segment: Optional[Segment] = None
+             ) -> Tuple[np.ndarray, np.ndarray, int, Selection]:
+        """Decode the ``num_frames`` sampled frames of ``path`` (of its ``segment``) and select
+        patches (from the cache when it holds them): (frames uint8 [T, H, W, 3], ids [T],
+        total, selection)."""
+        sel, file, damaged = self.lookup(path, segment)
+        clip = self.decode(path, threads, sel is None and self._needs_previous(), segment)
         if sel is None:
             sel = self._fresh(path, clip, file)
         return clip.frames, clip.ids, clip.total, Selection(sel.indices,

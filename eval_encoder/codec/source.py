@@ -51,7 +51,7 @@ class CodecSource:
 
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
         """(frames uint8 [T,H,W,3], frame indices [T], total frames, extras) for one clip."""
-        frames, idx, total, sel = self.selector.load(req.path, self.decode_threads)
+        frames, idx, total, sel = self.selector.load(req.path, self.decode_threads, req.segment)
         extras = {"visible_indices": sel.indices,
                   "flags": np.array([sel.flags], dtype=np.int64)}
         return frames, idx, total, extras

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from eval_encoder.video.manifest import Segment  # noqa: F401  (re-exported)
+
 SPLITS = ("train", "val")
 # containers a video can come in; anything else under --videos is not a video
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".flv", ".mpg",
@@ -26,15 +28,6 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", "
 
 class PrepareError(ValueError):
     """Annotations that cannot be turned into manifests, naming the file, line or value."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of a long video: seconds (``unit="s"``) or frame numbers (``unit="f"``)."""
-
-    start: float
-    end: float
-    unit: str
 
 
 @dataclass(frozen=True)

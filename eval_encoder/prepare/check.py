@@ -110,8 +110,8 @@ def segment_frames(entry: Entry, info: ClipInfo) -> Optional[float]:
 
 
 def past_end(seg: Optional[Segment], info: ClipInfo) -> bool:
-    """Whether a segment ends after its video (one frame of slack, as frame numbers may
-    count from 1)."""
+    """Whether a segment ends after its video (one frame of slack for rounded timestamps and
+    frame counts read from the container)."""
     if seg is None:
         return False
     if seg.unit == "f":

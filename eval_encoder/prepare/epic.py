@@ -9,8 +9,8 @@ id), labelled with ``verb_class`` for ``epic_verb`` and ``noun_class`` for ``epi
 
 Segments are frame numbers (``start_frame``/``stop_frame``, written ``123f``) rather than the
 HH:MM:SS.ff timestamps: they are exact, whereas the timestamps are rounded to 1/100 s. They
-are written as published, i.e. counted from 1 as the published RGB frame folders are (one
-frame, 1/50 s, from a 0-based count). Class names are the ``key`` column of
+are published counted from 1 and inclusive (``frame_0000000001.jpg`` is the first frame), and
+written 0-based and end-exclusive as manifests count: ``start_frame - 1`` to ``stop_frame``. Class names are the ``key`` column of
 ``EPIC_100_verb_classes.csv`` / ``EPIC_100_noun_classes.csv`` when given (97 and 300 rows);
 without them each class is named after its most frequent narrated word, ids no row uses are
 named ``unseen_<id>``, and unused highest ids make the class count fall short of the card's,
@@ -53,7 +53,7 @@ def row_item(row: Dict[str, str], where: str, column: str) -> Item:
     start, stop = integer(row["start_frame"], where), integer(row["stop_frame"], where)
     vid, person = row["video_id"].strip(), row["participant_id"].strip()
     return Item(vid, (f"{person}/videos/{vid}.MP4", vid), integer(row[column], where),
-                Segment(start, stop, "f"))
+                Segment(start - 1, stop, "f"))
 
 
 def read_split(path: Path, out: Dict[str, Prepared], split: str,

@@ -17,7 +17,7 @@ import numpy as np
 
 from eval_encoder.registry import CLIP_SOURCES
 from eval_encoder.video.decode import ClipDecodeError, decode_clip_counted
-from eval_encoder.video.manifest import ManifestEntry
+from eval_encoder.video.manifest import ManifestEntry, Segment
 from eval_encoder.video.transforms import JitterParams, draw_jitter
 
 
@@ -53,6 +53,7 @@ class ClipRequest:
     rng: np.random.Generator
     temporal_view: int = 0
     num_temporal_views: int = 1
+    segment: Optional[Segment] = None  # a stretch of a long video (manifest start, end)
 
 
 class FramesSource:
@@ -67,7 +68,7 @@ class FramesSource:
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
         frames, idx, count = decode_clip_counted(
             req.path, self.num_frames, req.train, req.rng, self.decode_threads,
-            req.temporal_view, req.num_temporal_views)
+            req.temporal_view, req.num_temporal_views, segment=req.segment)
         flags = np.array([FLAG_TRUNCATED if count.truncated else 0], dtype=np.int64)
         return frames, idx, count.used, {"flags": flags,
                                          "packets": np.array([count.packets], dtype=np.int64)}
@@ -123,7 +124,7 @@ class ClipDataset:
         rng = np.random.default_rng([self.seed, epoch, index, int(self.train)])
         pos = self.spatial_pos[s_view]
         out = Sample(index=index, clip_index=clip, label=entry.label, path=path)
-        req = ClipRequest(path, self.train, rng, t_view, self.temporal_views)
+        req = ClipRequest(path, self.train, rng, t_view, self.temporal_views, entry.segment)
         try:
             out.frames, out.frame_indices, out.total_frames, out.extras = self.source.load(req)
         except ClipDecodeError as exc:

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from eval_encoder.video.manifest import invisible_note
+from eval_encoder.video.manifest import Segment, invisible_note
 
 
 class ClipDecodeError(RuntimeError):
@@ -111,15 +111,19 @@ def _convert(frame, fmt: str, size) -> np.ndarray:
     return frame.to_ndarray(format="gray" if fmt == "luma" else fmt, width=size[0], height=size[1])
 
 
-def decode_formats(path: str, wanted: Dict[int, Sequence[str]], threads: int = 1
-                   ) -> Dict[Tuple[int, str], np.ndarray]:
+def decode_formats(path: str, wanted: Dict[int, Sequence[str]], threads: int = 1,
+                   segment: Optional[Segment] = None) -> Dict[Tuple[int, str], np.ndarray]:
     """Decode frame ``n`` in each pixel format of ``wanted[n]`` ("rgb24": [H, W, 3], "luma":
-    [H, W], see :func:`_convert`): ``{(n, format): array}``. Decodes sequentially up to the largest index;
-    an index past the decodable end raises ClipDecodeError (nothing is substituted here)."""
+    [H, W], see :func:`_convert`): ``{(n, format): array}``. Decodes sequentially up to the
+    largest index; with a ``segment``, ``n`` counts from the segment's first frame and the
+    decoder seeks there first (:func:`decode_segment`). An index past the decodable end
+    raises ClipDecodeError (nothing is substituted here)."""
     import av
 
     if not wanted:
         raise ValueError("no frame indices")
+    if segment is not None:
+        return decode_segment(path, wanted, threads, segment)
     last = max(wanted)
     keep: Dict[Tuple[int, str], np.ndarray] = {}
     size = None
@@ -142,17 +146,99 @@ def decode_formats(path: str, wanted: Dict[int, Sequence[str]], threads: int = 1
     return keep
 
 
-def decode_frames(path: str, indices: Sequence[int], threads: int = 1) -> np.ndarray:
-    """Decode the frames at ``indices`` (any order, repeats allowed) as uint8 [T, H, W, 3] RGB."""
-    keep = decode_formats(path, {int(i): ("rgb24",) for i in indices}, threads)
+def decode_frames(path: str, indices: Sequence[int], threads: int = 1,
+                  segment: Optional[Segment] = None) -> np.ndarray:
+    """Decode the frames at ``indices`` (any order, repeats allowed; counted from the
+    segment's first frame when there is one) as uint8 [T, H, W, 3] RGB."""
+    keep = decode_formats(path, {int(i): ("rgb24",) for i in indices}, threads, segment)
     return np.stack([keep[int(i), "rgb24"] for i in indices])
 
 
+# ----------------------------------------------------------------------------- segments
+
+def frame_rate(stream, path: str) -> float:
+    """The stream's frame rate (average, else guessed); ClipDecodeError when it has none."""
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or float(rate) <= 0:
+        raise ClipDecodeError(f"{path}: no frame rate to place a segment in seconds")
+    return float(rate)
+
+
+def segment_range(segment: Segment, fps: float) -> Tuple[int, int]:
+    """[first, end) frame indices of ``segment``: frames as given, or in seconds the frames
+    whose timestamp i / fps lies in [start, end)."""
+    if segment.unit == "f":
+        return int(segment.start), int(segment.end)
+    return math.ceil(segment.start * fps - 1e-9), math.ceil(segment.end * fps - 1e-9)
+
+
+def segment_length(path: str, segment: Segment) -> int:
+    """Frames in ``segment`` of ``path`` (the container is opened only for seconds)."""
+    if segment.unit == "f":
+        first, end = segment_range(segment, 1.0)
+        return end - first
+    container, stream = _open(path, 1)
+    try:
+        first, end = segment_range(segment, frame_rate(stream, path))
+    finally:
+        container.close()
+    return end - first
+
+
+def _frame_index(frame, stream, fps: float, previous: int) -> int:
+    """A decoded frame's index in the file, from its timestamp (the previous one + 1 when the
+    frame carries none)."""
+    if frame.pts is None:
+        return previous + 1
+    return int(round(float((frame.pts - (stream.start_time or 0)) * stream.time_base) * fps))
+
+
+def decode_segment(path: str, wanted: Dict[int, Sequence[str]], threads: int,
+                   segment: Segment) -> Dict[Tuple[int, str], np.ndarray]:
+    """:func:`decode_formats` within a segment of a long video: seek to the keyframe before
+    its first wanted frame, decode forward, place frames by their timestamps; no trimming, no
+    re-encoding. Keys count from the segment's first frame."""
+    import av
+
+    container, stream = _open(path, threads)
+    try:
+        fps = frame_rate(stream, path)
+        first, _ = segment_range(segment, fps)
+        start = first + min(wanted)
+        container.seek(int((stream.start_time or 0) + start / fps / stream.time_base),
+                       stream=stream, backward=True, any_frame=False)
+        keep = _collect(container.decode(stream), stream, fps, first, wanted)
+    except av.error.FFmpegError as exc:
+        raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
+    finally:
+        container.close()
+    missing = sorted(n for n in wanted if not all((n, f) in keep for f in wanted[n]))
+    if missing:
+        raise ClipDecodeError(f"{path}: segment frames {missing[:5]} (from segment start "
+                              f"{first}) past the decodable end")
+    return keep
+
+
+def _collect(frames, stream, fps: float, first: int, wanted: Dict[int, Sequence[str]]):
+    keep: Dict[Tuple[int, str], np.ndarray] = {}
+    size, index, last = None, first - 1, first + max(wanted)
+    for frame in frames:
+        index = _frame_index(frame, stream, fps, index)
+        size = size or (frame.width, frame.height)
+        for fmt in wanted.get(index - first, ()):
+            keep[index - first, fmt] = _convert(frame, fmt, size)
+        if index >= last:
+            break
+    return keep
+
+
 def decode_clip(path: str, num_frames: int, train: bool, rng: Optional[np.random.Generator],
-                threads: int = 1, view: int = 0, num_views: int = 1, uniform: bool = False):
-    """Count, sample and decode one clip: (frames [T,H,W,3] uint8, indices [T], total)."""
+                threads: int = 1, view: int = 0, num_views: int = 1, uniform: bool = False,
+                segment: Optional[Segment] = None):
+    """Count, sample and decode one clip (or one segment of a long video): (frames
+    [T,H,W,3] uint8, indices [T] counted from the clip's or segment's first frame, total)."""
     frames, idx, total, _ = decode_clip_checked(path, num_frames, train, rng, threads, view,
-                                                num_views, uniform)
+                                                num_views, uniform, segment)
     return frames, idx, total
 
 
@@ -175,45 +261,61 @@ def _picker(num_frames: int, train: bool, rng: Optional[np.random.Generator], vi
 
 def decode_clip_checked(path: str, num_frames: int, train: bool,
                         rng: Optional[np.random.Generator], threads: int = 1, view: int = 0,
-                        num_views: int = 1, uniform: bool = False):
+                        num_views: int = 1, uniform: bool = False,
+                        segment: Optional[Segment] = None):
     """:func:`decode_clip` plus whether fewer frames decoded than the stream has packets
     (a damaged tail): such a clip is sampled over the frames that do decode, and flagged."""
-    return decode_picked(path, _picker(num_frames, train, rng, view, num_views, uniform), threads)
+    return decode_picked(path, _picker(num_frames, train, rng, view, num_views, uniform), threads,
+                         segment=segment)
 
 
 def decode_clip_counted(path: str, num_frames: int, train: bool,
                         rng: Optional[np.random.Generator], threads: int = 1, view: int = 0,
-                        num_views: int = 1, uniform: bool = False):
+                        num_views: int = 1, uniform: bool = False,
+                        segment: Optional[Segment] = None):
     """:func:`decode_clip_checked` with the :class:`FrameCount` in place of the total and the
     truncation flag: (frames [T,H,W,3] uint8, indices [T], FrameCount)."""
     pick = _picker(num_frames, train, rng, view, num_views, uniform)
-    return _decode_counted(path, pick, threads, decode_frames)
+    return _decode_counted(path, pick, threads, decode_frames, segment)
 
 
 def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
-                  fetch: Callable = decode_frames):
-    """Decode the frames ``pick(total)`` chooses with ``fetch(path, indices, threads)``:
-    (what fetch returns, indices, total, truncated). A damaged tail is retried over the frames
-    that do decode (``truncated``)."""
-    out, idx, count = _decode_counted(path, pick, threads, fetch)
+                  fetch: Callable = decode_frames, segment: Optional[Segment] = None):
+    """Decode the frames ``pick(total)`` chooses with ``fetch(path, indices, threads,
+    segment)``: (what fetch returns, indices, total, truncated). A damaged tail is retried
+    over the frames that do decode (``truncated``); a segment past the decodable end is an
+    error."""
+    out, idx, count = _decode_counted(path, pick, threads, fetch, segment)
     return out, idx, count.used, count.truncated
 
 
+def _decode_segment_counted(path: str, pick: Callable[[int], np.ndarray], threads: int,
+                            fetch: Callable, segment: Segment):
+    total = segment_length(path, segment)
+    if total <= 0:
+        raise ClipDecodeError(f"{path}: empty segment {segment}")
+    idx = pick(total)
+    return fetch(path, idx, threads, segment), idx, FrameCount(total, total, False)
+
+
 def _decode_counted(path: str, pick: Callable[[int], np.ndarray], threads: int,
-                    fetch: Callable) -> Tuple[object, np.ndarray, FrameCount]:
+                    fetch: Callable, segment: Optional[Segment] = None
+                    ) -> Tuple[object, np.ndarray, FrameCount]:
     """(what fetch returns, indices, FrameCount): see :func:`decode_picked`."""
+    if segment is not None:
+        return _decode_segment_counted(path, pick, threads, fetch, segment)
     packets = count_frames(path)
     if packets == 0:
         raise ClipDecodeError(f"{path}: no video frames")
     idx = pick(packets)
     try:
-        return fetch(path, idx, threads), idx, FrameCount(packets, packets, False)
+        return fetch(path, idx, threads, None), idx, FrameCount(packets, packets, False)
     except ClipDecodeError:
         total = _decodable_count(path, threads)
         if total == 0:
             raise
         idx = pick(total)
-        return fetch(path, idx, threads), idx, FrameCount(total, packets, True)
+        return fetch(path, idx, threads, None), idx, FrameCount(total, packets, True)
 
 
 def _decodable_count(path: str, threads: int) -> int:

@@ -1,12 +1,20 @@
-"""Dataset cards (datasets/<name>.yaml) and CSV manifests (``relative/path,label`` per line)."""
+"""Dataset cards (datasets/<name>.yaml) and CSV manifests.
+
+A manifest line is ``relative/path,label`` (a whole clip) or ``relative/path,label,start,end``
+(a segment of a long video): start and end in seconds (``11.9``) or as frame numbers with an
+``f`` suffix (``1200f``), both in one unit. Frames count from 0 in decoding order; a segment
+covers [start, end): in seconds, the frames whose timestamp t has start <= t < end.
+Fields are split from the right, so a path may hold commas.
+"""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import unicodedata
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import yaml
 
@@ -32,10 +40,20 @@ class DatasetCard:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A stretch [start, end) of a long video: seconds (``unit="s"``) or frames (``"f"``)."""
+
+    start: float
+    end: float
+    unit: str
+
+
+@dataclass(frozen=True)
 class ManifestEntry:
     path: str
     label: int
     line: int
+    segment: Optional[Segment] = None
 
 
 def cards_dir() -> Path:
@@ -103,34 +121,68 @@ def invisible_note(path: str) -> str:
     return f" (path contains {', '.join(found)})" if found else ""
 
 
-def read_manifest(path: str, num_classes: int) -> List[ManifestEntry]:
-    """Parse ``relative/path,label`` lines; blank lines and ``#`` comments are skipped.
+def parse_time(text: str) -> Tuple[float, str]:
+    """``"1200f" -> (1200, "f")``, ``"11.9" -> (11.9, "s")``; ValueError otherwise."""
+    text = text.strip()
+    if text.endswith("f"):
+        return int(text[:-1]), "f"
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite time")
+    return value, "s"
 
-    A malformed line or a label outside ``[0, num_classes)`` raises ManifestError with the
-    file and line number, before any training starts. A UTF-8 byte order mark at the start
-    of the file (as some spreadsheet tools write) is not part of the first path.
-    """
+
+def segment_of(start: str, end: str) -> Optional[Segment]:
+    """The segment of two time fields, None unless both are times of one unit."""
+    try:
+        (a, unit_a), (b, unit_b) = parse_time(start), parse_time(end)
+    except ValueError:
+        return None
+    return Segment(a, b, unit_a) if unit_a == unit_b else None
+
+
+def parse_line(text: str, path: str, lineno: int, num_classes: int) -> ManifestEntry:
+    """One non-comment manifest line; ManifestError naming the file and line if malformed."""
+    where = f"{path}:{lineno}"
+    fields = text.rsplit(",", 3)
+    segment = segment_of(fields[2], fields[3]) if len(fields) == 4 else None
+    if segment is not None:
+        rel, label_text = fields[0], fields[1]
+    elif "," in text:
+        rel, label_text = text.rsplit(",", 1)
+    else:
+        raise ManifestError(f"{where}: expected 'path,label' or 'path,label,start,end', "
+                            f"got {text!r}")
+    try:
+        label = int(label_text.strip())
+    except ValueError:
+        raise ManifestError(f"{where}: label {label_text.strip()!r} is not an integer") from None
+    if not 0 <= label < num_classes:
+        raise ManifestError(f"{where}: label {label} outside the dataset's {num_classes} classes")
+    if not rel.strip():
+        raise ManifestError(f"{where}: empty video path")
+    if segment is not None and not (segment.end > segment.start >= 0):
+        raise ManifestError(f"{where}: segment {fields[2].strip()}-{fields[3].strip()} is "
+                            "empty, reversed or negative")
+    return ManifestEntry(rel.strip(), label, lineno, segment)
+
+
+def parse_manifest(path: str, num_classes: int) -> List[ManifestEntry]:
+    """Every entry of a manifest (blank lines and ``#`` comments skipped; a UTF-8 byte order
+    mark, as some spreadsheet tools write, is not part of the first path)."""
     if not os.path.isfile(path):
         raise ManifestError(f"manifest not found: {path}")
-    entries: List[ManifestEntry] = []
     with open(path, encoding="utf-8-sig") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text or text.startswith("#"):
-                continue
-            if "," not in text:
-                raise ManifestError(f"{path}:{lineno}: expected 'path,label', got {text!r}")
-            rel, label_text = text.rsplit(",", 1)
-            try:
-                label = int(label_text.strip())
-            except ValueError:
-                raise ManifestError(f"{path}:{lineno}: label {label_text.strip()!r} is not an integer") from None
-            if not 0 <= label < num_classes:
-                raise ManifestError(
-                    f"{path}:{lineno}: label {label} outside the dataset's {num_classes} classes")
-            if not rel.strip():
-                raise ManifestError(f"{path}:{lineno}: empty video path")
-            entries.append(ManifestEntry(rel.strip(), label, lineno))
+        lines = [(n, raw.strip()) for n, raw in enumerate(fh, start=1)]
+    return [parse_line(text, path, n, num_classes) for n, text in lines
+            if text and not text.startswith("#")]
+
+
+def read_manifest(path: str, num_classes: int) -> List[ManifestEntry]:
+    """:func:`parse_manifest`, refusing an empty manifest. A malformed line or a label
+    outside ``[0, num_classes)`` raises ManifestError with the file and line number, before
+    any training starts."""
+    entries = parse_manifest(path, num_classes)
     if not entries:
         raise ManifestError(f"manifest {path} has no entries")
     return entries
