@@ -71,7 +71,34 @@ def check_ok(out: Path, dataset: str) -> dict:
     return data
 
 
-def test_ssv2(clips, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from eval_encoder.demo import save_tiny_encoder
+
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny"))
+
+
+def trains(out: Path, dataset: str, weights: Path, monkeypatch) -> dict:
+    """One probe epoch on the prepared data root: the record is complete and every
+    validation clip (or segment) is scored."""
+    from eval_encoder.demo import probe_command
+    from eval_encoder.probe.run import main as probe_main
+
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    report = out.parent / f"report_{dataset}"
+    cmd = probe_command(out, weights, report, nproc=1,
+                        extra=["--dataset", dataset, "--default_epoch", "1", "--batch_size", "2",
+                               "--default_lr_list", "0.001", "--num_frames", "4"])
+    assert probe_main(cmd[2:]) == 0
+    (path,) = (report / "runs" / dataset).glob("*.json")
+    record = json.loads(path.read_text())
+    val = record["samples"]["val"]
+    assert record["status"] == "complete" and val["scored"] == val["expected"] > 0
+    return record
+
+
+def test_ssv2(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "ann", tmp_path / "dl" / "videos", tmp_path / "root"
     templates = [f"Moving [something] {i} times" for i in range(174)]
     write_json(ann / "something-something-v2-labels.json",
@@ -96,9 +123,10 @@ def test_ssv2(clips, tmp_path, capsys):
     assert rep["splits"]["train"]["absent_lines"] == 1
     assert "1 annotated videos absent on disk, 1 lines left out" in io.out
     assert check_ok(out, "ssv2")["histograms"]["codec"] == {"vp9": 4}
+    trains(out, "ssv2", weights, monkeypatch)
 
 
-def test_diving48(clips, tmp_path, capsys):
+def test_diving48(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "ann", tmp_path / "videos", tmp_path / "root"
     write_json(ann / "Diving48_vocab.json", [["Back", f"{i}som", "NoTwis", "PIKE"] for i in range(48)])
     write_json(ann / "Diving48_V2_train.json",
@@ -114,9 +142,10 @@ def test_diving48(clips, tmp_path, capsys):
     assert manifest(out, "diving48", "val") == ["videos/b_00002.mp4,3"]
     assert "1,Back_1som_NoTwis_PIKE" in (out / "diving48" / "classes.csv").read_text()
     check_ok(out, "diving48")
+    trains(out, "diving48", weights, monkeypatch)
 
 
-def test_hmdb51(clips, tmp_path, capsys):
+def test_hmdb51(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "testTrainMulti_7030_splits", tmp_path / "hmdb", tmp_path / "root"
     classes = sorted(["brush_hair", "cartwheel"] + [f"class{i:02d}" for i in range(49)])
     ann.mkdir()
@@ -138,10 +167,11 @@ def test_hmdb51(clips, tmp_path, capsys):
     assert manifest(out, "hmdb51", "val") == ["videos/brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_1.avi,0"]
     assert report(out, "hmdb51")["skipped"]["not in split 1 (id 0)"]["count"] == 50
     check_ok(out, "hmdb51")
+    trains(out, "hmdb51", weights, monkeypatch)
 
 
 @pytest.mark.parametrize("dataset", ["k400", "k600", "k700"])
-def test_kinetics_names_and_layouts(clips, tmp_path, capsys, dataset):
+def test_kinetics_names_and_layouts(clips, tmp_path, capsys, dataset, weights, monkeypatch):
     ann, videos, out = tmp_path / "ann", tmp_path / "videos", tmp_path / "root"
     n = load_card(dataset).num_classes
     labels = [f"class {i:03d}" for i in range(n)]
@@ -164,9 +194,10 @@ def test_kinetics_names_and_layouts(clips, tmp_path, capsys, dataset):
     assert rep["splits"]["train"]["absent_videos_count"] == n - 3
     assert f"{n - 3} annotated videos absent" in io.out
     check_ok(out, dataset)
+    trains(out, dataset, weights, monkeypatch)
 
 
-def test_ucf101(clips, tmp_path, capsys):
+def test_ucf101(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "ucfTrainTestlist", tmp_path / "UCF-101", tmp_path / "root"
     names = ["ApplyEyeMakeup", "HandstandPushups"] + [f"Class{i:03d}" for i in range(99)]
     ann.mkdir()
@@ -183,6 +214,7 @@ def test_ucf101(clips, tmp_path, capsys):
     assert manifest(out, "ucf101", "val") == ["videos/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi,0",
                                               "videos/HandstandPushups/v_HandStandPushups_g01_c01.avi,1"]
     check_ok(out, "ucf101")
+    trains(out, "ucf101", weights, monkeypatch)
 
 
 EPIC_HEADER = ["narration_id", "participant_id", "video_id", "narration_timestamp",
@@ -195,7 +227,7 @@ def epic_row(nid, person, vid, start, stop, verb, noun):
             "take cup", "take", verb, "cup", noun, "['cup']", f"[{noun}]"]
 
 
-def test_epic_both_datasets_as_frame_segments(clips, tmp_path, capsys):
+def test_epic_both_datasets_as_frame_segments(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "epic-kitchens-100-annotations", tmp_path / "EPIC-KITCHENS", tmp_path / "root"
     write_csv(ann / "EPIC_100_train.csv", EPIC_HEADER,
               [epic_row("P01_01_0", "P01", "P01_01", 1, 17, 0, 10),
@@ -219,6 +251,7 @@ def test_epic_both_datasets_as_frame_segments(clips, tmp_path, capsys):
     assert report(out, "epic_verb")["splits"]["train"]["absent_videos"] == ["P09_01"]
     check_ok(out, "epic_verb")
     check_ok(out, "epic_noun")
+    trains(out, "epic_noun", weights, monkeypatch)
     # one dataset alone, into a fresh root
     rc, io = prepare(capsys, "epic_noun", ann, videos, tmp_path / "root2")
     assert rc == 0 and not (tmp_path / "root2" / "epic_verb").exists()
@@ -253,7 +286,7 @@ def charades_files(ann: Path):
     write_csv(ann / "CharadesEgo_v1_test_only3rd.csv", CHARADES_HEADER, [charades_row("DDD", "c004 0 2")])
 
 
-def test_charadesego_first_person_segments_in_seconds(clips, tmp_path, capsys):
+def test_charadesego_first_person_segments_in_seconds(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "CharadesEgo", tmp_path / "CharadesEgo_v1_480", tmp_path / "root"
     charades_files(ann)
     place(clips, videos, "AAAEGO.mp4", "BBBEGO.mp4", "CCCEGO.mp4", "DDDEGO.mp4", "AAA.mp4", "DDD.mp4")
@@ -268,6 +301,7 @@ def test_charadesego_first_person_segments_in_seconds(clips, tmp_path, capsys):
         "identical action triple written once": 1, "video without actions": 1,
         "segment end not after start": 1}
     data = check_ok(out, "charadesego")
+    trains(out, "charadesego", weights, monkeypatch)
     assert len(data["splits"]["train"]["short"]) == 1  # 1.2 s x 8 fps < 16 frames, listed
 
 
@@ -290,7 +324,7 @@ def perception_video(split, actions, frames=FRAMES):
                                     for i, (label, s, e) in enumerate(actions)]}
 
 
-def test_perception_test_segments_from_microseconds(clips, tmp_path, capsys):
+def test_perception_test_segments_from_microseconds(clips, tmp_path, capsys, weights, monkeypatch):
     ann, videos, out = tmp_path / "ann", tmp_path / "videos", tmp_path / "root"
     every = [(i, 0, 100) for i in range(63)]  # names every class once (absent video)
     write_json(ann / "action_localisation_train.json", {
@@ -310,6 +344,7 @@ def test_perception_test_segments_from_microseconds(clips, tmp_path, capsys):
     assert rep["skipped"]["video without actions"]["count"] == 1
     assert "2,action 2" in (out / "perception_test" / "classes.csv").read_text()
     check_ok(out, "perception_test")
+    trains(out, "perception_test", weights, monkeypatch)
 
 
 def test_perception_test_millisecond_timestamps_are_refused(tmp_path, capsys):
