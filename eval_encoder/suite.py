@@ -532,12 +532,23 @@ def run_dataset(recipe: Recipe, dataset: str, data_root: str, save_report: str, 
     return outcome
 
 
+def say_resume(save_report: str, dataset: str, chash: str) -> None:
+    """A dataset cut off mid-run continues from its checkpoint: say which (the trainer
+    finds it itself, under the default checkpoint folder of this configuration)."""
+    from eval_encoder import checkpoint as ckpt
+
+    found = ckpt.find(ckpt.default_dir(save_report, dataset, chash))
+    if found:
+        _say(f"{dataset}: resuming from the checkpoint {found[0]}")
+
+
 def _run_or_skip(argv, chash: str, dataset: str, data_root: str, save_report: str, nproc: int,
                  launcher: Launcher, script: Path, recipe_name: str) -> Outcome:
     done = find_complete(save_report, dataset, chash, nproc, data_root)
     if done:
         path, data = done
         return Outcome(dataset, "skipped", path, float(data["reported"]["top1"]))
+    say_resume(save_report, dataset, chash)
     folder = rec.records_dir(save_report, dataset)
     before = set(folder.glob("*.json")) if folder.is_dir() else set()
     log_path = Path(save_report) / "suite" / recipe_name / f"{dataset}.log"

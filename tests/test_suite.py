@@ -274,3 +274,36 @@ def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
     (root / "hmdb51" / "val_new.csv").write_text("videos/a.mp4,0\nvideos/b.mp4,1\n")
     again = suite.run_suite(recipe, str(root), report, launcher=FakeTrainer())
     assert [o.status for o in again] == ["skipped", "complete"]
+
+
+def test_a_killed_suite_resumes_its_dataset_from_the_checkpoint(demo_data, tmp_path):
+    """kill -9 of the suite in the middle of a dataset; the rerun continues that dataset from
+    its newest checkpoint instead of starting it over."""
+    import signal
+    import time
+
+    data, weights = demo_data
+    recipe = write_recipe(tmp_path, datasets=("demo",), model_weight=str(weights),
+                          embedding_size=128, default_epoch=4, checkpoint_every_min=0)
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "eval_encoder", "suite", str(recipe), "--data_root", str(data),
+           "--save_report", str(report), "--device", "cpu", "--loader", "torch",
+           "--dali_py_num_workers", "0"]
+    env = {k: v for k, v in os.environ.items() if k not in suite.LAUNCHER_ENV}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((report / "checkpoints").rglob("e0001-s*.pt")):
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint in epoch 1"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)  # the suite takes its trainer down with it
+    proc.wait()
+    time.sleep(1.0)
+    assert not list((report / "runs").rglob("*.json"))
+    again = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "demo: resuming from the checkpoint" in again.stdout, again.stdout[-3000:]
+    (path,) = (report / "runs" / "demo").glob("*.json")
+    record = read_record(str(path))
+    assert record["status"] == "complete" and record["resumed_from"]["epoch"] >= 1
