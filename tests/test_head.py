@@ -1,6 +1,7 @@
 """The probe head and the multi-head trainer (one encoder pass per batch)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ def test_three_learning_rates_one_encoder_pass_per_batch():
     assert enc.calls == 4 == trainer.counters.batches["train"]
     scored = trainer.evaluate(loader, views=1, modules=[h.module for h in heads])
     assert enc.calls == 8 and len(scored) == 20
-    assert len(scored[0]["top5"]) == 3  # one prediction list per head
+    assert scored.top5.shape == (20, 3, 3)  # clips x heads x min(5, classes)
 
 
 def test_schedule_reaches_min_lr_and_heads_differ():
@@ -124,15 +125,22 @@ def test_empty_batch_after_skips_still_steps_in_lockstep():
     assert heads[0].optimizer.param_groups[0]["lr"] == 1e-3
 
 
+def _scored(clips, labels, top):
+    from eval_encoder.probe.predictions import Scored
+
+    top = np.asarray(top, dtype=np.int16)[:, None, :]
+    return Scored(np.asarray(clips), np.asarray(labels), top, np.zeros(top.shape, np.float32))
+
+
 def test_accuracy_and_exactly_once_checks():
-    scored = [{"clip": 0, "label": 1, "top5": [[1, 0, 2]]},
-              {"clip": 1, "label": 2, "top5": [[0, 2, 1]]}]
+    scored = _scored([0, 1], [1, 2], [[1, 0, 2], [0, 2, 1]])
     assert accuracy(scored, 0) == {"top1": 50.0, "top5": 100.0}
     check_scored_once(scored, 3, skipped_clips={2})
     with pytest.raises(RunFailed, match="neither scored nor skipped"):
         check_scored_once(scored, 3, skipped_clips=set())
+    twice = _scored([0, 1, 0], [1, 2, 1], [[1, 0, 2], [0, 2, 1], [1, 0, 2]])
     with pytest.raises(RunFailed, match="more than once"):
-        check_scored_once(scored + scored[:1], 2, set())
+        check_scored_once(twice, 2, set())
 
 
 def test_head_bank_equals_each_head_in_logits_and_gradients():

@@ -10,19 +10,12 @@ from __future__ import annotations
 from typing import List, Optional
 
 from eval_encoder.prepare.base import PrepareError, Segment
-from eval_encoder.video.manifest import ManifestEntry, parse_manifest, segment_of
+from eval_encoder.video.manifest import (ManifestEntry, format_time, parse_manifest,  # noqa: F401
+                                         segment_of)
 
 
 # a parsed manifest line is the suite's own entry (path, label, line, segment)
 Entry = ManifestEntry
-
-
-def format_time(value: float, unit: str) -> str:
-    """``1200f`` for frames, ``11.9`` / ``0.0`` for seconds (microsecond precision)."""
-    if unit == "f":
-        return f"{int(value)}f"
-    text = f"{value:.6f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
 
 
 def format_line(path: str, label: int, segment: Optional[Segment] = None) -> str:

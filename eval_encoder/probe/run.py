@@ -24,6 +24,8 @@ from eval_encoder.config import ConfigError, ProbeConfig, parse_config, require
 from eval_encoder.encoders import build_encoder
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.head import head_grid
+from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
+from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
 from eval_encoder.registry import CLIP_SOURCES, ENCODERS
 from eval_encoder.video.dataset import ClipDataset
@@ -225,10 +227,11 @@ def eval_epochs(cfg: ProbeConfig) -> List[int]:
 
 
 def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Splits,
-              modules: List, desc: str) -> List[Dict]:
+              modules: List, desc: str) -> Scored:
     """One pass over the validation split scoring ``modules``; checks exactly-once."""
     val_loader.set_epoch(0)
-    scored = trainer.evaluate(val_loader, splits.val.views, modules, desc)
+    keep = needs_probs(splits.card.metrics)
+    scored = trainer.evaluate(val_loader, splits.val.views, modules, desc, keep_probs=keep)
     _skip_check(trainer, "val", len(splits.val.entries), splits.val.views, cfg.max_skip_fraction)
     skipped_clips = {k // splits.val.views for k in trainer.counters.skipped["val"]}
     check_scored_once(scored, len(splits.val.entries), skipped_clips)
@@ -247,6 +250,7 @@ class Training:
     splits: Splits
     checkpointer: Optional[ckpt.Checkpointer] = None
     snapshots: List = field(default_factory=list)  # (epoch, head index, frozen copy)
+    predictions: PredictionStore = field(default_factory=PredictionStore)
     start: ckpt.Position = ckpt.Position(0, 0)
 
     def state(self) -> Dict:
@@ -303,7 +307,7 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
         if epoch in due and live and mode == "epoch":
             modules = [trainer.heads[i].module for i in live]
             scored = score_val(cfg, trainer, val_loader, splits, modules, f"val {epoch}")
-            _record_scores(trainer, scored, [(epoch, i) for i in live])
+            _record_scores(run, scored, [(epoch, i) for i in live])
         elif epoch in due and live:
             run.snapshots += [(epoch, i, copy.deepcopy(trainer.heads[i].module).cpu())
                               for i in live]
@@ -312,7 +316,7 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
         modules = [m.to(trainer.env.device) for _, _, m in run.snapshots]
         scored = score_val(cfg, trainer, val_loader, splits, modules,
                            f"val ({len(modules)} head snapshots)")
-        _record_scores(trainer, scored, [(e, i) for e, i, _ in run.snapshots])
+        _record_scores(run, scored, [(e, i) for e, i, _ in run.snapshots])
 
 
 SNAPSHOT_BYTES = 2 << 30  # head copies kept for one validation pass at the end
@@ -333,8 +337,11 @@ def snapshot_budget(cfg: ProbeConfig, trainer: ProbeTrainer, evals: int) -> str:
     return cfg.eval_mode
 
 
-def _record_scores(trainer: ProbeTrainer, scored: List[Dict], owners) -> None:
-    """Put module j's accuracy into the history of head ``owners[j] = (epoch, head)``."""
+def _record_scores(run: Training, scored: Scored, owners) -> None:
+    """Put module j's accuracy into the history of head ``owners[j] = (epoch, head)``, and
+    keep its per-clip predictions for the run's prediction file."""
+    trainer = run.trainer
+    run.predictions.add(scored, owners)
     for j, (epoch, i) in enumerate(owners):
         trainer.heads[i].history[epoch].update(accuracy(scored, j))
     for epoch in sorted({e for e, _ in owners}):
@@ -514,6 +521,25 @@ def failure_samples(record: Dict, progress: Progress, exc: Exception) -> None:
         record["samples"] = samples
 
 
+def attach_predictions(record: Dict, cfg: ProbeConfig, training: Training) -> None:
+    """Write the reported head's per-clip predictions beside the record, and its metrics
+    (the dataset card's) into it."""
+    trainer, splits = training.trainer, training.splits
+    names = [h.name for h in trainer.heads]
+    owner = (record["reported"]["epoch"], names.index(record["reported"]["head"]))
+    if owner not in training.predictions.by_owner:  # scored before a resume: not kept
+        record["predictions"], record["metrics"] = None, None
+        return
+    folder = rec.records_dir(cfg.save_report, splits.card.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['run_id']}.predictions.npz"
+    name, digest = training.predictions.write(str(path), owner, splits.val.entries, names)
+    chosen = training.predictions.by_owner[owner]
+    record["predictions"] = {"file": name, "sha256": digest, "head": record["reported"]["head"],
+                             "epoch": owner[0], "clips": len(chosen)}
+    record["metrics"] = compute_metrics(chosen, splits.card.metrics)
+
+
 def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
               progress: Progress) -> None:
     """Build, train, score and fill the record of one run (see :func:`run`)."""
@@ -529,6 +555,8 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     record["batch"] = training.plan.describe()
     record["checkpoints"] = training.checkpointer.describe()
     record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
+    if env.is_main:
+        attach_predictions(record, cfg, training)
     record["status"] = "complete"
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from eval_encoder import distributed as dist
 from eval_encoder.probe.head import ClassificationHead, bank_logits, head_name
+from eval_encoder.probe.predictions import Scored, merge, score_clips, top1, top5
 
 log = logging.getLogger("eval_encoder.trainer")
 
@@ -380,11 +381,13 @@ class ProbeTrainer:
 
     # ---- evaluation
     @torch.no_grad()
-    def evaluate(self, loader, views: int, modules: List[nn.Module], desc: str = "val") -> List[Dict]:
+    def evaluate(self, loader, views: int, modules: List[nn.Module], desc: str = "val",
+                 keep_probs: bool = False) -> Scored:
         """Score every clip once with each of ``modules`` (heads, or snapshots of heads).
 
-        Logits are averaged over a clip's views. Returns, on every rank, the scored clips
-        ``{clip, label, top5: [module][5]}`` gathered from all ranks.
+        Logits are averaged over a clip's views, then turned into probabilities. Returns, on
+        every rank, the clips of all ranks (sorted) with each module's 5 best classes and
+        their probabilities, and every class's probability with ``keep_probs``.
         """
         for m in modules:
             m.eval()
@@ -406,13 +409,10 @@ class ProbeTrainer:
                 sums[clip] = sums.get(clip, 0) + logits[row]
                 seen[clip] += 1
                 labels[clip] = label
-        local = []
-        for clip, total in sums.items():
-            if seen[clip] != views:
-                continue  # a view failed to decode: the clip is listed as skipped, not scored
-            top5 = total.topk(min(5, self.num_classes), dim=-1).indices
-            local.append({"clip": clip, "label": labels[clip], "top5": top5.tolist()})
-        return [item for part in dist.all_gather_objects(local) for item in part]
+        # a clip with a view that failed to decode is listed as skipped, not scored
+        means = {c: total / views for c, total in sums.items() if seen[c] == views}
+        local = score_clips(means, labels, keep_probs, min(5, self.num_classes))
+        return merge(dist.all_gather_objects(local))
 
 
 def _head_state(h: HeadState) -> Dict:
@@ -433,18 +433,15 @@ def _load_head(h: HeadState, saved: Dict) -> None:
     h.status, h.history = saved["status"], decode(json.loads(saved["history"]))
 
 
-def accuracy(scored: List[Dict], head: int) -> Dict[str, float]:
-    """Top-1 and top-5 accuracy (%) of one head over the scored clips."""
-    if not scored:
-        return {"top1": float("nan"), "top5": float("nan")}
-    top1 = sum(1 for s in scored if s["top5"][head][0] == s["label"])
-    top5 = sum(1 for s in scored if s["label"] in s["top5"][head])
-    return {"top1": 100.0 * top1 / len(scored), "top5": 100.0 * top5 / len(scored)}
+def accuracy(scored: Scored, module: int) -> Dict[str, float]:
+    """Top-1 and top-5 accuracy (%) of one module over the scored clips."""
+    one = scored.module(module)
+    return {"top1": top1(one), "top5": top5(one)}
 
 
-def check_scored_once(scored: List[Dict], expected_clips: int, skipped_clips: set) -> None:
+def check_scored_once(scored: Scored, expected_clips: int, skipped_clips: set) -> None:
     """Every clip is scored exactly once or listed as skipped; anything else is a bug."""
-    clips = [s["clip"] for s in scored]
+    clips = scored.clips.tolist()
     if len(clips) != len(set(clips)):
         raise RunFailed("a validation clip was scored more than once")
     missing = set(range(expected_clips)) - set(clips) - skipped_clips

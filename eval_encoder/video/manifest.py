@@ -34,7 +34,9 @@ class DatasetCard:
     default_epochs: int
     default_batch_size: int
     version: str = "1"
-    metric: str = "top1"
+    metric: str = "top1"  # the table's column
+    # what a run computes for its reported head (see eval_encoder/probe/predictions.py METRICS)
+    metrics: Tuple[str, ...] = ("top1", "top5", "mean_class_acc")
     description: str = ""
     path: str = ""
 
@@ -48,12 +50,28 @@ class Segment:
     unit: str
 
 
+def format_time(value: float, unit: str) -> str:
+    """``1200f`` for frames, ``11.9`` / ``0.0`` for seconds (microsecond precision)."""
+    if unit == "f":
+        return f"{int(value)}f"
+    text = f"{value:.6f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
     path: str
     label: int
     line: int
     segment: Optional[Segment] = None
+
+    @property
+    def id(self) -> str:
+        """The clip's identity across runs: its path, and ``@<start>-<end>`` for a segment."""
+        if self.segment is None:
+            return self.path
+        seg = self.segment
+        return f"{self.path}@{format_time(seg.start, seg.unit)}-{format_time(seg.end, seg.unit)}"
 
 
 def cards_dir() -> Path:
@@ -91,7 +109,19 @@ def load_card(name: str) -> DatasetCard:
     if missing:
         raise ManifestError(f"{path}: missing keys {sorted(missing)}")
     data["version"] = str(data.get("version", "1"))
+    if "metrics" in data:
+        data["metrics"] = _metric_names(data["metrics"], path)
     return DatasetCard(**data, path=str(path))
+
+
+def _metric_names(value, path: Path) -> Tuple[str, ...]:
+    from eval_encoder.probe.predictions import METRICS
+
+    names = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ManifestError(f"{path}: unknown metrics {unknown}; known: {sorted(METRICS)}")
+    return names
 
 
 # characters that do not show in a printed path: format (zero-width, BOM, bidi), control,
