@@ -12,6 +12,10 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
               last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
+  metrics   {top1, top5, mean_class_acc, map (where the card declares it)} of the reported head
+  predictions {file (<run_id>.predictions.npz beside the record), sha256, head, epoch, clips}
+  batch     {global_batch, micro_batch, world_size, accumulation_steps, drop_last}
+  checkpoints {dir, saves, last_bytes, seconds}; resumed_from {path, epoch, step} or null
   samples   {train|val: {expected, scored, skipped[{index, path, reason}], flags{name: count},
              truncated[{index, clip, path, frames_used, packets}]}}  (a failed record keeps
              what was known: expected, and every clip skipped so far, with its reason)
