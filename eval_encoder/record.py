@@ -64,15 +64,26 @@ def new_run_id(dataset: str) -> str:
     return f"{stamp}-{dataset}-{uuid.uuid4().hex[:16]}"
 
 
+# library -> the distributions that may provide it (the first installed one is reported)
+VERSIONED = {"torch": ("torch",), "torchvision": ("torchvision",), "timm": ("timm",),
+             "av": ("av",), "numpy": ("numpy",),
+             "nvidia.dali": ("nvidia-dali-cuda130", "nvidia-dali-cuda120", "nvidia-dali-cuda110")}
+
+
 def software_versions() -> Dict[str, str]:
-    """Versions of Python and the libraries that can change a number."""
+    """Versions of Python and the libraries that can change a number, read from the installed
+    distributions' metadata (importing them only to read a version would cost seconds)."""
+    from importlib import metadata
+
     out = {"python": platform.python_version()}
-    for mod in ("torch", "torchvision", "timm", "av", "numpy", "nvidia.dali"):
-        try:
-            module = __import__(mod, fromlist=["__version__"])
-            out[mod] = str(getattr(module, "__version__", "?"))
-        except ImportError:
-            out[mod] = "absent"
+    for name, dists in VERSIONED.items():
+        out[name] = "absent"
+        for dist in dists:
+            try:
+                out[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return out
 
 
