@@ -63,7 +63,7 @@ def test_family_refuses_inconsistent_flags():
 def test_codec_source_gives_frames_and_visible_indices(tmp_path):
     path = write_video(str(tmp_path / "a.mp4"), moving_square(frames=40, height=60, width=80,
                                                               size=20).frames)
-    cfg = parse_config(["--model_family", "codec", *TINY])
+    cfg = parse_config(["--model_family", "codec", *TINY, "--save_report", str(tmp_path / "r")])
     spec = _encoder().spec
     source = CLIP_SOURCES.get("codec")(num_frames=64, decode_threads=1, cfg=cfg, spec=spec)
     dataset = ds.ClipDataset([ManifestEntry("a.mp4", 0, 1)], str(tmp_path), source, train=True,
