@@ -11,13 +11,14 @@ best first) and ``top5_prob`` (float32 softmax probabilities); ``all_top1`` (int
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from eval_encoder.video.manifest import file_sha256
 
 
 @dataclass
@@ -154,17 +155,9 @@ class PredictionStore:
         tmp = f"{path}.tmp-{os.getpid()}.npz"
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
-        return os.path.basename(path), _sha256(path)
+        return os.path.basename(path), file_sha256(path)
 
     def _top1_on(self, owner: Tuple[int, int], clips: np.ndarray) -> np.ndarray:
         s = self.by_owner[owner]
         row = {int(c): int(t) for c, t in zip(s.clips, s.top5[:, 0, 0])}
         return np.asarray([row.get(int(c), -1) for c in clips], dtype=np.int16)
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

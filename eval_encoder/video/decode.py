@@ -124,26 +124,22 @@ def decode_formats(path: str, wanted: Dict[int, Sequence[str]], threads: int = 1
         raise ValueError("no frame indices")
     if segment is not None:
         return decode_segment(path, wanted, threads, segment)
-    last = max(wanted)
-    keep: Dict[Tuple[int, str], np.ndarray] = {}
-    size = None
     container, stream = _open(path, threads)
     try:
-        for n, frame in enumerate(container.decode(stream)):
-            # a stream may change resolution midway; every frame is scaled to the first's
-            size = size or (frame.width, frame.height)
-            for fmt in wanted.get(n, ()):
-                keep[n, fmt] = _convert(frame, fmt, size)
-            if n >= last:
-                break
+        keep = _collect(container.decode(stream), lambda frame, previous: previous + 1, 0, wanted)
     except av.error.FFmpegError as exc:
         raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
     finally:
         container.close()
+    _require_all(keep, wanted, f"{path}: frames")
+    return keep
+
+
+def _require_all(keep: Dict, wanted: Dict[int, Sequence[str]], what: str) -> None:
+    """ClipDecodeError naming the wanted frames that were not decoded (past the end)."""
     missing = sorted(n for n in wanted if not all((n, f) in keep for f in wanted[n]))
     if missing:
-        raise ClipDecodeError(f"{path}: frames {missing[:5]} past the decodable end")
-    return keep
+        raise ClipDecodeError(f"{what} {missing[:5]} past the decodable end")
 
 
 def decode_frames(path: str, indices: Sequence[int], threads: int = 1,
@@ -207,23 +203,25 @@ def decode_segment(path: str, wanted: Dict[int, Sequence[str]], threads: int,
         start = first + min(wanted)
         container.seek(int((stream.start_time or 0) + start / fps / stream.time_base),
                        stream=stream, backward=True, any_frame=False)
-        keep = _collect(container.decode(stream), stream, fps, first, wanted)
+        keep = _collect(container.decode(stream),
+                        lambda frame, previous: _frame_index(frame, stream, fps, previous),
+                        first, wanted)
     except av.error.FFmpegError as exc:
         raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
     finally:
         container.close()
-    missing = sorted(n for n in wanted if not all((n, f) in keep for f in wanted[n]))
-    if missing:
-        raise ClipDecodeError(f"{path}: segment frames {missing[:5]} (from segment start "
-                              f"{first}) past the decodable end")
+    _require_all(keep, wanted, f"{path}: segment (from frame {first}) frames")
     return keep
 
 
-def _collect(frames, stream, fps: float, first: int, wanted: Dict[int, Sequence[str]]):
+def _collect(frames, index_of: Callable, first: int, wanted: Dict[int, Sequence[str]]):
+    """``{(n, format): array}`` for the wanted frames (n counted from file frame ``first``);
+    ``index_of(frame, previous index)`` is a decoded frame's index in the file."""
     keep: Dict[Tuple[int, str], np.ndarray] = {}
     size, index, last = None, first - 1, first + max(wanted)
     for frame in frames:
-        index = _frame_index(frame, stream, fps, index)
+        index = index_of(frame, index)
+        # a stream may change resolution midway; every frame is scaled to the first's
         size = size or (frame.width, frame.height)
         for fmt in wanted.get(index - first, ()):
             keep[index - first, fmt] = _convert(frame, fmt, size)
