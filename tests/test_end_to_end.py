@@ -187,3 +187,12 @@ def test_zero_counts_are_refused_before_training(demo, tmp_path, monkeypatch, fl
     assert _run_single(data, weights, report, flag, "0") == 1
     (record,) = _records(report)
     assert f"{flag} must be >= 1, got 0" in record["error"] and "heads" not in record
+
+
+def test_no_arguments_prints_usage_and_a_misspelt_dataset_writes_nothing(tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert probe_main([]) == 2
+    assert "usage:" in capsys.readouterr().out
+    assert probe_main(["--dataset", "ssv22", "--data_root", str(tmp_path)]) == 2
+    assert not any(tmp_path.rglob("*.json"))  # no record under runs/ssv22/

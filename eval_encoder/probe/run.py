@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from eval_encoder import distributed as dist
 from eval_encoder import checkpoint as ckpt
 from eval_encoder import protocol
 from eval_encoder import record as rec
-from eval_encoder.config import ConfigError, ProbeConfig, parse_config, require
+from eval_encoder.config import ConfigError, ProbeConfig, build_parser, parse_config, require
 from eval_encoder.encoders import build_encoder
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.head import head_grid
@@ -31,7 +32,8 @@ from eval_encoder.registry import CLIP_SOURCES, ENCODERS
 from eval_encoder.video.dataset import ClipDataset
 from eval_encoder.video.loader import make_loader, pick_backend, val_order
 from eval_encoder.video.steps import StepPlan, StepPlanError, chunk, make_plan, train_batches
-from eval_encoder.video.manifest import DatasetCard, file_sha256, load_card, read_manifest, split_paths
+from eval_encoder.video.manifest import (DatasetCard, ManifestError, file_sha256, load_card,
+                                         read_manifest, split_paths)
 from eval_encoder.video.transforms import TransformSpec
 
 log = logging.getLogger("eval_encoder.run")
@@ -591,9 +593,15 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
          base: Optional[Dict] = None) -> int:
     """Command-line entry: parse, run, exit non-zero with a one-line reason on failure."""
     setup_logging()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv and not base:  # nothing asked for: say how, rather than run the defaults
+        build_parser(prog).print_usage()
+        print(f"{prog}: give at least --dataset and --data_root (--help lists every flag)")
+        return 2
     try:
         cfg = parse_config(argv, prog=prog, base=base)
-    except ConfigError as exc:
+        load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
+    except (ConfigError, ManifestError) as exc:
         log.error("%s", exc)
         return 2
     requested = rec.config_hash(cfg.to_dict())
