@@ -12,8 +12,17 @@ under the measured ones with a delta row (measured - paper). A reported AVG that
 mean of its own printed cells, rounded half-up to the one decimal the paper prints, is
 flagged (see :func:`check_reported_avgs` for why that rounding).
 
+Runs of one configuration that differ only by ``config.seed`` share a cell, which shows their
+mean and "(n seeds)". ``metric`` (``--metric``) picks what the cells show (top-1 by default;
+top5, mean_class_acc, map; ``action`` adds an EPIC-Kitchens action column), read from each
+record's ``metrics`` or computed from its per-clip predictions; a metric a dataset does not
+declare leaves its cell empty, with a footnote. ``ci`` (``--ci [bootstrap|exact]``) adds a
+95% interval to every cell and AVG (``52.3 ±1.1``; ``_lo``/``_hi`` columns in csv; error bars
+in the plot) and the spread across seeds; records without a predictions file get none, said
+once in a footnote. The statistics are in :mod:`eval_encoder.stats`.
+
 Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--reported] [--format md|csv|tex]
-[--plot FILE.png]``.
+[--plot FILE.png] [--metric NAME] [--ci [bootstrap|exact]] [--resamples N]``.
 """
 from __future__ import annotations
 
@@ -27,11 +36,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pandas as pd
 
+from eval_encoder import stats
 from eval_encoder.logs import setup_logging
 from eval_encoder.protocol import REPORTED, UNSTATED
-from eval_encoder.record import SCHEMA, SCHEMA_VERSION, read_record
+from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, read_record
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +51,16 @@ PAPER_DATASETS: Tuple[str, ...] = ("ssv2", "diving48", "perception_test", "chara
 DISPLAY_NAMES: Dict[str, str] = {
     "ssv2": "SSV2", "diving48": "Diving48", "perception_test": "Perce. Test",
     "charadesego": "CharEgo", "epic_verb": "Epic Verb", "epic_noun": "Epic Noun",
-    "k400": "K400", "hmdb51": "HMDB51",
+    "k400": "K400", "hmdb51": "HMDB51", "epic_action": "Epic Action",
 }
 REPORTED_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_attentive_probe.csv"
 DEFAULT_RUNS = "results/runs"
 ROW_KEYS = ["frames", "method", "arch", "res", "protocol"]
 RECORD_COLUMNS = [*ROW_KEYS, "token_budget", "dataset", "status", "top1", "created", "run_id",
-                  "config_hash", "path"]
+                  "config_hash", "path", "seed", "base_hash", "ref"]
 SOURCES = ("measured", "reported", "delta")
 FORMATS = ("md", "csv", "tex")
+ASYMMETRY = 0.2  # an interval whose sides differ by more than this share shows both (+a/-b)
 
 # schema_version -> function upgrading a record dict of that version to the next one. Empty:
 # version 1 is the first schema; add an entry here when the schema moves on, so old records
@@ -168,11 +180,12 @@ def load_records(runs_dir: Path) -> List[Dict[str, Any]]:
 
 
 def records_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
-    """One line per record: its row labels, dataset, status and score."""
+    """One line per record: its row labels, dataset, status and score, its seed, the hash of
+    its configuration without the seed (``base_hash``) and its position in ``records``."""
     records = list(records)
     rows_of = _rows_by_identity([r for r in records if r["status"] == "complete"])
     rows = []
-    for rec in records:
+    for ref, rec in enumerate(records):
         complete = rec["status"] == "complete"
         labels = row_labels(rec) if complete else _failed_row(rec, rows_of)
         rows.append({
@@ -181,8 +194,18 @@ def records_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "top1": float(rec["reported"]["top1"]) if complete else math.nan,
             "created": str(rec.get("created") or ""), "run_id": rec.get("run_id", ""),
             "config_hash": rec.get("config_hash"), "path": rec.get("_path", ""),
+            "seed": stats.seed_of(rec), "base_hash": _base_hash(rec), "ref": ref,
         })
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def _base_hash(record: Dict[str, Any]) -> str:
+    """The configuration without its seed: runs that differ only by ``config.seed`` share it
+    (records without a seed in their config: the stored config_hash)."""
+    cfg = record.get("config")
+    if isinstance(cfg, dict) and "seed" in cfg:
+        return config_hash({k: v for k, v in cfg.items() if k != "seed"})
+    return str(record.get("config_hash"))
 
 
 # config options that tell one recipe (leaderboard row) from another across its datasets
@@ -229,30 +252,120 @@ def _res_text(res: Any) -> str:
 def pick_latest(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (row, dataset): the latest complete record, else the latest failed one.
 
-    Older complete records of the same cell are superseded (logged, never averaged in).
+    The runs of the latest complete record's configuration that differ from it only by
+    ``config.seed`` stay with it, the latest per seed: the line's ``top1`` is their mean,
+    ``n_seeds`` their number and ``refs`` their positions in the records. Older complete
+    records of the same cell and seed are superseded (logged, never averaged in); complete
+    records of another configuration mark the cell ``mixed``.
     """
     keys = [*ROW_KEYS, "dataset"]
     frame = frame.sort_values(["created", "run_id"], kind="stable")
     done = frame[frame["status"] == "complete"]
-    superseded = len(done) - len(done.drop_duplicates(keys, keep="last"))
+    latest = done.groupby(keys, dropna=False)["base_hash"].transform("last")
+    kept = done[done["base_hash"] == latest].drop_duplicates([*keys, "seed"], keep="last")
+    superseded = len(done) - len(kept)
     if superseded:
         log.info("%d older complete record(s) superseded by a later run of the same cell",
                  superseded)
-    configs = done.groupby(keys, dropna=False)["config_hash"].nunique()
+    configs = done.groupby(keys, dropna=False)["base_hash"].nunique()
     mixed = set(configs[configs > 1].index)
     if mixed:
         log.warning("%d cell(s) hold complete runs of different configurations; the latest is "
                     "shown and marked *", len(mixed))
-    done = done.drop_duplicates(keys, keep="last")
+    done = _seed_cells(kept, keys)
     done = done.assign(mixed=[tuple(k) in mixed for k in done[keys].itertuples(index=False)])
     failed = frame[frame["status"] != "complete"].drop_duplicates(keys, keep="last")
     done_keys = set(map(tuple, done[keys].itertuples(index=False)))
-    failed = failed[[tuple(k) not in done_keys for k in failed[keys].itertuples(index=False)]]
+    failed = failed[pd.Series([tuple(k) not in done_keys
+                               for k in failed[keys].itertuples(index=False)],
+                              index=failed.index, dtype=bool)]
+    failed = failed.assign(n_seeds=0, refs=[(ref,) for ref in failed["ref"]])
     return pd.concat([done, failed], ignore_index=True)
 
 
-def measured_table(picked: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
-    """Wide table, a line per row: scores per dataset, AVG (complete rows only), n_done, failed.
+def _seed_cells(kept: pd.DataFrame, keys: List[str]) -> pd.DataFrame:
+    """One line per cell (its latest record's), with the mean top-1 over its seeds."""
+    cells = kept.drop_duplicates(keys, keep="last").reset_index(drop=True)
+    grouped = kept.groupby(keys, dropna=False, sort=False)
+    index = pd.MultiIndex.from_frame(cells[keys])
+    cells["top1"] = grouped["top1"].mean().reindex(index).to_numpy()
+    cells["n_seeds"] = grouped.size().reindex(index).to_numpy()
+    cells["refs"] = grouped["ref"].agg(tuple).reindex(index).to_numpy()
+    return cells
+
+
+# ----------------------------------------------------------------------------- cells
+CellKey = Tuple[Any, ...]  # (*ROW_KEYS values, dataset)
+STAT_COLUMNS = {"lo": "lo", "hi": "hi", "sd": "sd", "seeds": "n_seeds"}  # suffix -> picked column
+
+
+def _cell_key(line: Dict[str, Any]) -> CellKey:
+    return (*[line[k] for k in ROW_KEYS], line["dataset"])
+
+
+def score_cells(picked: pd.DataFrame, records: Sequence[Dict[str, Any]], metric: str = "top1",
+                ci: Optional[str] = None, resamples: int = stats.RESAMPLES
+                ) -> Tuple[pd.DataFrame, Dict[CellKey, stats.Cell]]:
+    """Each complete cell's value under ``metric`` (a :data:`stats.VIEWS` name): the mean
+    over its seeds, their standard deviation and, with ``ci``, its interval; lines for the
+    view's derived columns (epic_action) are added. Returns picked with ``value``, ``lo``,
+    ``hi`` and ``sd`` columns, and the cells."""
+    view = stats.view(metric)
+    cells: Dict[CellKey, stats.Cell] = {}
+    for line in picked[picked["status"] == "complete"].to_dict("records"):
+        runs = [records[i] for i in line["refs"]]
+        cells[_cell_key(line)] = _cell(runs, line["dataset"], view.metric, ci, resamples)
+    lines = [picked]
+    for name in view.derived:
+        extra, found = _derived_cells(picked, records, name, ci, resamples)
+        lines.append(extra)
+        cells.update(found)
+    picked = pd.concat(lines, ignore_index=True)
+    return picked.assign(**_cell_columns(picked, cells)), cells
+
+
+def _cell(runs: List[Dict[str, Any]], dataset: str, metric: str, ci: Optional[str],
+          resamples: int) -> stats.Cell:
+    if not all(stats.declared(r, metric) for r in runs):
+        return stats.Cell(math.nan, note="undeclared")
+    return stats.cell_summary(runs, metric, dataset, ci, resamples)
+
+
+def _cell_columns(picked: pd.DataFrame, cells: Dict[CellKey, stats.Cell]) -> Dict[str, list]:
+    found = [cells.get(_cell_key(line)) for line in picked.to_dict("records")]
+    interval = [c.interval if c is not None else None for c in found]
+    return {"value": [c.value if c is not None else math.nan for c in found],
+            "lo": [i.lo if i is not None else math.nan for i in interval],
+            "hi": [i.hi if i is not None else math.nan for i in interval],
+            "sd": [c.sd if c is not None else math.nan for c in found]}
+
+
+def _derived_cells(picked: pd.DataFrame, records: Sequence[Dict[str, Any]], name: str,
+                   ci: Optional[str], resamples: int
+                   ) -> Tuple[pd.DataFrame, Dict[CellKey, stats.Cell]]:
+    """Lines and cells of a derived column for every row that has both of its parts."""
+    first, second = stats.DERIVED[name].parts
+    done = picked[picked["status"] == "complete"]
+    by_row = {(tuple(line[k] for k in ROW_KEYS), line["dataset"]): line
+              for line in done.to_dict("records")}
+    lines, cells = [], {}
+    for (row, dataset), line in by_row.items():
+        other = by_row.get((row, second))
+        if dataset != first or other is None:
+            continue
+        pairs = stats.seed_pairs([records[i] for i in line["refs"]],
+                                 [records[i] for i in other["refs"]])
+        lines.append({**line, "dataset": name, "refs": line["refs"] + other["refs"],
+                      "n_seeds": len(pairs), "mixed": bool(line["mixed"] or other["mixed"])})
+        cells[(*row, name)] = stats.derived_summary(name, pairs, ci, resamples)
+    return pd.DataFrame(lines, columns=picked.columns), cells
+
+
+def measured_table(picked: pd.DataFrame, datasets: Sequence[str],
+                   cells: Optional[Dict[CellKey, stats.Cell]] = None) -> pd.DataFrame:
+    """Wide table, a line per row: scores per dataset, AVG (complete rows only), n_done, failed;
+    from ``value`` (else ``top1``) of picked, and for each column ``<col>_lo``, ``_hi``,
+    ``_sd`` and ``_seeds`` (with ``cells``: also for AVG).
 
     Datasets found in the records but outside ``datasets`` become extra columns after them,
     never part of AVG.
@@ -260,8 +373,13 @@ def measured_table(picked: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFram
     extras = sorted(set(picked["dataset"]) - set(datasets))
     table = picked[ROW_KEYS].drop_duplicates().set_index(ROW_KEYS)
     done = picked[picked["status"] == "complete"]
-    scores = done.pivot(index=ROW_KEYS, columns="dataset", values="top1")
+    scores = done.pivot(index=ROW_KEYS, columns="dataset",
+                        values="value" if "value" in done.columns else "top1")
     table = table.join(scores).reindex(columns=[*datasets, *extras])
+    for suffix, column in STAT_COLUMNS.items():
+        if column in done.columns:
+            part = done.pivot(index=ROW_KEYS, columns="dataset", values=column)
+            table = table.join(part.reindex(columns=[*datasets, *extras]).add_suffix(f"_{suffix}"))
     fails = picked[picked["status"] != "complete"].groupby(ROW_KEYS)["dataset"].agg(
         lambda s: ",".join(sorted(s)))
     table["failed"] = fails.reindex(table.index).fillna("")
@@ -269,6 +387,8 @@ def measured_table(picked: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFram
     table["mixed"] = mixed.reindex(table.index).fillna("") if len(mixed) else ""
     table = table.reset_index()
     _add_average(table, datasets)
+    if cells is not None:
+        _add_average_stats(table, datasets, cells)
     table["source"] = "measured"
     return table
 
@@ -280,6 +400,38 @@ def _add_average(table: pd.DataFrame, datasets: Sequence[str]) -> None:
     table["n_datasets"] = len(datasets)
     table["complete"] = table["n_done"] == len(datasets)
     table["avg"] = cells.mean(axis=1).where(table["complete"])
+
+
+def _add_average_stats(table: pd.DataFrame, datasets: Sequence[str],
+                       cells: Dict[CellKey, stats.Cell]) -> None:
+    """AVG's interval (each dataset's replicates averaged) and its spread across seeds (when
+    every dataset of the row has the same two or more seeds)."""
+    out: Dict[str, List[float]] = {"avg_lo": [], "avg_hi": [], "avg_sd": [], "avg_seeds": []}
+    for line in table.to_dict("records"):
+        found = [cells.get((*[line[k] for k in ROW_KEYS], d)) for d in datasets]
+        ok = bool(line["complete"]) and all(c is not None for c in found)
+        reps = [c.replicates for c in found] if ok else []
+        interval = (stats.average_interval(reps) if reps and all(r is not None for r in reps)
+                    else None)
+        out["avg_lo"].append(interval.lo if interval else math.nan)
+        out["avg_hi"].append(interval.hi if interval else math.nan)
+        sd, seeds = _average_spread(found) if ok else (math.nan, math.nan)
+        out["avg_sd"].append(sd)
+        out["avg_seeds"].append(seeds)
+    for column, values in out.items():
+        table[column] = values
+
+
+def _average_spread(found: List[stats.Cell]) -> Tuple[float, float]:
+    """(sd across seeds of each seed's AVG, number of seeds) when every cell has the same
+    two or more seeds; else (NaN, NaN)."""
+    by_seed = [dict(zip(map(str, c.seeds), c.values)) for c in found]
+    seeds = sorted(by_seed[0])
+    if len(seeds) < 2 or any(sorted(d) != seeds or len(d) != len(c.values)
+                             for d, c in zip(by_seed, found)):
+        return math.nan, math.nan
+    per_seed = [np.mean([d[s] for d in by_seed]) for s in seeds]
+    return float(np.std(per_seed, ddof=1)), float(len(seeds))
 
 
 # ----------------------------------------------------------------------------- reported numbers
@@ -348,6 +500,10 @@ class Board:
     table: pd.DataFrame  # a line per (row, source); see build_board
     datasets: List[str]  # benchmark columns: AVG is over these
     extras: List[str] = field(default_factory=list)  # other datasets found in the records
+    metric: str = "top1"  # the view shown (stats.VIEWS)
+    ci: Optional[str] = None  # the interval asked for: None, "bootstrap" or "exact"
+    notes: List[str] = field(default_factory=list)  # footnotes on metric, intervals, seeds
+    stat_suffixes: List[str] = field(default_factory=list)  # <col>_<suffix> columns held
 
     @property
     def columns(self) -> List[str]:
@@ -355,23 +511,26 @@ class Board:
 
 
 def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAPER_DATASETS,
-                reported: Optional[pd.DataFrame] = None) -> Board:
+                reported: Optional[pd.DataFrame] = None, metric: str = "top1",
+                ci: Optional[str] = None, resamples: int = stats.RESAMPLES) -> Board:
     """The leaderboard: measured rows and, with ``reported``, paper rows and delta rows.
 
     Table columns: ROW_KEYS, source (measured | reported | delta), avg, one per dataset,
     n_done, n_datasets, complete, failed (datasets whose latest attempt failed), and for
-    paper rows avg_mean (recomputed) and avg_flag. Rows: frame blocks ascending, in a block
-    the paper's order, then other methods by name; in a row measured, reported, delta.
+    paper rows avg_mean (recomputed) and avg_flag; then ``<col>_lo`` and ``<col>_hi`` (the
+    interval, with ``ci``) and ``<col>_sd`` and ``<col>_seeds`` (when a cell has several
+    seeds) for AVG and every column. Cells show ``metric`` (a :data:`stats.VIEWS` name).
+    Rows: frame blocks ascending, in a block the paper's order, then other methods by name;
+    in a row measured, reported, delta.
     """
     datasets = list(datasets)
-    if reported is not None and datasets != list(PAPER_DATASETS):
-        raise LeaderboardError("the paper's AVG is over its eight datasets; leave out --datasets "
-                               "when comparing with reported numbers")
-    parts, extras = [], []
+    _check_options(datasets, reported, metric, ci)
+    parts, extras, cells = [], [], {}
     if records:
-        picked = pick_latest(records_frame(records))
+        picked, cells = score_cells(pick_latest(records_frame(records)), records, metric, ci,
+                                    resamples)
         extras = sorted(set(picked["dataset"]) - set(datasets))
-        parts.append(measured_table(picked, datasets))
+        parts.append(measured_table(picked, datasets, cells))
     if reported is not None:
         rep = check_reported_avgs(reported)
         _add_counts(rep, datasets)
@@ -389,7 +548,84 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
     table["mixed"] = table["mixed"].fillna("") if "mixed" in table.columns else ""
     rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag"]
-    return Board(table[fixed + rest], datasets, extras)
+    suffixes = (["lo", "hi"] if ci else []) + (
+        ["sd", "seeds"] if any(len(c.seeds) > 1 for c in cells.values()) else [])
+    held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
+    notes = stat_notes(cells, metric, ci, resamples) if records else []
+    return Board(table.reindex(columns=fixed + rest + held), datasets, extras, metric, ci,
+                 notes, suffixes)
+
+
+def _check_options(datasets: List[str], reported: Optional[pd.DataFrame], metric: str,
+                   ci: Optional[str]) -> None:
+    if reported is not None and datasets != list(PAPER_DATASETS):
+        raise LeaderboardError("the paper's AVG is over its eight datasets; leave out --datasets "
+                               "when comparing with reported numbers")
+    if metric not in stats.VIEWS:
+        raise LeaderboardError(f"unknown metric {metric!r}; use one of {', '.join(stats.VIEWS)}")
+    if reported is not None and stats.VIEWS[metric].metric != "top1":
+        raise LeaderboardError(f"the paper reports top-1 only; leave out --reported to show "
+                               f"{metric}")
+    if ci not in (None, *stats.INTERVALS):
+        raise LeaderboardError(f"unknown interval {ci!r}; use one of {', '.join(stats.INTERVALS)}")
+
+
+def stat_notes(cells: Dict[CellKey, stats.Cell], metric: str, ci: Optional[str],
+               resamples: int) -> List[str]:
+    """Footnotes saying what the cells hold: the metric, the interval, seeds, what is missing."""
+    view = stats.VIEWS[metric]
+    notes = [] if view.metric == "top1" else [
+        f"cells: {stats.METRICS[view.metric].title} (%), from each record's metrics or, where "
+        "a record has none, from its per-clip predictions"]
+    notes += [f"{DISPLAY_NAMES.get(name, name)}: {stats.DERIVED[name].title}, the "
+              f"{' and '.join(stats.DERIVED[name].parts)} runs' clips matched by id; not in AVG"
+              for name in view.derived]
+    notes += _interval_notes(view, ci, resamples) if ci else []
+    if any(len(c.seeds) > 1 for c in cells.values()):
+        notes.append("(n seeds): the mean over runs that differ only in config.seed"
+                     + ("; sd: their sample standard deviation" if ci else ""))
+    return notes + _missing_notes(cells, view.metric, ci)
+
+
+def _interval_notes(view: stats.View, ci: str, resamples: int) -> List[str]:
+    boot = (f"bootstrap percentile interval over the validation clips ({resamples:,} resamples "
+            f"with replacement, seed {stats.SEED})")
+    level = (f"±: half the width of the {stats.LEVEL:.0%} interval (+a/-b where its sides differ "
+             f"by more than {ASYMMETRY:.0%}; bounds in --format csv)")
+    if ci == "exact":
+        first = (f"{level}; exact Clopper-Pearson binomial interval for single-run "
+                 f"{'/'.join(n for n, m in stats.METRICS.items() if m.proportion)} cells; "
+                 f"for AVG and every other cell a {boot}")
+    else:
+        first = f"{level}: {boot}"
+    notes = [first + "; AVG: each dataset resampled on its own, the resampled values averaged"]
+    if stats.METRICS[view.metric].centred:
+        notes.append(f"{view.metric} intervals: the bootstrap replicates are re-centred on the "
+                     "value (a resample's duplicated clips lift AP; see eval_encoder/stats.py)")
+    return notes
+
+
+def _missing_notes(cells: Dict[CellKey, stats.Cell], metric: str, ci: Optional[str]
+                   ) -> List[str]:
+    def datasets(note: str, empty: bool) -> List[str]:
+        return sorted({k[-1] for k, c in cells.items()
+                       if c.note == note and math.isnan(c.value) == empty})
+
+    notes = []
+    if datasets("undeclared", True):
+        notes.append(f"empty: {metric} is not among the metrics declared for "
+                     f"{', '.join(datasets('undeclared', True))} (by their dataset cards)")
+    if datasets("no_predictions", True):
+        notes.append(f"empty: no per-clip predictions to compute {metric} from (records "
+                     "written before they were kept, or kept without what it needs): "
+                     f"{', '.join(datasets('no_predictions', True))}")
+    if ci and datasets("no_predictions", False):
+        notes.append("no interval: records without per-clip predictions (written before they "
+                     "were kept, or their reported head was scored before a resume): "
+                     f"{', '.join(datasets('no_predictions', False))}")
+    if ci and datasets("clips_differ", False) + datasets("clips_differ", True):
+        notes.append("no interval: runs of one cell scored different clips (see the log)")
+    return notes
 
 
 def _add_counts(rep: pd.DataFrame, datasets: Sequence[str]) -> None:
@@ -450,7 +686,7 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
             block = row["frames"]
             lines.append([f"\x00{block} Frames"])
         lines.append(_line(row, board, measured.get((row["frames"], row["method"])), sub, notes))
-    return lines, list(notes.values())
+    return lines, list(notes.values()) + board.notes
 
 
 def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
@@ -469,7 +705,7 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
     if protocol == UNSTATED:
         notes["unstated"] = ("unstated: a record written before the protocol switch existed "
                              "(its head and pixels follow neither protocol exactly)")
-    avg = _num(row["avg"], signed=source == "delta")
+    avg = _text(row, "avg", source)
     if source == "measured" and not row["complete"]:
         avg = f"partial ({row['n_done']}/{row['n_datasets']})"
         notes["partial"] = (f"partial (n/{row['n_datasets']}): AVG is given only for rows with "
@@ -490,12 +726,38 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
             cells.append("fail")
             notes["fail"] = "fail: the latest run of that dataset failed (see its record's error)"
         elif source == "measured" and col in set(filter(None, str(row.get("mixed") or "").split(","))):
-            cells.append(_num(row.get(col)) + " *")
+            cells.append(_text(row, col, source) + " *")
             notes["mixed"] = ("*: complete runs of more than one configuration exist for this cell; "
                               "the latest is shown (compare config_hash in runs/)")
         else:
-            cells.append(_num(row.get(col), signed=source == "delta"))
+            cells.append(_text(row, col, source))
     return [label, arch, res, protocol, avg, *cells]
+
+
+def _text(row: Dict[str, Any], col: str, source: str) -> str:
+    """A cell's text: deltas signed; a measured value with its interval and seeds, when the
+    table holds them (``52.3 ±1.1``, ``12.0 +0.9/-0.8``, ``52.3 ±1.1 (sd 0.4, 3 seeds)``)."""
+    text = _num(row.get(col), signed=source == "delta")
+    if source != "measured" or not text:
+        return text
+    return text + _interval_text(row, col) + _seeds_text(row, col)
+
+
+def _interval_text(row: Dict[str, Any], col: str) -> str:
+    lo, hi, value = row.get(f"{col}_lo"), row.get(f"{col}_hi"), row.get(col)
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    up, down = hi - value, value - lo
+    if abs(up - down) <= ASYMMETRY * max(up, down):
+        return f" ±{(up + down) / 2:.1f}"
+    return f" +{up:.1f}/-{down:.1f}"
+
+
+def _seeds_text(row: Dict[str, Any], col: str) -> str:
+    seeds, sd = row.get(f"{col}_seeds"), row.get(f"{col}_sd")
+    if seeds is None or pd.isna(seeds) or seeds < 2:
+        return ""
+    return f" (sd {sd:.1f}, {int(seeds)} seeds)" if f"{col}_lo" in row else f" ({int(seeds)} seeds)"
 
 
 def _header(board: Board) -> List[str]:
@@ -519,7 +781,7 @@ def to_markdown(board: Board) -> str:
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                "†": r"$^\dagger$"}
+                "†": r"$^\dagger$", "±": r"$\pm$"}
 
 
 def _tex(text: str) -> str:
@@ -550,7 +812,8 @@ def to_latex(board: Board) -> str:
 def to_csv(board: Board) -> str:
     """The long table as CSV: every number unformatted (rounded to 4 decimals), flags as columns."""
     table = board.table.copy()
-    numeric = ["avg", *board.columns, "avg_mean"]
+    numeric = ["avg", *board.columns, "avg_mean",
+               *[f"{c}_{s}" for c in ["avg", *board.columns] for s in board.stat_suffixes]]
     table[numeric] = table[numeric].astype(float).round(4)
     return table.to_csv(index=False, lineterminator="\n")
 
@@ -602,7 +865,7 @@ def plot_board(board: Board, path: str) -> None:
                 axes[bi][ci].set_title("AVG" if col == "avg" else DISPLAY_NAMES.get(col, col),
                                        fontsize=9, fontweight="bold")
         axes[bi][0].set_ylabel(f"{block} frames", fontsize=10, fontweight="bold")
-    _legend(fig, {s: bool((table["source"] == s).any()) for s in ("measured", "reported")})
+    _legend(fig, {s: bool((table["source"] == s).any()) for s in ("measured", "reported")}, board)
     fig.savefig(path, dpi=150, bbox_inches="tight")
 
 
@@ -614,7 +877,8 @@ def _palette(methods: List[str]) -> Dict[str, Any]:
 
 
 def _xlim(table: pd.DataFrame, col: str) -> Tuple[float, float]:
-    values = table[col].astype(float).dropna()
+    held = [c for c in (col, f"{col}_lo", f"{col}_hi") if c in table.columns]
+    values = pd.concat([table[c].astype(float) for c in held]).dropna()
     if values.empty:
         return 0.0, 100.0
     low, high = float(values.min()), float(values.max())
@@ -641,6 +905,7 @@ def _panel(ax, rows: pd.DataFrame, methods: List[str], col: str, palette: Dict[s
             ax.scatter([rep], [y], s=46, facecolors="white", edgecolors=color, linewidths=1.6,
                        zorder=2)
         if meas is not None:
+            _error_bar(ax, mine, col, meas, y, color)
             ax.scatter([meas], [y], s=46, color=color, zorder=3)
         # the label is the measured value when the method was run, the paper's otherwise
         shown = meas if (mine.source == "measured").any() else rep
@@ -656,7 +921,17 @@ def _panel(ax, rows: pd.DataFrame, methods: List[str], col: str, palette: Dict[s
     _style_axis(ax, n, xlim, highlight=col == "avg")
 
 
+def _error_bar(ax, rows: pd.DataFrame, col: str, value: float, y: float, color: Any) -> None:
+    """The measured value's interval, when the board holds one."""
+    lo, hi = _value(rows, "measured", f"{col}_lo"), _value(rows, "measured", f"{col}_hi")
+    if lo is not None and hi is not None:
+        ax.errorbar([value], [y], xerr=[[value - lo], [hi - value]], fmt="none", ecolor=color,
+                    elinewidth=1.3, capsize=2.5, zorder=2)
+
+
 def _value(rows: pd.DataFrame, source: str, col: str) -> Optional[float]:
+    if col not in rows.columns:
+        return None
     sel = rows.loc[rows.source == source, col]
     if sel.empty or pd.isna(sel.iloc[0]):
         return None
@@ -691,7 +966,7 @@ def _style_axis(ax, n: int, xlim: Tuple[float, float], highlight: bool) -> None:
         ax.set_facecolor("#fff4e8")
 
 
-def _legend(fig, present: Dict[str, bool]) -> None:
+def _legend(fig, present: Dict[str, bool], board: Board) -> None:
     from matplotlib.lines import Line2D
 
     handles = []
@@ -700,9 +975,13 @@ def _legend(fig, present: Dict[str, bool]) -> None:
     if present["reported"]:
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white",
                               markeredgecolor="0.3", label="reported (paper)"))
+    if board.ci and present["measured"]:
+        handles.append(Line2D([], [], marker="|", markersize=9, color="0.3",
+                              label=f"{stats.LEVEL:.0%} interval ({board.ci})"))
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
                fontsize=8.5, bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle("Attentive-probe top-1 accuracy (%)", fontsize=12, fontweight="bold", y=1.04)
+    title = stats.METRICS[stats.VIEWS[board.metric].metric].title
+    fig.suptitle(f"Attentive-probe {title} (%)", fontsize=12, fontweight="bold", y=1.04)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -723,17 +1002,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="FILE.png", help="also save a plot (needs matplotlib)")
     parser.add_argument("--datasets", help="comma-separated benchmark columns that AVG is over "
                         "(default: the paper's eight)")
+    parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
+                        help="what the cells show (default top1; action adds an epic_action "
+                             "column, verb and noun both right, to the top-1 table)")
+    parser.add_argument("--ci", nargs="?", const="bootstrap", choices=stats.INTERVALS,
+                        help=f"show a {stats.LEVEL * 100:.0f}%% interval for every cell and AVG: "
+                             "bootstrap over the clips (the default when --ci is given alone) "
+                             "or exact (Clopper-Pearson for single-run top-1/top-5 cells)")
+    parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
+                        help=f"bootstrap resamples (default {stats.RESAMPLES})")
     return parser
 
 
 def make_board(runs: str, reported: bool = False, reported_csv: Path = REPORTED_CSV,
-               datasets: Optional[Sequence[str]] = None) -> Board:
+               datasets: Optional[Sequence[str]] = None, metric: str = "top1",
+               ci: Optional[str] = None, resamples: int = stats.RESAMPLES) -> Board:
     """Load the records under ``runs`` (and the paper's numbers) and build the board."""
     records = load_records(Path(runs))
     if not records:
         log.warning("no run records under %s", runs)
     rep = load_reported(Path(reported_csv)) if reported else None
-    return build_board(records, datasets or PAPER_DATASETS, rep)
+    return build_board(records, datasets or PAPER_DATASETS, rep, metric, ci, resamples)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -742,7 +1031,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging()
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     try:
-        board = make_board(args.runs, args.reported, args.reported_csv, datasets)
+        board = make_board(args.runs, args.reported, args.reported_csv, datasets, args.metric,
+                           args.ci, args.resamples)
         text = render(board, args.format)
         if args.plot:
             plot_board(board, args.plot)

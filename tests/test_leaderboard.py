@@ -6,9 +6,11 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -280,3 +282,114 @@ def test_departures_and_old_records_are_marked(tmp_path):
     md = lb.to_markdown(lb.build_board(lb.load_records(write_all(tmp_path, starred + old))))
     assert "| Enc A | ViT-L/14 | 224 | paper* | 51.2 |" in md and "paper*/clean*:" in md
     assert "| Enc B | ViT-L/14 | 224 | unstated | 51.2 |" in md and "- unstated:" in md
+
+
+# ----------------------------------------------------------------------------- intervals, metrics, seeds
+def _with_file(root, rec, right, n=400, ids=None, seed=None, classes=10):
+    """``rec`` with a per-clip file of ``n`` clips, the first ``right`` of them right."""
+    from test_stats import attach, predictions
+
+    labels = np.arange(n) % classes
+    top1 = np.where(np.arange(n) < right, labels, (labels + 1) % classes)
+    if seed is not None:
+        rec["config"] = {**rec["config"], "seed": seed}
+    return attach(rec, root, predictions(labels, top1, ids, classes=classes))
+
+
+def _cells(md, method):
+    line = next(x for x in md.splitlines() if x.startswith(f"| {method} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_ci_renders_intervals_in_md_csv_and_tex(tmp_path):
+    from eval_encoder import stats
+
+    recs = [_with_file(tmp_path, make_record(d, 100 * r / 400), r)
+            for d, r in zip(PAPER, [200, 160, 240, 8, 220, 180, 320, 280])]
+    runs = write_all(tmp_path, recs)
+    board = lb.make_board(str(runs), ci="exact")
+    exact = stats.clopper_pearson(200, 400)  # ssv2: 200 of 400 right
+    cells = _cells(lb.render(board, "md"), "Enc A")
+    assert cells[5] == f"50.0 ±{(exact.hi - exact.lo) / 2:.1f}"  # symmetric at 50%
+    assert cells[4].startswith("50.2 ±")  # AVG (50.25): bootstrap
+    frame = pd.read_csv(io.StringIO(lb.render(board, "csv")))
+    assert frame.loc[0, "ssv2_lo"] == pytest.approx(exact.lo, abs=1e-4)
+    assert frame.loc[0, "ssv2_hi"] == pytest.approx(exact.hi, abs=1e-4)
+    assert frame.loc[0, "avg_lo"] < 50.25 < frame.loc[0, "avg_hi"]
+    tex = lb.render(board, "tex")
+    assert r"Enc A & ViT-L/14 & 224 & paper & 50.2 $\pm$" in tex and r"50.0 $\pm$" in tex
+    assert "exact Clopper-Pearson" in tex and "AVG" in tex
+    # 8 of 400 (charadesego): the sides differ by more than 20%, both are shown
+    low = stats.clopper_pearson(8, 400)
+    assert cells[8] == f"2.0 +{low.hi - 2.0:.1f}/-{2.0 - low.lo:.1f}" == "2.0 +1.9/-1.1"
+    assert "bootstrap percentile interval over the validation clips (2,000 resamples" in (
+        lb.render(lb.make_board(str(runs), ci="bootstrap"), "md"))
+
+
+def test_records_without_predictions_show_no_interval_said_once(tmp_path):
+    recs = ([_with_file(tmp_path, make_record(d, 50.0), 200) for d in PAPER[:4]]
+            + [make_record(d, 50.0) for d in PAPER[4:]])  # older records: no file
+    md = lb.render(lb.make_board(str(write_all(tmp_path, recs)), ci="bootstrap"), "md")
+    cells = _cells(md, "Enc A")
+    assert cells[4] == "50.0" and re.fullmatch(r"50\.0 ±4\.\d", cells[5]) and cells[9] == "50.0"
+    assert md.count("no interval: records without per-clip predictions") == 1
+    assert "epic_noun, epic_verb, hmdb51, k400" in md
+
+
+def test_seeds_show_mean_and_sd_and_other_configs_stay_mixed(tmp_path):
+    ids = [f"c{i}" for i in range(400)]
+    recs = [_with_file(tmp_path, make_record("ssv2", 100 * r / 400), r, ids=ids, seed=s)
+            for s, r in [(1, 200), (2, 220), (3, 240)]]
+    rerun = _with_file(tmp_path, make_record("ssv2", 90.0, created="2025-01-01T00:00:00Z"), 360,
+                       ids=ids, seed=2)  # an older run of seed 2: superseded
+    runs = write_all(tmp_path, recs + [rerun])
+    plain = lb.render(lb.make_board(str(runs), datasets=["ssv2"]), "md")
+    assert _cells(plain, "Enc A")[5] == "55.0 (3 seeds)" and "(n seeds): the mean" in plain
+    board = lb.make_board(str(runs), datasets=["ssv2"], ci="bootstrap")
+    cell = _cells(lb.render(board, "md"), "Enc A")[5]
+    assert re.fullmatch(r"55\.0 ±\d\.\d \(sd 5\.0, 3 seeds\)", cell)
+    row = board.table.iloc[0]
+    assert row["ssv2_sd"] == pytest.approx(5.0) and row["ssv2_seeds"] == 3
+    assert row["avg_sd"] == pytest.approx(5.0) and row["avg_lo"] < 55.0 < row["avg_hi"]
+    other = make_record("ssv2", 10.0, created="2027-01-01T00:00:00Z")
+    other["config"] = {"protocol": "paper", "seed": 1, "lr": 0.1}  # another configuration
+    mixed = lb.render(lb.build_board(lb.load_records(runs) + [other], ["ssv2"]), "md")
+    assert _cells(mixed, "Enc A")[5] == "10.0 *" and "more than one configuration" in mixed
+
+
+def test_metric_column_from_records_or_files_and_undeclared_cells(tmp_path):
+    recs = [_with_file(tmp_path, make_record("ssv2", 50.0), 200),
+            _with_file(tmp_path, make_record("k400", 50.0), 200)]
+    recs[1]["metrics"] = {"top1": 50.0, "top5": 80.0, "mean_class_acc": 47.5}
+    runs = write_all(tmp_path, recs)
+    board = lb.make_board(str(runs), metric="mean_class_acc", datasets=["ssv2", "k400"])
+    t = board.table.iloc[0]
+    assert t["ssv2"] == pytest.approx(50.0) and t["k400"] == 47.5  # computed / as recorded
+    md = lb.render(lb.make_board(str(runs), metric="map", datasets=["ssv2", "k400"]), "md")
+    assert _cells(md, "Enc A")[4:] == ["partial (0/2)", "", ""]
+    # ssv2's card does not declare map, nor do k400's record's metrics
+    assert "empty: map is not among the metrics declared for k400, ssv2" in md
+    with pytest.raises(lb.LeaderboardError, match="the paper reports top-1 only"):
+        lb.make_board(str(runs), reported=True, metric="top5")
+
+
+def test_action_column_from_verb_and_noun_runs(tmp_path):
+    recs = [_with_file(tmp_path, make_record("epic_verb", 75.0), 300),
+            _with_file(tmp_path, make_record("epic_noun", 50.0), 200)]
+    runs = write_all(tmp_path, recs)
+    board = lb.make_board(str(runs), metric="action", ci="bootstrap")
+    assert board.extras == ["epic_action"]
+    assert board.table.loc[0, "epic_action"] == pytest.approx(50.0)  # the first 200 clips
+    md = lb.render(board, "md")
+    assert "Epic Action" in md and "verb and noun both right" in md
+    assert lb.main(["--runs", str(runs), "--metric", "action", "--ci", "--plot",
+                    str(tmp_path / "b.png")]) == 0
+    assert (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_help_of_the_new_options_renders():
+    from eval_encoder import compare
+
+    text = lb.build_parser().format_help()
+    assert "--ci [{bootstrap,exact}]" in text and "95% interval" in text and "--metric" in text
+    assert "RUN_OR_ROW_A" in compare.build_parser().format_help()

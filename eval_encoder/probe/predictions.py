@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
+from eval_encoder.stats import average_precision
 from eval_encoder.video.manifest import file_sha256
 
 
@@ -40,9 +40,11 @@ class Scored:
         return Scored(self.clips, self.labels, self.top5[:, j:j + 1], self.prob5[:, j:j + 1], probs)
 
 
-def score_clips(sums: Dict[int, torch.Tensor], labels: Dict[int, int], keep_probs: bool,
+def score_clips(sums: Dict[int, "torch.Tensor"], labels: Dict[int, int], keep_probs: bool,
                 k: int) -> Scored:
     """A Scored of this rank's clips from their view-summed logits [M, C]."""
+    import torch
+
     clips = sorted(sums)
     if not clips:
         return empty(0, 0, k, keep_probs)
@@ -87,15 +89,6 @@ def mean_class_acc(s: Scored) -> float:
     right = s.top5[:, 0, 0] == s.labels
     return float(100.0 * np.mean([right[s.labels == c].mean() for c in classes])) \
         if classes.size else float("nan")
-
-
-def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
-    """AP of one class: the mean, over its positives, of the precision at each positive's
-    rank when clips are sorted by score (ties broken by clip order)."""
-    order = np.argsort(-scores.astype(np.float64), kind="stable")
-    hits = positive[order].astype(np.float64)
-    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
-    return float((precision * hits).sum() / hits.sum())
 
 
 def mean_ap(s: Scored) -> float:
