@@ -107,6 +107,14 @@ class ProbeConfig:
     local_rank: Optional[int] = _f(None, "compat: must match $LOCAL_RANK")
     world_size: Optional[int] = _f(None, "compat: must match $WORLD_SIZE")
     global_rank: Optional[int] = _f(None, "compat: must match $RANK")
+    # torchrun's multi-node flags: `suite` passes them to torchrun; given to the probe, which
+    # runs under torchrun, they must describe the launch torchrun made
+    nnodes: Optional[str] = _f(None, "torchrun: nodes, N or MIN:MAX (must match $GROUP_WORLD_SIZE)")
+    node_rank: Optional[int] = _f(None, "torchrun: this node's rank, static rendezvous only "
+                                  "(must match $GROUP_RANK)")
+    rdzv_backend: Optional[str] = _f(None, "torchrun: rendezvous backend (c10d for many nodes)",
+                                     choices=["c10d", "static", "etcd", "etcd-v2"])
+    rdzv_endpoint: Optional[str] = _f(None, "torchrun: rendezvous HOST[:PORT], on the first node")
     config: Optional[str] = _f(None, "YAML file of values (command line wins)")
     method_label: Optional[str] = _f(None, "leaderboard method name (default: family/model name)")
     arch_label: Optional[str] = _f(None, "leaderboard architecture label, e.g. ViT-L/14")
@@ -241,7 +249,8 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_pr
 
 
 def check_launcher_flags(cfg: ProbeConfig) -> None:
-    """--rank/--local_rank/--world_size are torchrun's job; given, they must agree with it."""
+    """--rank/--local_rank/--world_size and the multi-node flags are torchrun's job; given,
+    they must agree with it."""
     env = {"rank": "RANK", "global_rank": "RANK", "local_rank": "LOCAL_RANK", "world_size": "WORLD_SIZE"}
     for name, var in env.items():
         given = getattr(cfg, name)
@@ -252,6 +261,9 @@ def check_launcher_flags(cfg: ProbeConfig) -> None:
             raise ConfigError(
                 f"--{name} {given} disagrees with the launcher (${var}={actual}); "
                 "launch with torchrun and leave rank flags out")
+    from eval_encoder.launch.torchrun import check_rendezvous_flags
+
+    check_rendezvous_flags(cfg, os.environ)
 
 
 def require(condition: bool, message: str) -> None:

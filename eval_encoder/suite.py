@@ -6,80 +6,87 @@ suite-only key that the suite strips before the trainer sees the file::
 
     model_family: sampling
     ...                      # any probe option
+    nnodes: 2                # optional: torchrun's multi-node keys go to torchrun, not the trainer
     suite:
       datasets: [ssv2, diving48]       # required: the row's datasets, in run order
       per_dataset:                     # optional: options for one dataset only
         diving48: {static_abs_thresh: 126}
       description: one line for people
+      launcher: slurm                  # optional: how the runs start (default local)
+      slurm: {partition: gpu, time: "12:00:00"}   # optional: a launcher's settings
 
 For each dataset the suite writes the probe options (merged with that dataset's
 ``per_dataset`` entry) to ``<save_report>/suite/<recipe>/<dataset>.yaml`` and runs
 ``attentive_probe.py --config <that> --dataset D --data_root R --save_report S [flags]``
-(through torchrun when ``--nproc_per_node`` > 1; flags the suite does not know go to the
-trainer and win over the recipe). Epochs and batch size come from the dataset cards unless
-the recipe sets them.
+(through torchrun when there is more than one process; flags the suite does not know go to
+the trainer and win over the recipe). Epochs and batch size come from the dataset cards
+unless the recipe sets them.
+
+How a run starts is the launcher's business (``eval_encoder/launch``): ``local`` runs
+torchrun here, one dataset at a time or ``--parallel N`` at once, or joins other nodes
+(``--nnodes``/``--rdzv_endpoint``, one suite per node); ``slurm`` submits one batch job per
+dataset and follows it (``--no_wait``: submit and return; ``suite status``/``suite collect``
+follow up later). Every launcher has the same interface: the suite never branches on it.
 
 Resuming: a dataset is skipped when ``<save_report>/runs/<dataset>/`` holds a complete
 record with the same ``config_hash`` -- computed exactly as the trainer does, from the very
 argv it will receive -- and the same world size (the batch size is per process, so another
-world size is another experiment). A trainer that exits non-zero without writing a record
-gets a failed record written by the suite, and the suite goes on with the next dataset.
-It ends with the recipe's row of the leaderboard; the exit status is 0 only when every
-dataset is complete.
+world size is another experiment). A run that ends without writing a record gets a failed
+record written by the suite (saying how it ended: exit status, or the SLURM state, and where
+its log is), and the suite goes on with the next dataset. It ends with the recipe's row of
+the leaderboard; the exit status is 0 only when every dataset is complete (or, with
+``--no_wait``, submitted).
 
-Two suites on one ``--save_report``: each dataset of a recipe runs under a lock
-(``<save_report>/suite/<recipe>/<dataset>.lock``, fcntl.flock), so the second suite waits
-for the first (or, with ``--no_wait_lock``, leaves that dataset to it) and then finds its
-record; every file the suite writes goes through a uniquely named temporary file.
+Two suites on one ``--save_report``: each dataset of a recipe is claimed under a lock
+(``<save_report>/suite/<recipe>/<dataset>.lock``, fcntl.flock), held for the whole run by a
+local launcher and while submitting by a scheduler's; a dataset whose job an earlier suite
+submitted and that is still queued or running is followed, not submitted again. The suite's
+jobs are kept in ``<save_report>/suite/<recipe>/state.json``. Every file the suite writes
+goes through a uniquely named temporary file.
 
-The trainer runs in its own process group and dies with the suite: Ctrl-C and SIGTERM are
-forwarded to its group (torchrun passes them on to its workers, which sit in sessions of
-their own), and on Linux the trainer gets SIGTERM from the kernel when the suite dies, even
-by ``kill -9`` (PR_SET_PDEATHSIG).
+A local trainer runs in its own process group and dies with the suite (see
+``eval_encoder/launch/process.py``); SLURM jobs outlive it.
 """
 from __future__ import annotations
 
 import argparse
 import collections
 import contextlib
-import ctypes
+import dataclasses
 import fcntl
 import logging
 import os
-import select
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from eval_encoder import record as rec
 from eval_encoder.config import (ConfigError, ProbeConfig, apply_values, build_parser, load_yaml,
                                  parse_config)
+from eval_encoder.launch import (LAUNCHERS, TORCHRUN_KEYS, Ended, Entry, Job, LaunchError,
+                                 Launcher, LocalLauncher, SuiteState, Task, Topology)
+from eval_encoder.launch.base import TRAINER, settings_from, write_atomic
+from eval_encoder.launch.process import (LAUNCHER_ENV, STOP_GRACE_S, Interrupted,  # noqa: F401
+                                         die_with_parent, sigterm_interrupts, stream_process)
+from eval_encoder.launch.torchrun import parse_nnodes
 from eval_encoder.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 SUITE_KEY = "suite"
-SUITE_FIELDS = ("datasets", "per_dataset", "description")
+SUITE_FIELDS = ("datasets", "per_dataset", "description", "launcher", *LAUNCHERS)
 # options the suite sets itself for every dataset; a recipe or extra flag must not
 OWNED = ("dataset", "data_root", "save_report", "config")
-LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                "MASTER_PORT")
-TRAINER = Path(__file__).resolve().parent / "attentive_probe.py"
 DEFAULT_SAVE_REPORT = "results"
-TAIL_BYTES = 4000
-# how long a stopped trainer may take to end before its group is killed (torchrun itself
-# gives its workers 30 s between SIGTERM and SIGKILL)
-STOP_GRACE_S = 60.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+DEFAULT_LAUNCHER = "local"
+DONE = ("complete", "skipped")
 
 
 @dataclass
@@ -91,6 +98,9 @@ class Recipe:
     datasets: List[str]
     per_dataset: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    launcher: Optional[str] = None  # suite.launcher
+    launch: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # suite.<launcher>: settings
+    torchrun: Dict[str, Any] = field(default_factory=dict)  # nnodes, rdzv_*: torchrun's keys
 
     @property
     def name(self) -> str:
@@ -103,12 +113,15 @@ class Outcome:
 
     dataset: str
     status: str  # "skipped" (already complete) | "complete" | "failed" | "busy" (another
-    # suite holds the dataset's lock and --no_wait_lock was given)
+    # suite holds the dataset's lock and --no_wait_lock was given) | "submitted" (queued,
+    # not waited for: --no_wait) | "running" (``suite collect``: not ended yet)
     record_path: Optional[Path] = None
     top1: Optional[float] = None
     wall_s: float = 0.0
     error: Optional[str] = None
     protocol: str = ""  # the protocol the dataset's run follows (part of its config hash)
+    job: Optional[str] = None  # the launcher's job id and the run's log
+    log: Optional[str] = None
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -129,7 +142,14 @@ def load_recipe(path: str) -> Recipe:
                           f"under '{SUITE_KEY}: datasets:' and pass --data_root/--save_report")
     apply_values(ProbeConfig(), data, path)  # unknown keys and bad values fail here, by name
     datasets = _dataset_list(suite.get("datasets"), f"{path}: {SUITE_KEY}.datasets")
-    per_dataset = suite.get("per_dataset") or {}
+    per_dataset = _per_dataset(suite.get("per_dataset") or {}, datasets, path)
+    torchrun = {k: data.pop(k) for k in TORCHRUN_KEYS if k in data}
+    return Recipe(Path(path), data, datasets, per_dataset, str(suite.get("description") or ""),
+                  _launcher_name(suite.get("launcher"), path), _launch_sections(suite, path),
+                  torchrun)
+
+
+def _per_dataset(per_dataset: Any, datasets: List[str], path: str) -> Dict[str, Dict[str, Any]]:
     if not isinstance(per_dataset, dict):
         raise ConfigError(f"{path}: {SUITE_KEY}.per_dataset must map dataset -> options")
     for name, options in per_dataset.items():
@@ -138,8 +158,33 @@ def load_recipe(path: str) -> Recipe:
             raise ConfigError(f"{where}: {name!r} is not in {SUITE_KEY}.datasets {datasets}")
         if not isinstance(options, dict) or set(options) & set(OWNED):
             raise ConfigError(f"{where}: must be a mapping of probe options (not {list(OWNED)})")
+        if set(options) & set(TORCHRUN_KEYS):
+            raise ConfigError(f"{where}: {sorted(set(options) & set(TORCHRUN_KEYS))} are "
+                              "torchrun's, set once for the recipe")
         apply_values(ProbeConfig(), options, where)
-    return Recipe(Path(path), data, datasets, per_dataset, str(suite.get("description") or ""))
+    return per_dataset
+
+
+def _launcher_name(value: Any, path: str) -> Optional[str]:
+    if value is None:
+        return None
+    try:
+        return LAUNCHERS.canonical(str(value))
+    except KeyError as exc:
+        raise ConfigError(f"{path}: {SUITE_KEY}.launcher: {exc}") from None
+
+
+def _launch_sections(suite: Dict[str, Any], path: str) -> Dict[str, Dict[str, Any]]:
+    """``suite: {<launcher>: {setting: value}}``, checked against each launcher's options."""
+    out = {}
+    for name in LAUNCHERS:
+        section = suite.get(name) or {}
+        where = f"{path}: {SUITE_KEY}.{name}"
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: must be a mapping of {name} launcher settings")
+        settings_from(LAUNCHERS.get(name), section, {}, where)
+        out[name] = section
+    return out
 
 
 def _dataset_list(value: Any, where: str) -> List[str]:
@@ -165,7 +210,8 @@ def _dataset_list(value: Any, where: str) -> List[str]:
 
 
 def probe_options(recipe: Recipe, dataset: str) -> Dict[str, Any]:
-    """The probe options of ``dataset``: the recipe's, then its per-dataset entry."""
+    """The probe options of ``dataset``: the recipe's, then its per-dataset entry (torchrun's
+    keys are not among them: they go to torchrun)."""
     return {**recipe.probe, **recipe.per_dataset.get(dataset, {})}
 
 
@@ -178,24 +224,11 @@ def write_probe_yaml(recipe: Recipe, dataset: str, save_report: str) -> Path:
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a uniquely named temporary file in the same folder,
-    so concurrent writers (two suites, a dry run) never tear the file or each other's."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # ----------------------------------------------------------------------------- locks
-def lock_path(save_report: str, recipe_name: str, dataset: str) -> Path:
-    return Path(save_report) / "suite" / recipe_name / f"{dataset}.lock"
+def lock_path(save_report: str, recipe_name: str, dataset: str, node_rank: int = 0) -> Path:
+    """The (recipe, dataset) lock; the other nodes of a multi-node suite have their own."""
+    suffix = f".node{node_rank}" if node_rank else ""
+    return Path(save_report) / "suite" / recipe_name / f"{dataset}{suffix}.lock"
 
 
 @contextlib.contextmanager
@@ -235,6 +268,23 @@ def _note_owner(fd: int) -> None:
     owner = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}"
     os.ftruncate(fd, 0)
     os.pwrite(fd, owner.encode(), 0)
+
+
+def try_lock(path: Path) -> Tuple[Optional[contextlib.ExitStack], str]:
+    """Take the lock at ``path`` without waiting: (its holder, to close when done; "") or,
+    when another suite holds it, (None, who holds it)."""
+    stack = contextlib.ExitStack()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    stack.callback(os.close, fd)  # closing releases the lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+        stack.close()
+        return None, owner
+    _note_owner(fd)
+    return stack, ""
 
 
 # ----------------------------------------------------------------------------- one dataset
@@ -334,166 +384,16 @@ def records_since(save_report: str, dataset: str, config_hash: str,
     return out
 
 
-def launch_command(argv: Sequence[str], nproc: int, script: Path = TRAINER) -> List[str]:
-    """``python attentive_probe.py ...`` for one process, torchrun (standalone) for more."""
-    if nproc == 1:
-        return [sys.executable, str(script), *argv]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", str(script), *argv]
-
-
-class Interrupted(KeyboardInterrupt):
-    """The suite was asked to stop by ``signum`` (SIGINT or SIGTERM)."""
-
-    def __init__(self, signum: int = signal.SIGINT):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-
-
-class _Output:
-    """Where the trainer's output goes: the log file, written unbuffered so a killed suite
-    leaves every line it received; the terminal; and the last few thousand bytes."""
-
-    def __init__(self, sink):
-        self.sink = sink
-        self.out = getattr(sys.stdout, "buffer", None)
-        self.tail: collections.deque = collections.deque()
-        self.size = 0
-
-    def write(self, chunk: bytes) -> None:
-        self.sink.write(chunk)
-        if self.out is not None:
-            self.out.write(chunk)
-            self.out.flush()
-        self.tail.append(chunk)
-        self.size += len(chunk)
-        while self.size - len(self.tail[0]) > TAIL_BYTES:
-            self.size -= len(self.tail.popleft())
-
-    def text(self) -> str:
-        return b"".join(self.tail).decode("utf-8", "replace")[-TAIL_BYTES:]
-
-
-def _child_env() -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    # the trainer imports the very package this suite runs from, installed or not
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TRAINER.parents[1]),
-                                                      env.get("PYTHONPATH")]))
-    return env
-
-
-def _prctl():
-    """libc's prctl on Linux, else None (looked up before fork: the child only calls it)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> Optional[Callable[[], None]]:
-    """A ``preexec_fn`` that makes the kernel send ``sig`` to the child when this process
-    dies, ``kill -9`` included; None where prctl is unavailable (then only a suite that
-    lives to see its stop signal takes the trainer down)."""
-    prctl, parent = _prctl(), os.getpid()
-    if prctl is None:
-        return None
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the suite died before the line above took effect
-            os.kill(os.getpid(), sig)
-    return preexec
-
-
-def stream_process(cmd: Sequence[str], log_path: Path) -> Tuple[int, str]:
-    """Run ``cmd``, passing its output through as it comes (progress bars included) and
-    into ``log_path``; returns the exit status and the output's last few thousand bytes.
-
-    The child leads its own session and process group: a stop (Ctrl-C, SIGTERM) of the
-    suite is forwarded to that group, which is killed if it has not ended within
-    STOP_GRACE_S; and the child gets SIGTERM if the suite dies without stopping it (see
-    :func:`die_with_parent`).
-    """
-    with open(log_path, "wb", buffering=0) as sink, _sigterm_interrupts(), subprocess.Popen(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=_child_env(), start_new_session=True,
-            preexec_fn=die_with_parent()) as proc:
-        output = _Output(sink)
-        try:
-            while chunk := proc.stdout.read1(65536):
-                output.write(chunk)
-            code = proc.wait()
-        except KeyboardInterrupt as exc:
-            _stop_group(proc, getattr(exc, "signum", signal.SIGINT), output)
-            raise
-    return code, output.text()
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """While a trainer runs, SIGTERM to the suite raises :class:`Interrupted` as Ctrl-C
-    raises KeyboardInterrupt, so both are forwarded (signal handlers: main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def raise_interrupted(signum, _frame):
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupted)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _stop_group(proc: subprocess.Popen, signum: int, output: _Output) -> None:
-    """Send ``signum`` to the child's group and keep passing its output on until it ends;
-    SIGKILL the group after STOP_GRACE_S or at a second interrupt."""
-    _signal_group(proc, signum)
-    deadline = time.monotonic() + STOP_GRACE_S
-    try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            _pass_on(proc, output, 0.2)
-    except KeyboardInterrupt:  # asked a second time: stop waiting
-        pass
-    if proc.poll() is None:
-        _signal_group(proc, signal.SIGKILL)
-        proc.wait()
-    while _pass_on(proc, output, 0.0):  # what it wrote last
-        pass
-
-
-def _pass_on(proc: subprocess.Popen, output: _Output, timeout: float) -> bool:
-    """Pass on what the child wrote within ``timeout`` seconds; True if anything came."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    chunk = proc.stdout.read1(65536) if ready else b""
-    if chunk:
-        output.write(chunk)
-    elif ready:  # end of output while the process is still ending: do not spin
-        time.sleep(timeout)
-    return bool(chunk)
-
-
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(proc.pid, signum)
-    except ProcessLookupError:  # the group has ended already
-        pass
-
-
 def failure_record(argv: Sequence[str], config_hash: str, message: str, wall_s: float,
-                   world_size: int) -> Dict[str, Any]:
-    """A schema-v1 failed record for a trainer that died without writing one.
+                   world_size: int, launch: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """A schema-v1 failed record for a run that ended without writing one.
 
     Row labels come from the config as the trainer makes them (it could not say more: the
-    encoder was never built here), so the leaderboard can mark the cell as failed.
+    encoder was never built here), so the leaderboard can mark the cell as failed. ``launch``
+    keeps what the launcher knows of the end (a SLURM job's id, state, exit code and log).
     """
     cfg = parse_config(list(argv))
-    return {
+    record = {
         "schema": rec.SCHEMA, "schema_version": rec.SCHEMA_VERSION,
         "run_id": rec.new_run_id(cfg.dataset), "status": "failed", "error": message,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -508,28 +408,32 @@ def failure_record(argv: Sequence[str], config_hash: str, message: str, wall_s: 
         "versions": rec.software_versions(), "git_commit": rec.git_commit(),
         "world_size": world_size, "device": None,
     }
+    if launch:
+        record["launch"] = launch
+    return record
 
 
-Launcher = Callable[[Sequence[str], Path], Tuple[int, str]]
+# ----------------------------------------------------------------------------- tasks
+def make_task(recipe: Recipe, dataset: str, data_root: str, save_report: str,
+              topology: Topology, extra: Sequence[str] = (), script: Path = TRAINER) -> Task:
+    """Write the dataset's ``--config`` file and describe its run for a launcher."""
+    argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset, data_root,
+                        save_report, extra)
+    cfg = parse_config(argv)
+    # the rendezvous id keeps the datasets of a multi-node suite apart on one endpoint
+    topology = dataclasses.replace(topology, rdzv_id=f"{recipe.name}.{dataset}")
+    return Task(recipe.name, dataset, argv, rec.config_hash(cfg.to_dict()), topology,
+                Path(save_report) / "suite" / recipe.name, script, cfg.device,
+                cfg.dali_py_num_workers)
 
 
-def run_dataset(recipe: Recipe, dataset: str, data_root: str, save_report: str, nproc: int,
-                extra: Sequence[str] = (), launcher: Launcher = stream_process,
-                script: Path = TRAINER, wait_lock: bool = True) -> Outcome:
-    """Run (or skip) one dataset of a recipe under its lock; never raises for a failed run.
-    Another suite holding the lock is waited for, or with ``wait_lock`` off left to it."""
-    with dataset_lock(save_report, recipe.name, dataset, wait_lock) as held:
-        if not held:
-            return Outcome(dataset, "busy", error=f"another suite is running it (lock "
-                           f"{lock_path(save_report, recipe.name, dataset)}); not waited for "
-                           "(--no_wait_lock)")
-        argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset,
-                            data_root, save_report, extra)
-        chash = expected_hash(argv)
-        outcome = _run_or_skip(argv, chash, dataset, data_root, save_report, nproc, launcher,
-                               script, recipe.name)
-    outcome.protocol = protocol_label(argv)
-    return outcome
+def new_entry(task: Task, launcher: str, job: Job, data_root: str, save_report: str) -> Entry:
+    """The state line of a task started as ``job`` (with the records it must not count)."""
+    folder = rec.records_dir(save_report, task.dataset)
+    before = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+    return Entry(task.dataset, launcher, job.id, job.log, task.config_hash,
+                 task.topology.world_size, list(task.argv), str(data_root), str(save_report),
+                 before, time.time())
 
 
 def say_resume(save_report: str, dataset: str, chash: str) -> None:
@@ -542,50 +446,303 @@ def say_resume(save_report: str, dataset: str, chash: str) -> None:
         _say(f"{dataset}: resuming from the checkpoint {found[0]}")
 
 
-def _run_or_skip(argv, chash: str, dataset: str, data_root: str, save_report: str, nproc: int,
-                 launcher: Launcher, script: Path, recipe_name: str) -> Outcome:
-    done = find_complete(save_report, dataset, chash, nproc, data_root)
-    if done:
-        path, data = done
-        return Outcome(dataset, "skipped", path, float(data["reported"]["top1"]))
-    say_resume(save_report, dataset, chash)
-    folder = rec.records_dir(save_report, dataset)
-    before = set(folder.glob("*.json")) if folder.is_dir() else set()
-    log_path = Path(save_report) / "suite" / recipe_name / f"{dataset}.log"
-    start = time.time()
-    code, tail = launcher(launch_command(argv, nproc, script), log_path)
-    wall = time.time() - start
-    new = records_since(save_report, dataset, chash, before)
+def conclude(entry: Entry, ended: Ended, keeps_books: bool = True) -> Outcome:
+    """What a run that has ended leaves: its complete record, the trainer's own failed
+    record, or -- neither written -- a failed record by the suite saying how it ended.
+    Only the suite that keeps the books (the first node's) writes records."""
+    wall = time.time() - entry.started
+    folder = rec.records_dir(entry.save_report, entry.dataset)
+    new = records_since(entry.save_report, entry.dataset, entry.config_hash,
+                        {folder / name for name in entry.before})
     complete = [(p, d) for p, d in new if d.get("status") == "complete"]
-    if code == 0 and complete:
+    if complete and ended.code in (0, None):
         path, data = complete[-1]
-        return Outcome(dataset, "complete", path, float(data["reported"]["top1"]), wall)
+        return Outcome(entry.dataset, "complete", path, float(data["reported"]["top1"]), wall)
+    how = f" ({ended.what}; log {entry.log})" if ended.launch else ""
     if new:  # the trainer recorded its own failure (its error says why)
         path, data = new[-1]
-        error = data.get("error") or f"exit status {code}"
-        return Outcome(dataset, "failed", path, None, wall, error)
-    last = " | ".join(line.strip() for line in tail.strip().splitlines()[-5:])
-    message = (f"the trainer exited with status {code} without writing a record (record "
-               f"written by the suite); full output: {log_path}; last lines: {last}")
-    path = rec.write_record(failure_record(argv, chash, message, wall, nproc), save_report)
-    return Outcome(dataset, "failed", path, None, wall, message)
+        error = (data.get("error") or f"exit status {ended.code}") + how
+        return Outcome(entry.dataset, "failed", path, None, wall, error)
+    last = " | ".join(line.strip() for line in ended.tail.strip().splitlines()[-5:])
+    message = (f"{ended.what} without writing a record (record written by the suite); full "
+               f"output: {entry.log}; last lines: {last}")
+    if not keeps_books:
+        return Outcome(entry.dataset, "failed", None, None, wall, message.replace(
+            "record written by the suite", "the first node's suite records it"))
+    path = rec.write_record(failure_record(entry.argv, entry.config_hash, message, wall,
+                                           entry.world_size, ended.launch), entry.save_report)
+    return Outcome(entry.dataset, "failed", path, None, wall, message)
 
 
+# ----------------------------------------------------------------------------- the drive
+@dataclass
+class Running:
+    """A started (or followed) run: its state line, its job and the lock it holds."""
+
+    entry: Entry
+    job: Job
+    lock: Optional[contextlib.ExitStack] = None
+    state: str = ""
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+
+class Drive:
+    """A suite's pass over its datasets with one launcher: claim each dataset (skip it when
+    done, follow a live job an earlier suite submitted for it), start it when the launcher
+    has room, poll what runs and judge each run as it ends. ``wait`` off: return once every
+    dataset is started (a detached launcher's jobs run on)."""
+
+    def __init__(self, launcher: Launcher, recipe_name: str, data_root: str, save_report: str,
+                 wait_lock: bool = True, wait: bool = True):
+        self.launcher, self.recipe = launcher, recipe_name
+        self.data_root, self.save_report = str(data_root), str(save_report)
+        self.wait, self.wait_lock = wait, wait_lock and wait
+        self.books = launcher.topology.keeps_books
+        self.state = SuiteState(Path(save_report) / "suite" / recipe_name)
+        self.outcomes: Dict[str, Outcome] = {}
+        self.running: Dict[str, Running] = {}
+        self.argv: Dict[str, List[str]] = {}
+        self.told: set = set()
+        self.bar = None
+        self.left_as = "submitted"  # what a job left running is, when not waiting
+
+    def run(self, tasks: Sequence[Task]) -> List[Outcome]:
+        """Start, follow and judge ``tasks``; their outcomes in the same order."""
+        self.argv = {t.dataset: list(t.argv) for t in tasks}
+        self._loop(collections.deque(tasks))
+        return [self.outcomes[t.dataset] for t in tasks]
+
+    def follow(self, entries: Sequence[Entry]) -> List[Outcome]:
+        """Judge the jobs of ``entries`` (started by an earlier suite) that have ended, and,
+        with ``wait``, wait for the others; the rest are "running" outcomes."""
+        self.left_as = "running"
+        for e in entries:
+            self.argv[e.dataset] = list(e.argv)
+            self.running[e.dataset] = Running(e, Job(e.job, e.log))
+        self._loop(collections.deque())
+        return [self.outcomes[e.dataset] for e in entries]
+
+    def _loop(self, todo: collections.deque) -> None:
+        with sigterm_interrupts(), self._progress(len(todo) + len(self.running)):
+            try:
+                while todo or self.running:
+                    moved = self._start_more(todo)
+                    changed = self._poll()
+                    if not self.wait and not todo:
+                        self._leave_running()
+                    elif not (moved or changed):
+                        time.sleep(self.launcher.poll_s)
+            except KeyboardInterrupt as exc:
+                self._interrupt(exc)
+                raise
+
+    def _start_more(self, todo: collections.deque) -> bool:
+        """Claim datasets while the launcher has room; True if any was started or settled."""
+        moved, later = False, []
+        while todo and len(self.running) < self.launcher.capacity:
+            task = todo.popleft()
+            claimed = self._claim(task)
+            if claimed is None:  # busy: try again later
+                later.append(task)
+                continue
+            if isinstance(claimed, Outcome):
+                self._done(task.dataset, claimed)
+            else:
+                self.running[task.dataset] = claimed
+            moved = True
+        todo.extend(later)
+        return moved
+
+    # ------------------------------------------------------------------ claiming a dataset
+    def _claim(self, task: Task) -> Union[Outcome, Running, None]:
+        """Skip, follow or start ``task`` under its lock; None: busy, try again later."""
+        path = lock_path(self.save_report, self.recipe, task.dataset, task.topology.node_rank)
+        lock, owner = try_lock(path)
+        if lock is None:
+            return self._busy(task, f"another suite is running it ({owner})", str(path),
+                              f"lock {path}")
+        try:
+            return self._claimed(task, lock)
+        except BaseException:
+            lock.close()
+            raise
+
+    def _claimed(self, task: Task, lock: contextlib.ExitStack) -> Union[Outcome, Running, None]:
+        done = find_complete(self.save_report, task.dataset, task.config_hash,
+                             task.topology.world_size, self.data_root)
+        if done:
+            lock.close()
+            self._note_skipped(task, done[0])
+            return Outcome(task.dataset, "skipped", done[0], float(done[1]["reported"]["top1"]))
+        live = self._live_entry(task)
+        if live is not None:
+            lock.close()
+            return self._attach(task, live)
+        say_resume(self.save_report, task.dataset, task.config_hash)
+        entry = new_entry(task, self.launcher.name, Job("", str(task.log_path)),
+                          self.data_root, self.save_report)
+        self._note(entry)  # a run in this suite's hands (no job yet)
+        _say(f"[{self._index(task.dataset)}] {self.recipe} / {task.dataset}: starting")
+        try:
+            job = self.launcher.start(task)
+        except LaunchError as exc:
+            lock.close()
+            entry.status, entry.error = "failed", str(exc)
+            self._note(entry)
+            return Outcome(task.dataset, "failed", error=str(exc))
+        entry.job, entry.log = job.id, job.log
+        self._note(entry)
+        if self.launcher.detached:  # the job outlives this suite: its state line guards it
+            lock.close()
+            lock = None
+            _say(f"{task.dataset}: {self.launcher.name} job {job.id}, log {job.log}")
+        return Running(entry, job, lock)
+
+    def _note(self, entry: Entry) -> None:
+        """Write ``entry`` into the suite state (the first node's suite keeps it)."""
+        if self.books:
+            self.state.put(entry)
+
+    def _note_skipped(self, task: Task, record: Path) -> None:
+        """A complete dataset has a state line too, so that ``suite status`` lists it (the
+        line of the job that made the record is kept)."""
+        known = self.state.read().get(task.dataset)
+        if known is not None and known.record == str(record):
+            return
+        entry = new_entry(task, "", Job("", ""), self.data_root, self.save_report)
+        entry.status, entry.record = "complete", str(record)
+        self._note(entry)
+
+    def _live_entry(self, task: Task) -> Optional[Entry]:
+        """The state line of a job an earlier suite started for this very run, if that job
+        is still queued or running."""
+        entry = self.state.read().get(task.dataset)
+        if (entry is None or entry.status != "running" or not entry.job
+                or (entry.config_hash, entry.world_size)
+                != (task.config_hash, task.topology.world_size)):
+            return None
+        return entry if LAUNCHERS.get(entry.launcher).alive(entry.job) else None
+
+    def _attach(self, task: Task, live: Entry) -> Union[Running, Outcome, None]:
+        who = f"{live.launcher} job {live.job} of an earlier suite is running it"
+        if live.launcher != self.launcher.name:
+            return self._busy(task, who, f"job {live.job}", f"job {live.job}")
+        _say(f"{task.dataset}: {who}: following it (log {live.log})")
+        return Running(live, Job(live.job, live.log))
+
+    def _busy(self, task: Task, who: str, what: str, where: str) -> Optional[Outcome]:
+        if not self.wait_lock:
+            return Outcome(task.dataset, "busy", error=f"another suite is running it ({where}); "
+                           "not waited for (--no_wait_lock)")
+        if task.dataset not in self.told:
+            self.told.add(task.dataset)
+            _say(f"{self.recipe} / {task.dataset}: {who}; waiting for {what} (--no_wait_lock "
+                 "skips the dataset instead)")
+        return None
+
+    # ------------------------------------------------------------------ following runs
+    def _poll(self) -> bool:
+        """Poll the running jobs; judge those that ended. True if anything changed."""
+        if not self.running:
+            return False
+        try:
+            polls = self.launcher.poll([r.job for r in self.running.values()])
+        except LaunchError as exc:
+            log.warning("%s (asking again in %.0f s)", exc, self.launcher.poll_s)
+            return False
+        changed = False
+        for dataset, run in list(self.running.items()):
+            now = polls.get(run.job.id)
+            if now is not None and now.ended is not None:
+                run.release()
+                del self.running[dataset]
+                self._done(dataset, conclude(run.entry, now.ended, self.books), run.entry)
+                changed = True
+            elif now is not None and now.state != run.state:
+                run.state = now.state
+                _say(f"{dataset}: {self.launcher.name} job {run.job.id} {now.state}")
+                changed = True
+        self._show_states()
+        return changed
+
+    def _leave_running(self) -> None:
+        for dataset, run in list(self.running.items()):
+            self._done(dataset, Outcome(dataset, self.left_as,
+                                        job=run.job.id, log=run.job.log, error=run.state))
+        self.running.clear()
+
+    def _interrupt(self, exc: KeyboardInterrupt) -> None:
+        jobs = [r.job for r in self.running.values()]
+        note = self.launcher.interrupt(jobs, getattr(exc, "signum", signal.SIGINT))
+        for run in self.running.values():
+            run.release()
+        _say(f"{self.recipe}: interrupted: {note}")
+
+    def _done(self, dataset: str, outcome: Outcome, entry: Optional[Entry] = None) -> None:
+        if outcome.status != "busy":
+            outcome.protocol = protocol_label(self.argv[dataset])
+        self.outcomes[dataset] = outcome
+        if entry is not None and outcome.status in ("complete", "failed"):
+            entry.status, entry.error = outcome.status, outcome.error
+            entry.record = str(outcome.record_path) if outcome.record_path else None
+            self._note(entry)
+        _say(f"[{self._index(dataset)}] {self.recipe} / {dataset}: {_describe(outcome)}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _index(self, dataset: str) -> str:
+        names = list(self.argv)
+        return f"{names.index(dataset) + 1}/{len(names)}"
+
+    # ------------------------------------------------------------------ progress display
+    @contextlib.contextmanager
+    def _progress(self, total: int):
+        """A bar of datasets done, with the jobs' states, while output is not passed through
+        (on a terminal only)."""
+        if self.launcher.echoes or total == 0:
+            yield
+            return
+        from tqdm import tqdm
+
+        with tqdm(total=total, desc=self.recipe, unit="dataset", file=sys.stderr,
+                  disable=None, dynamic_ncols=True) as bar:
+            self.bar = bar
+            try:
+                yield
+            finally:
+                self.bar = None
+
+    def _show_states(self) -> None:
+        if self.bar is not None:
+            counts = collections.Counter((r.state or "starting").split()[0]
+                                         for r in self.running.values())
+            self.bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+# ----------------------------------------------------------------------------- suites
 def run_suite(recipe: Recipe, data_root: str, save_report: str = DEFAULT_SAVE_REPORT,
               datasets: Optional[Sequence[str]] = None, nproc: int = 1,
-              extra: Sequence[str] = (), launcher: Launcher = stream_process,
-              script: Path = TRAINER, wait_lock: bool = True) -> List[Outcome]:
-    """Run ``recipe`` over ``datasets`` (default: its own), one after the other."""
+              extra: Sequence[str] = (), launcher: Any = stream_process,
+              script: Path = TRAINER, wait_lock: bool = True,
+              topology: Optional[Topology] = None, wait: bool = True) -> List[Outcome]:
+    """Run ``recipe`` over ``datasets`` (default: its own) with ``launcher``: a
+    :class:`~eval_encoder.launch.Launcher`, or a function ``(cmd, log_path) -> (status,
+    output tail)`` that runs one command (the local launcher's, one dataset at a time)."""
     check_extra_flags(extra)
+    topology = topology or Topology(nproc_per_node=nproc)
+    if not isinstance(launcher, Launcher):
+        launcher = LocalLauncher({"parallel": 1}, topology, runner=launcher)
+    if not (wait or launcher.detached):
+        raise ConfigError(f"--no_wait: the {launcher.name} launcher's runs end with the suite; "
+                          "use a scheduler's (--launcher slurm)")
     names = list(datasets) if datasets else recipe.datasets
-    outcomes = []
-    for i, dataset in enumerate(names, 1):
-        _say(f"[{i}/{len(names)}] {recipe.name} / {dataset}: starting")
-        outcome = run_dataset(recipe, dataset, data_root, save_report, nproc, extra, launcher,
-                              script, wait_lock)
-        _say(f"[{i}/{len(names)}] {recipe.name} / {dataset}: {_describe(outcome)}")
-        outcomes.append(outcome)
-    return outcomes
+    tasks = [make_task(recipe, name, data_root, save_report, topology, extra, script)
+             for name in names]
+    return Drive(launcher, recipe.name, data_root, save_report, wait_lock, wait).run(tasks)
 
 
 def _describe(o: Outcome) -> str:
@@ -596,11 +753,16 @@ def _describe(o: Outcome) -> str:
         return f"{said}complete in {o.wall_s:.0f} s, top-1 {o.top1:.2f}%: {o.record_path}"
     if o.status == "busy":
         return f"skipped: {o.error}"
+    if o.status in ("submitted", "running", "interrupted"):
+        return f"{said}{o.status}: job {o.job} {o.error or ''} (log {o.log})"
     return f"{said}FAILED after {o.wall_s:.0f} s: {o.error} (record {o.record_path})"
 
 
 def _say(text: str) -> None:
-    print(f"== suite {text}", flush=True)
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stdout):  # above a progress bar, if one is shown
+        print(f"== suite {text}", flush=True)
 
 
 def recipe_row(outcomes: Sequence[Outcome], fmt: str = "md") -> str:
@@ -608,6 +770,8 @@ def recipe_row(outcomes: Sequence[Outcome], fmt: str = "md") -> str:
     from eval_encoder import leaderboard as lb
 
     paths = [o.record_path for o in outcomes if o.record_path is not None]
+    if not any(o.status in DONE for o in outcomes):  # nothing to rank (all failed, or queued)
+        return "(no complete run yet: no leaderboard row)\n"
     board = lb.build_board([lb.load_record(p) for p in paths], [o.dataset for o in outcomes])
     return lb.render(board, fmt)
 
@@ -617,52 +781,119 @@ def build_suite_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval_encoder suite",
         description="Run a recipe (probes/<name>.yaml) over its datasets; a rerun resumes. "
-                    "Other flags go to the trainer (attentive_probe.py) and win over the recipe.")
+                    "Other flags go to the trainer (attentive_probe.py) and win over the recipe. "
+                    "`suite status <recipe>` and `suite collect <recipe>` follow submitted jobs.")
     parser.add_argument("recipe", help="recipe YAML, e.g. probes/ov_encoder_large_8f.yaml")
     parser.add_argument("--data_root", required=True,
                         help="folder holding <dataset>/<manifest>.csv and the videos")
     parser.add_argument("--datasets", help="comma-separated subset to run (default: the recipe's)")
-    parser.add_argument("--nproc_per_node", type=int, default=1,
-                        help="processes per node (torchrun when > 1; default 1)")
     parser.add_argument("--save_report", default=DEFAULT_SAVE_REPORT,
                         help="records go to <save_report>/runs/<dataset>/ "
                              f"(default {DEFAULT_SAVE_REPORT})")
     parser.add_argument("--dry_run", action="store_true",
-                        help="print each dataset's command and whether it is done; run nothing")
+                        help="print each dataset's command (or batch script) and whether it is "
+                             "done; run nothing")
     parser.add_argument("--no_wait_lock", action="store_true",
                         help="skip a dataset that another suite on this --save_report is "
                              "running, instead of waiting for it")
+    parser.add_argument("--launcher", choices=list(LAUNCHERS), default=None,
+                        help="how runs start: local torchrun or SLURM jobs (default: the "
+                             f"recipe's suite.launcher, else {DEFAULT_LAUNCHER})")
+    parser.add_argument("--no_wait", action="store_true",
+                        help="submit and return (a scheduler's launcher); `suite status` and "
+                             "`suite collect` follow the jobs")
+    _add_torchrun_flags(parser.add_argument_group("processes and nodes (torchrun's flags)"))
+    _add_launcher_options(parser)
     return parser
 
 
-def dry_run(recipe: Recipe, names: Sequence[str], args, extra: Sequence[str]) -> None:
-    """Print what the suite would do for each dataset."""
+def _add_launcher_options(parser: argparse.ArgumentParser) -> None:
+    """Every launcher's options, a group each (unset: None, so that given ones are known)."""
+    for name, cls in LAUNCHERS.items():
+        group = parser.add_argument_group(f"{name} launcher")
+        for option in cls.options:
+            group.add_argument(*[f"--{n}" for n in (option.name, *option.aliases)],
+                               dest=option.name, type=option.type, default=None,
+                               action="append" if option.repeat else "store", help=option.help)
+
+
+def _add_torchrun_flags(group) -> None:
+    group.add_argument("--nproc_per_node", type=int, default=1,
+                       help="processes per node (torchrun when > 1; default 1)")
+    group.add_argument("--nnodes", "--nodes", dest="nnodes", default=None,
+                       help="nodes per run (default 1; recipe key nnodes); locally, run the "
+                            "suite on every node with its --node_rank")
+    group.add_argument("--node_rank", type=int, default=None,
+                       help="this node's rank, 0 on the first (local launcher, many nodes)")
+    group.add_argument("--rdzv_backend", default=None, choices=["c10d", "static"],
+                       help="torchrun rendezvous backend (default c10d)")
+    group.add_argument("--rdzv_endpoint", default=None,
+                       help="HOST:PORT on the first node, the same for every node (local "
+                            "launcher, many nodes)")
+
+
+def topology_from(recipe: Recipe, args: argparse.Namespace) -> Topology:
+    """The processes of each run: the recipe's torchrun keys, overridden by flags."""
+    given = {k: getattr(args, k) for k in TORCHRUN_KEYS if getattr(args, k) is not None}
+    values = {**recipe.torchrun, **given}
+    low, high = parse_nnodes(values.get("nnodes", 1))
+    if low != high:
+        raise ConfigError(f"--nnodes {values['nnodes']}: a suite needs a fixed node count "
+                          "(the world size is part of what a record is compared by)")
+    return Topology(args.nproc_per_node, low, int(values.get("node_rank") or 0),
+                    values.get("rdzv_backend"), values.get("rdzv_endpoint"))
+
+
+def make_launcher(recipe: Recipe, args: argparse.Namespace, topology: Topology) -> Launcher:
+    """The launcher the flags or the recipe ask for, with its settings (defaults < recipe
+    < flags); a flag of another launcher is an error."""
+    name = args.launcher or recipe.launcher or DEFAULT_LAUNCHER
+    cls = LAUNCHERS.get(name)
+    for other, other_cls in LAUNCHERS.items():
+        stray = [o.name for o in other_cls.options if other != name
+                 and getattr(args, o.name) is not None
+                 and o.name not in {p.name for p in cls.options}]
+        if stray:
+            raise ConfigError(f"--{stray[0]} is a setting of the {other} launcher, not of "
+                              f"{name} (--launcher {other})")
+    settings = settings_from(cls, recipe.launch.get(name, {}), vars(args),
+                             f"{recipe.path}: {SUITE_KEY}.{name}")
+    return cls(settings, topology)
+
+
+def dry_run(recipe: Recipe, names: Sequence[str], args, extra: Sequence[str],
+            launcher: Launcher) -> None:
+    """Print what the suite would do for each dataset: the exact command or batch script."""
     for name in names:
-        argv = trainer_argv(write_probe_yaml(recipe, name, args.save_report), name,
-                            args.data_root, args.save_report, extra)
-        done = find_complete(args.save_report, name, expected_hash(argv), args.nproc_per_node,
-                             args.data_root)
+        task = make_task(recipe, name, args.data_root, args.save_report, launcher.topology,
+                         extra)
+        done = find_complete(args.save_report, name, task.config_hash,
+                             task.topology.world_size, args.data_root)
         state = f"done ({done[0]})" if done else "to run"
-        print(f"{name}: {state}\n  {' '.join(launch_command(argv, args.nproc_per_node))}")
+        print(f"{name}: {state}\n{textwrap.indent(launcher.describe(task), '  ')}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m eval_encoder suite``; exit 0 when every dataset is complete, 1 otherwise,
-    2 for a recipe or option that cannot be used."""
+    """``python -m eval_encoder suite``; exit 0 when every dataset is complete (with
+    ``--no_wait``: complete or submitted), 1 otherwise, 2 for a recipe or option that cannot
+    be used. ``suite status|collect <recipe>`` follow a suite's jobs."""
     setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FOLLOW:
+        return FOLLOW[argv[0]](argv[1:])
     parser = build_suite_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.nproc_per_node < 1:
-        parser.error(f"--nproc_per_node must be >= 1, got {args.nproc_per_node}")
     try:
         recipe = load_recipe(args.recipe)
         names = (_dataset_list(args.datasets, "--datasets") if args.datasets else recipe.datasets)
         check_extra_flags(extra)
+        launcher = make_launcher(recipe, args, topology_from(recipe, args))
         if args.dry_run:
-            dry_run(recipe, names, args, extra)
+            dry_run(recipe, names, args, extra, launcher)
             return 0
-        outcomes = run_suite(recipe, args.data_root, args.save_report, names,
-                             args.nproc_per_node, extra, wait_lock=not args.no_wait_lock)
+        outcomes = run_suite(recipe, args.data_root, args.save_report, names, extra=extra,
+                             launcher=launcher, wait_lock=not args.no_wait_lock,
+                             topology=launcher.topology, wait=not args.no_wait)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -670,9 +901,149 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\ninterrupted: run the same command again to resume (finished datasets are kept)",
               file=sys.stderr)
         return 128 + getattr(exc, "signum", signal.SIGINT)
-    print(f"\n{recipe.name}: " + ", ".join(f"{o.dataset} {o.status}" for o in outcomes) + "\n")
+    return _summary(recipe.name, outcomes, args.save_report, args.no_wait)
+
+
+def _summary(name: str, outcomes: Sequence[Outcome], save_report: str, submitted_ok: bool) -> int:
+    """Print the outcomes and the recipe's leaderboard row; the exit status."""
+    print(f"\n{name}: " + ", ".join(f"{o.dataset} {o.status}" for o in outcomes) + "\n")
     print(recipe_row(outcomes), end="")
-    return 0 if all(o.status in ("complete", "skipped") for o in outcomes) else 1
+    waiting = [o for o in outcomes if o.status in ("submitted", "running", "interrupted")]
+    if waiting:
+        print(f"\n{len(waiting)} job(s) not ended: `python -m eval_encoder suite status {name} "
+              f"--save_report {save_report}` shows them, `suite collect` gathers them")
+    ok = DONE + (("submitted",) if submitted_ok else ())
+    return 0 if all(o.status in ok for o in outcomes) else 1
+
+
+# ----------------------------------------------------------------------------- status, collect
+def _follow_parser(command: str, what: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m eval_encoder suite {command}",
+                                     description=what)
+    parser.add_argument("recipe", help="the recipe (its file, or its name)")
+    parser.add_argument("--save_report", default=DEFAULT_SAVE_REPORT,
+                        help=f"as given to the suite (default {DEFAULT_SAVE_REPORT})")
+    return parser
+
+
+def _state_of(args) -> Tuple[str, SuiteState, Dict[str, Entry]]:
+    name = Path(args.recipe).stem
+    state = SuiteState(Path(args.save_report) / "suite" / name)
+    return name, state, state.read()
+
+
+def status_main(argv: Sequence[str]) -> int:
+    """``suite status <recipe>``: each dataset's job, its state now, and its record or log."""
+    args = _follow_parser("status", status_main.__doc__).parse_args(list(argv))
+    try:
+        name, state, entries = _state_of(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not entries:
+        print(f"no suite state at {state.path}: nothing was started there", file=sys.stderr)
+        return 1
+    rows = [("dataset", "status", "job", "now", "record / log")]
+    rows += [_status_row(name, e) for e in entries.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(f"{name} ({state.path})")
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+    return 0
+
+
+def _status_row(name: str, e: Entry) -> Tuple[str, str, str, str, str]:
+    job = f"{e.launcher} {e.job}" if e.job else "-"
+    if e.status != "running":
+        return e.dataset, e.status, job, "", e.record or e.log
+    lock, owner = try_lock(lock_path(e.save_report, name, e.dataset))
+    if lock is None:
+        return e.dataset, "running", job, f"lock held by {owner}", e.log
+    lock.close()
+    cls = LAUNCHERS.get(e.launcher)
+    ended = "ended: `suite collect` records it" if cls.detached else "stopped with its suite"
+    try:
+        now = cls.states([e.job]).get(e.job, ended) if e.job else ended
+    except LaunchError as exc:
+        now = f"unknown ({exc})"
+    return e.dataset, "running", job, now, e.log
+
+
+def collect_main(argv: Sequence[str]) -> int:
+    """``suite collect <recipe>``: judge the suite's jobs that have ended (a failed record
+    for a job that ended without one), list the others, print the recipe's row."""
+    parser = _follow_parser("collect", collect_main.__doc__)
+    parser.add_argument("--wait", action="store_true", help="wait for the jobs still running")
+    _add_launcher_options(parser)  # e.g. --poll_s while waiting
+    args = parser.parse_args(list(argv))
+    try:
+        name, state, entries = _state_of(args)
+        outcomes = {k: _recorded_outcome(e) for k, e in entries.items() if e.status != "running"}
+        for launcher_name in sorted({e.launcher for e in entries.values()}):
+            followed = _still_running(name, entries, launcher_name)
+            if followed:
+                launcher = _launcher_for(launcher_name, vars(args))
+                drive = Drive(launcher, name, followed[0].data_root, followed[0].save_report,
+                              wait=args.wait)
+                outcomes.update(zip([e.dataset for e in followed], drive.follow(followed)))
+        outcomes.update(_not_followed(name, entries, outcomes))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not entries:
+        print(f"no suite state at {state.path}: nothing was started there", file=sys.stderr)
+        return 1
+    return _summary(name, [outcomes[k] for k in entries if k in outcomes], args.save_report, False)
+
+
+def _still_running(name: str, entries: Dict[str, Entry], launcher_name: str) -> List[Entry]:
+    """Running entries of one launcher whose jobs outlive suites and that no suite is
+    claiming now (its lock is free)."""
+    if not LAUNCHERS.get(launcher_name).detached:
+        return []
+    out = []
+    for e in entries.values():
+        if e.status == "running" and e.launcher == launcher_name and e.job:
+            lock, _ = try_lock(lock_path(e.save_report, name, e.dataset))
+            if lock is not None:
+                lock.close()
+                out.append(e)
+    return out
+
+
+def _not_followed(name: str, entries: Dict[str, Entry],
+                  outcomes: Dict[str, Outcome]) -> Dict[str, Outcome]:
+    """Running entries ``collect`` leaves alone: a suite runs them now (their lock is
+    held), or a local run whose suite was stopped (the next suite run resumes it)."""
+    out = {}
+    for k, e in entries.items():
+        if k in outcomes:
+            continue
+        lock, owner = try_lock(lock_path(e.save_report, name, e.dataset))
+        if lock is None:
+            out[k] = Outcome(k, "running", job=e.job, log=e.log, error=f"(a suite runs it: {owner})")
+        else:
+            lock.close()
+            out[k] = Outcome(k, "interrupted", job=e.job, log=e.log,
+                             error="its suite stopped before it ended; rerun the suite to resume it")
+    return out
+
+
+def _recorded_outcome(e: Entry) -> Outcome:
+    top1 = None
+    if e.status == "complete" and e.record:
+        top1 = float(rec.read_record(e.record)["reported"]["top1"])
+    return Outcome(e.dataset, e.status, Path(e.record) if e.record else None, top1,
+                   error=e.error, protocol=protocol_label(e.argv), job=e.job, log=e.log)
+
+
+def _launcher_for(name: str, flags: Dict[str, Any]) -> Launcher:
+    """A launcher to follow the jobs an earlier suite started with it."""
+    cls = LAUNCHERS.get(name)
+    return cls(settings_from(cls, {}, flags, name), Topology())
+
+
+FOLLOW = {"status": status_main, "collect": collect_main}
 
 
 if __name__ == "__main__":

@@ -241,6 +241,20 @@ def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Split
     return scored
 
 
+def log_epoch(trainer: ProbeTrainer, epoch: int, epochs: int, losses: Dict) -> None:
+    """One line per epoch: the best head's loss, its learning rate, clips/s and the ETA."""
+    live = [h for h in trainer.heads if losses.get(h.name) is not None]
+    if not live:
+        return
+    best = min(live, key=lambda h: losses[h.name])
+    seconds, clips = trainer.last_epoch["seconds"], trainer.last_epoch["clips"]
+    eta = seconds * (epochs - epoch - 1)
+    log.info("epoch %d (%d of %d): loss %.4f (head %s, lr %.2e), %.1f clips/s, ETA %dm%02ds",
+             epoch, epoch + 1, epochs, losses[best.name], best.name,
+             best.optimizer.param_groups[0]["lr"],
+             clips / max(seconds, 1e-9), eta // 60, eta % 60)
+
+
 @dataclass
 class Training:
     """What the training loop works on: the trainer, its loaders and step plan, the head
@@ -305,6 +319,7 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
         _skip_check(trainer, "train", len(splits.train.entries), 1, cfg.max_skip_fraction)
         for h in trainer.heads:
             h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
+        log_epoch(trainer, epoch, cfg.default_epoch, losses)
         live = [i for i, h in enumerate(trainer.heads) if h.alive]
         if epoch in due and live and mode == "epoch":
             modules = [trainer.heads[i].module for i in live]
@@ -394,6 +409,8 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
         "versions": rec.software_versions(), "git_commit": rec.git_commit(),
         "world_size": env.world_size if env else int(os.environ.get("WORLD_SIZE", "1")),
         "device": str(env.device) if env else None,
+        # every node's host name and processes (a collective: every rank builds this record)
+        "nodes": dist.nodes() if env else None,
     }
 
 

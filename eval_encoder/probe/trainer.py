@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -176,6 +178,7 @@ class ProbeTrainer:
         self.counters = Counters()
         self.pending = Pending.empty(len(heads))
         self.epoch_loss = EpochLoss.zeros(len(heads))
+        self.last_epoch: Dict[str, float] = {}  # seconds and clips of the last epoch trained
 
     # ---- encoder
     def tokens(self, batch: Dict, split: str) -> torch.Tensor:
@@ -223,9 +226,9 @@ class ProbeTrainer:
             h.module.train()
         if start_step == 0:
             self.epoch_loss = EpochLoss.zeros(len(self.heads))
-        bar = tqdm(loader, total=len(loader), desc=f"train {epoch}", disable=not self.env.is_main,
+        bar = tqdm(loader, total=len(loader), desc=f"train {epoch}", disable=not self._bars(),
                    leave=False, dynamic_ncols=True)
-        step = start_step
+        step, start, clips = start_step, time.perf_counter(), self.epoch_loss.clips.max().item()
         for k, batch in enumerate(bar):
             self._note_batch(batch, "train")
             self.accumulate(batch)
@@ -237,7 +240,14 @@ class ProbeTrainer:
                 on_step(epoch, step)
             if self.env.is_main and step % self.print_freq == 0:
                 bar.set_postfix(loss=f"{self.epoch_loss.best():.4f}")
+        self.last_epoch = {"seconds": time.perf_counter() - start,
+                           "clips": self.epoch_loss.clips.max().item() - clips}
         return {h.name: self.epoch_loss.mean(i) for i, h in enumerate(self.heads)}
+
+    def _bars(self) -> bool:
+        """Progress bars on rank 0 in an interactive terminal only (no carriage-return noise
+        in a log file); each epoch also gets one log line (see probe/run.py)."""
+        return self.env.is_main and sys.stderr.isatty()
 
     def accumulate(self, batch: Dict) -> None:
         """Forward and backward one micro-batch for every live head; gradients and loss sums
@@ -394,7 +404,7 @@ class ProbeTrainer:
         sums: Dict[int, torch.Tensor] = {}
         seen: Dict[int, int] = defaultdict(int)
         labels: Dict[int, int] = {}
-        bar = tqdm(loader, total=len(loader), desc=desc, disable=not self.env.is_main,
+        bar = tqdm(loader, total=len(loader), desc=desc, disable=not self._bars(),
                    leave=False, dynamic_ncols=True)
         for batch in bar:
             self._note_batch(batch, "val")
