@@ -787,6 +787,9 @@ def build_suite_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_root", required=True,
                         help="folder holding <dataset>/<manifest>.csv and the videos")
     parser.add_argument("--datasets", help="comma-separated subset to run (default: the recipe's)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="run every dataset once per seed (head init, sampling and "
+                             "augmentation); the leaderboard shows their mean and spread")
     parser.add_argument("--save_report", default=DEFAULT_SAVE_REPORT,
                         help="records go to <save_report>/runs/<dataset>/ "
                              f"(default {DEFAULT_SAVE_REPORT})")
@@ -873,6 +876,15 @@ def dry_run(recipe: Recipe, names: Sequence[str], args, extra: Sequence[str],
         print(f"{name}: {state}\n{textwrap.indent(launcher.describe(task), '  ')}")
 
 
+def seed_extras(seeds: Optional[Sequence[int]], extra: Sequence[str]) -> List[List[str]]:
+    """The trainer flags of each seed's pass: one pass with ``extra`` alone without seeds."""
+    if not seeds:
+        return [list(extra)]
+    if "--seed" in extra:
+        raise ConfigError("give seeds with --seeds only, not also --seed")
+    return [[*extra, "--seed", str(seed)] for seed in dict.fromkeys(seeds)]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m eval_encoder suite``; exit 0 when every dataset is complete (with
     ``--no_wait``: complete or submitted), 1 otherwise, 2 for a recipe or option that cannot
@@ -891,9 +903,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.dry_run:
             dry_run(recipe, names, args, extra, launcher)
             return 0
-        outcomes = run_suite(recipe, args.data_root, args.save_report, names, extra=extra,
-                             launcher=launcher, wait_lock=not args.no_wait_lock,
-                             topology=launcher.topology, wait=not args.no_wait)
+        if args.seeds and launcher.detached:
+            raise ConfigError("--seeds runs the seeds one after another here; with a "
+                              "scheduler, submit one suite per --seed")
+        outcomes = []
+        for seed_extra in seed_extras(args.seeds, extra):
+            outcomes += run_suite(recipe, args.data_root, args.save_report, names,
+                                  extra=seed_extra, launcher=launcher,
+                                  wait_lock=not args.no_wait_lock, topology=launcher.topology,
+                                  wait=not args.no_wait)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

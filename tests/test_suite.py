@@ -307,3 +307,20 @@ def test_a_killed_suite_resumes_its_dataset_from_the_checkpoint(demo_data, tmp_p
     (path,) = (report / "runs" / "demo").glob("*.json")
     record = read_record(str(path))
     assert record["status"] == "complete" and record["resumed_from"]["epoch"] >= 1
+
+
+def test_seeds_run_every_dataset_once_per_seed(tmp_path):
+    root = tmp_path / "data"
+    for name in ("ucf101", "hmdb51"):
+        (root / name).mkdir(parents=True)
+        for split in ("train", "val"):
+            (root / name / f"{split}_new.csv").write_text("videos/a.mp4,0\n")
+    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    fake = FakeTrainer()
+    for extra in suite.seed_extras([1, 2, 1], []):
+        suite.run_suite(recipe, str(root), str(tmp_path / "report"), extra=extra, launcher=fake)
+    runs = sorted((name, parse_config(cmd[cmd.index(str(suite.TRAINER)) + 1:]).seed)
+                  for name, cmd in fake.calls)
+    assert runs == [("hmdb51", 1), ("hmdb51", 2), ("ucf101", 1), ("ucf101", 2)]
+    with pytest.raises(ConfigError, match="--seeds only"):
+        suite.seed_extras([1], ["--seed", "3"])
