@@ -44,7 +44,8 @@ RUNTIME_KEYS = frozenset({
     "data_root", "save_report", "print_freq", "loader", "device", "dali_num_threads",
     "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
     "global_rank", "config", "sources", "eval_mode", "allow_download", "checkpoint_dir",
-    "resume_checkpoint", "checkpoint_every_min",
+    "resume_checkpoint", "checkpoint_every_min", "nnodes", "node_rank", "rdzv_backend",
+    "rdzv_endpoint",
 })
 
 

@@ -1039,11 +1039,13 @@ def _not_followed(name: str, entries: Dict[str, Entry],
             continue
         lock, owner = try_lock(lock_path(e.save_report, name, e.dataset))
         if lock is None:
-            out[k] = Outcome(k, "running", job=e.job, log=e.log, error=f"(a suite runs it: {owner})")
+            out[k] = Outcome(k, "running", job=e.job, log=e.log,
+                             error=f"(a suite runs it: {owner})")
         else:
             lock.close()
             out[k] = Outcome(k, "interrupted", job=e.job, log=e.log,
-                             error="its suite stopped before it ended; rerun the suite to resume it")
+                             error="its suite stopped before it ended; rerun the suite "
+                                   "to resume it")
     return out
 
 

@@ -105,8 +105,12 @@ def _up(states: List[str]) -> bool:
 @contextlib.contextmanager
 def _exclusive():
     """One start or stop at a time (two test processes, CI and a test)."""
-    ROOT.mkdir(parents=True, exist_ok=True)
-    with open(ROOT / ".lock", "a+") as fh:
+    try:
+        ROOT.mkdir(parents=True, exist_ok=True)
+        fh = open(ROOT / ".lock", "a+")
+    except OSError as exc:
+        raise Unavailable(f"cannot use {ROOT}: {exc}") from None
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
@@ -115,11 +119,12 @@ def _exclusive():
 def start(install: bool = True, user: Optional[int] = None) -> Cluster:
     """Start the cluster (or reuse the one this script started) and take a lease for
     ``user`` (a process id, default this process); Unavailable says why it cannot start."""
+    _check_root()
     with _exclusive():
         if _ours_alive(_read_pids()) and _up(_sinfo_states()):
             _take_lease(user)
             return Cluster(CONF, started=False)
-        _check_can_start(install)
+        _check_installed(install)
         _stop_recorded()  # leftovers of an earlier start (some daemons died): ours only
         _fresh_folders()
         pids: Dict[str, List] = {}
@@ -153,18 +158,21 @@ def _live_leases() -> List[Path]:
     return live
 
 
-def _check_can_start(install: bool) -> None:
+def _check_root() -> None:
     if not sys.platform.startswith("linux"):
         raise Unavailable("SLURM needs Linux")
     if os.geteuid() != 0:
         raise Unavailable("starting SLURM daemons needs root (this cluster runs them as root)")
+
+
+def _check_installed(install: bool) -> None:
     missing = [d for d in (*DAEMONS, "sbatch", "sinfo") if not shutil.which(d)]
     if missing and install:
         _install()
         missing = [d for d in (*DAEMONS, "sbatch", "sinfo") if not shutil.which(d)]
     if missing:
         raise Unavailable(f"SLURM is not installed ({', '.join(missing)} not found); "
-                          f"`python3 {Path(__file__).name} start` installs "
+                          f"`python3 tests/{Path(__file__).name} start` installs "
                           f"{' and '.join(PACKAGES)} with apt-get, as .ci/run does")
 
 

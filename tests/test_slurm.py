@@ -118,9 +118,13 @@ def test_a_job_near_its_time_limit_requeues_itself_and_resumes(cluster, demo, tm
 
 def test_a_cancelled_job_gets_a_failed_record_saying_why(cluster, demo, tmp_path, capsys):
     report = tmp_path / "report"
-    recipe = _recipe(tmp_path, demo, ("demo2",))
+    recipe = _recipe(tmp_path, demo, ("demo2",), default_epoch=3)
     assert suite.main(_args(recipe, demo, report, "--no_wait")) == 0
     job = _state(report)["demo2"]["job"]
+    capsys.readouterr()
+    assert suite.main(_args(recipe, demo, report, "--no_wait")) == 0  # not submitted twice
+    assert f"slurm job {job} of an earlier suite is running it: following it" in \
+        capsys.readouterr().out and _state(report)["demo2"]["job"] == job
     subprocess.run(["scancel", job], check=True)
     capsys.readouterr()
     collect = ["collect", str(recipe), "--save_report", str(report), "--wait", "--poll_s", "0.5"]

@@ -66,11 +66,11 @@ class LocalLauncher(Launcher):
 
     def _run(self, job: Job, cmd: List[str], task: Task) -> None:
         try:
-            job.handle["result"] = self.runner(cmd, task.log_path)
+            result = self.runner(cmd, task.log_path)
         except Exception as exc:  # the suite records it as the run's failure
-            job.handle["result"] = (1, f"{type(exc).__name__}: {exc}")
-        finally:
-            self.free.append(job.handle["prefix"])
+            result = (1, f"{type(exc).__name__}: {exc}")
+        self.free.append(job.handle["prefix"])  # free before the run counts as ended
+        job.handle["result"] = result
 
     def poll(self, jobs: Sequence[Job]) -> Dict[str, Poll]:
         out = {}
@@ -83,7 +83,8 @@ class LocalLauncher(Launcher):
                 out[job.id] = Poll("running")
                 continue
             code, tail = job.handle["result"]
-            out[job.id] = Poll("exited", Ended(code, tail, f"the trainer exited with status {code}"))
+            said = f"the trainer exited with status {code}"
+            out[job.id] = Poll("exited", Ended(code, tail, said))
         return out
 
     def interrupt(self, jobs: Sequence[Job], signum: int) -> str:

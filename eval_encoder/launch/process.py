@@ -138,7 +138,8 @@ def _live(proc: subprocess.Popen):
             _LIVE.discard(proc)
 
 
-def stop_live(signum: int, threads: Sequence[threading.Thread], grace: float = STOP_GRACE_S) -> None:
+def stop_live(signum: int, threads: Sequence[threading.Thread],
+              grace: float = STOP_GRACE_S) -> None:
     """Stop every child that ``stream_process`` runs in other ``threads``: ``signum`` to their
     groups, SIGKILL after ``grace`` seconds; the threads pass on their output to the end."""
     with _LIVE_LOCK:

@@ -54,7 +54,7 @@ class SlurmLauncher(Launcher):
                "--nproc_per_node x (1 + --dali_py_num_workers))", aliases=("cpus-per-task",)),
         Option("signal_time", int, 120, "seconds before the time limit at which a job "
                "requeues itself (sbatch --signal=B:USR1@..; default 120)"),
-        Option("sbatch", str, [], "another sbatch option for every job, e.g. "
+        Option("sbatch", str, (), "another sbatch option for every job, e.g. "
                "--sbatch=--qos=high (repeatable)", repeat=True),
         Option("poll_s", float, 15.0, "seconds between squeue calls while waiting (default 15)"),
     )
@@ -63,8 +63,8 @@ class SlurmLauncher(Launcher):
         super().__init__(settings, topology)
         self.poll_s = float(self.settings["poll_s"])
         check_settings(self.settings)
-        given = [f"--{k}" for k in ("rdzv_endpoint", "rdzv_backend")
-                 if getattr(topology, k) is not None] + (["--node_rank"] if topology.node_rank else [])
+        given = [f"--{k}" for k in ("rdzv_endpoint", "rdzv_backend", "node_rank")
+                 if getattr(topology, k)]
         require(not given, f"{', '.join(given)}: the slurm launcher sets the rendezvous itself "
                 "(c10d on a free port of the job's first node); give --nnodes only")
 

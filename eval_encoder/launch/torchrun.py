@@ -82,7 +82,8 @@ class Topology:
     rdzv_id: Optional[str] = None
 
     def __post_init__(self) -> None:
-        require(self.nproc_per_node >= 1, f"--nproc_per_node must be >= 1, got {self.nproc_per_node}")
+        require(self.nproc_per_node >= 1,
+                f"--nproc_per_node must be >= 1, got {self.nproc_per_node}")
         require(self.nnodes >= 1, f"--nnodes must be >= 1, got {self.nnodes}")
         require(0 <= self.node_rank < self.nnodes,
                 f"--node_rank {self.node_rank} is not a rank of {self.nnodes} node(s)")
