@@ -12,13 +12,12 @@ import abc
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from eval_encoder.files import write_atomic  # noqa: F401  (re-exported)
 from eval_encoder.config import ConfigError
 from eval_encoder.launch import torchrun
 from eval_encoder.launch.torchrun import Topology
@@ -158,21 +157,6 @@ def _coerce(option: Option, value: Any, where: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- state file
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a uniquely named temporary file in the same folder,
-    so concurrent writers (two suites, a dry run) never tear the file or each other's."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class Entry:
     """One dataset's line in the suite state: the job that runs (or ran) it and what is

@@ -9,11 +9,11 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from eval_encoder.files import write_atomic
 from eval_encoder.prepare.base import SPLITS, Item, Prepared, PrepareError, VideoIndex
 from eval_encoder.prepare.lines import format_line
 from eval_encoder.video.manifest import DatasetCard, file_sha256
@@ -91,19 +91,6 @@ def resolve(items: Sequence[Item], index: VideoIndex, prefix: str) -> Tuple[List
         else:
             lines.append(format_line(join(prefix, rel), item.label, item.segment))
     return lines, absent
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def classes_text(classes: Sequence[str]) -> str:
