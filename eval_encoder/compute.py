@@ -23,7 +23,6 @@ its FLOPs were not counted.
 from __future__ import annotations
 
 import functools
-import logging
 import resource
 import sys
 import time
@@ -32,8 +31,6 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 # (width, depth) -> the usual ViT size name, for ``arch`` labels such as "ViT-L/14"
 VIT_SIZES: Dict[tuple, str] = {
@@ -207,7 +204,8 @@ def _plain_vit(model: nn.Module) -> bool:
     """Blocks with ``attn`` (heads, head width) and ``mlp``, a convolutional patch embedding."""
     blocks = getattr(model, "blocks", None)
     conv = getattr(getattr(model, "patch_embed", None), "proj", None)
-    return (isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) > 0 and isinstance(conv, nn.Conv2d)
+    return (isinstance(blocks, (nn.Sequential, nn.ModuleList)) and len(blocks) > 0
+            and isinstance(conv, nn.Conv2d)
             and all(hasattr(getattr(b, "attn", None), "num_heads")
                     and hasattr(b.attn, "head_dim") and hasattr(b, "mlp") for b in blocks))
 

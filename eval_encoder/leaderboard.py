@@ -267,7 +267,10 @@ def _failed_row(record: Dict[str, Any],
     """A failed run goes in the row of complete runs of the same recipe when there is one:
     a run that dies before its encoder is built cannot know its resolution or frame block."""
     own = row_labels(record)
-    match = rows_of.get(_identity(record) or ())
+    key = _identity(record) or ()
+    # a run that dies before its encoder is built still records the codec options, which
+    # the complete runs of a family that reads no codec selection leave out
+    match = rows_of.get(key) or rows_of.get(key[:-1] + ("None",) if key else ())
     size = (record.get("config") or {}).get("input_size")
     if match is None or (size is not None and _res_text(size) != match["res"]):
         return own
@@ -722,7 +725,8 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
 
     ``style`` is "md" or "tex": only the markers of sub-rows differ.
     """
-    sub = {"md": ("↳ paper", "↳ Δ", "–"), "tex": (r"\quad paper", r"\quad $\Delta$", "--")}[style]
+    sub = {"md": ("↳ paper", "↳ Δ", "–"),
+           "tex": (r"\quad paper", r"\quad $\Delta$", "--")}[style]
     table = board.table
     mine = table[(table.source == "measured") & (table.protocol == REPORTED)]
     measured = {(f, m): (a, r) for f, m, a, r in zip(mine.frames, mine.method, mine.arch, mine.res)}

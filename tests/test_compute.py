@@ -38,8 +38,8 @@ def test_sampling_flops_equal_the_counter(use_head):
     cfg = ProbeConfig(model_family="sampling", model_name="x", input_size=32)
     enc = SamplingEncoder(model, sampling_spec(cfg, model.config)).freeze()
     t = 3
-    batch = {"pixel_values": torch.randn(2, 3, t, 32, 32), "frame_indices": torch.arange(t).expand(2, t),
-             "total_frames": torch.tensor([t, t])}
+    batch = {"pixel_values": torch.randn(2, 3, t, 32, 32),
+             "frame_indices": torch.arange(t).expand(2, t), "total_frames": torch.tensor([t, t])}
     cost = compute.encoder_cost(enc, t, t * 16)
     assert cost.method == "analytic" and cost.tokens == t * 16 and cost.sequences == 1
     assert ("pooling_head" in cost.flops) == use_head
@@ -62,8 +62,8 @@ def test_codec_flops_count_only_the_visible_patches():
     assert cost.flops["attention"] < dense["attention"] / 100  # K^2, not (T*h*w)^2
 
 
-@pytest.mark.parametrize("name", ["clip_vit_base_patch16", "dinov3_base", "aimv2_large_patch14_native_ap",
-                                  "siglip2_base", "dinov2_base"])
+@pytest.mark.parametrize("name", ["clip_vit_base_patch16", "dinov3_base", "siglip2_base",
+                                  "aimv2_large_patch14_native_ap", "dinov2_base"])
 def test_timm_flops_equal_the_counter(name):
     """CLS (CLIP, DINOv2 whose head drops it), CLS + 4 registers (DINOv3, timm's Eva), a gated
     MLP (AIMv2), no prefix (SigLIP 2)."""
@@ -76,7 +76,8 @@ def test_timm_flops_equal_the_counter(name):
     cost = compute.encoder_cost(enc, t, 0)
     assert cost.method == "analytic" and cost.sequences == t
     assert cost.tokens == t * (4 + entry.num_prefix_tokens)
-    assert sum(cost.flops.values()) == _counted(enc, {"pixel_values": torch.randn(1, 3, t, size, size)})
+    clip = {"pixel_values": torch.randn(1, 3, t, size, size)}
+    assert sum(cost.flops.values()) == _counted(enc, clip)
 
 
 def test_hf_flops_are_counted_on_one_frame(tmp_path):
@@ -148,7 +149,8 @@ def test_loader_clock_measures_the_wait_share():
     out = compute.throughput([{"train": state}, {"train": other}], "train")
     assert out["clips"] == 40 and out["seconds"] == round(other["seconds"], 3)
     assert out["clips_per_s"] == round(40 / other["seconds"], 3)
-    assert out["loader_wait_share"] == pytest.approx(state["wait_s"] / (3 * state["seconds"]), abs=1e-3)
+    share = state["wait_s"] / (3 * state["seconds"])
+    assert out["loader_wait_share"] == pytest.approx(share, abs=1e-3)
     assert compute.throughput([{}], "val") is None
     val = compute.throughput([{"val": dict(state)}], "val", views=2)
     assert val["clips"] == 10

@@ -240,6 +240,21 @@ def test_failed_run_of_a_recipe_joins_the_row_of_its_complete_runs(tmp_path):
     assert [(r["frames"], r["res"], r["failed"]) for r in rows] == [(8, "224", "k400"), (64, "", "hmdb51")]
 
 
+def test_failed_run_with_codec_options_joins_its_sampling_row(tmp_path):
+    """A complete sampling record leaves the codec options out of its config; a run of the
+    same recipe that died before building its encoder still has them."""
+    config = {"method_label": "OV", "model_family": "sampling", "model_name": "ov_encoder_large",
+              "model_weight": "w", "num_frames": 8, "input_size": None}
+    done = make_record("ssv2", 58.0, method="OV", frames=8, res=224)
+    done["config"] = dict(config, input_size=224)
+    failed = {k: v for k, v in make_record("k400", status="failed").items()
+              if k not in ("method", "arch", "res", "frames", "token_budget")}
+    failed["config"] = dict(config, codec={"K_keep": 2048})
+    board = lb.build_board(lb.load_records(write_all(tmp_path, [done, failed])))
+    (row,) = board.table.to_dict("records")
+    assert row["res"] == "224" and row["ssv2"] == 58.0 and row["failed"] == "k400"
+
+
 def test_a_cell_with_runs_of_different_configurations_is_marked(tmp_path):
     from eval_encoder.leaderboard import build_board, to_markdown
 

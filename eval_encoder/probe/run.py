@@ -465,11 +465,13 @@ def compute_block(trainer: ProbeTrainer, cost, tokens: int, views: int) -> Dict:
     """The record's ``compute`` (see eval_encoder/record.py): the encoder's tokens and FLOPs
     per clip, clips/s and loader wait per split over all ranks, peak memory (the largest
     rank's). A collective call."""
-    parts = dist.all_gather_objects((trainer.clock.state(), compute.peak_memory(trainer.env.device)))
+    mine = (trainer.clock.state(), compute.peak_memory(trainer.env.device))
+    parts = dist.all_gather_objects(mine)
     clocks = [p[0] for p in parts]
     encoder = cost.to_dict() if cost is not None else {
         "flops_method": None, "gflops_per_clip": None,
-        "note": f"no FLOP count known for {type(trainer.encoder).__name__} (see eval_encoder/compute.py)"}
+        "note": f"no FLOP count known for {type(trainer.encoder).__name__} (see "
+                "eval_encoder/compute.py)"}
     gflops = encoder["gflops_per_clip"]
     return {"tokens_per_clip": tokens, "encoder": encoder,
             "val_views_per_clip": views,
