@@ -22,11 +22,19 @@ in the plot) and the spread across seeds; records without a predictions file get
 once in a footnote. The statistics are in :mod:`eval_encoder.stats`.
 
 Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--reported] [--format md|csv|tex]
-[--plot FILE.png] [--metric NAME] [--ci [bootstrap|exact]] [--resamples N]``.
+[--plot FILE.png] [--metric NAME] [--ci [bootstrap|exact]] [--resamples N] [--gflops]
+[--plot_compute FILE.png]``.
+
+Compute: ``--gflops`` adds a GFLOPs/clip column, the encoder's GFLOPs per clip (one view) that
+the records' ``compute`` block holds (a dash where they hold none, and for the paper's rows);
+``--plot_compute`` plots each measured row's score against it on a log axis, the paper's case
+for codec input being accuracy per token. Plot colours are fixed per method
+(:func:`method_colour`).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -57,10 +65,20 @@ REPORTED_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_attentiv
 DEFAULT_RUNS = "results/runs"
 ROW_KEYS = ["frames", "method", "arch", "res", "protocol"]
 RECORD_COLUMNS = [*ROW_KEYS, "token_budget", "dataset", "status", "top1", "created", "run_id",
-                  "config_hash", "path", "seed", "base_hash", "ref"]
+                  "config_hash", "path", "seed", "base_hash", "ref", "gflops"]
 SOURCES = ("measured", "reported", "delta")
 FORMATS = ("md", "csv", "tex")
 ASYMMETRY = 0.2  # an interval whose sides differ by more than this share shows both (+a/-b)
+# plot colours: one per method of the paper's table, fixed so that every plot agrees
+METHOD_COLOURS: Dict[str, str] = {
+    "OneVision Encoder": "#d62728", "OneVision Encoder-Codec": "#ff7f0e",
+    "SigLIP2": "#1f77b4", "AIMv2": "#2ca02c", "MetaCLIP2": "#9467bd", "DINOv3": "#8c564b",
+}
+# any other method: one of these, chosen by a hash of its name (none is in the table above)
+OTHER_COLOURS: Tuple[str, ...] = (
+    "#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#393b79", "#637939", "#7b4173", "#e7ba52",
+    "#5254a3", "#de9ed6", "#1b9e77", "#222222")
+PERCENT_RANGE = (0.0, 100.0)  # every metric the cells show is a percentage
 
 # schema_version -> function upgrading a record dict of that version to the next one. Empty:
 # version 1 is the first schema; add an entry here when the schema moves on, so old records
@@ -195,8 +213,16 @@ def records_frame(records: Iterable[Dict[str, Any]]) -> pd.DataFrame:
             "created": str(rec.get("created") or ""), "run_id": rec.get("run_id", ""),
             "config_hash": rec.get("config_hash"), "path": rec.get("_path", ""),
             "seed": stats.seed_of(rec), "base_hash": _base_hash(rec), "ref": ref,
+            "gflops": record_gflops(rec),
         })
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def record_gflops(record: Dict[str, Any]) -> float:
+    """The encoder's GFLOPs per clip (one view) a record's ``compute`` holds; NaN without."""
+    value = ((record.get("compute") or {}).get("encoder") or {}).get("gflops_per_clip")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else math.nan
 
 
 def _base_hash(record: Dict[str, Any]) -> str:
@@ -204,7 +230,12 @@ def _base_hash(record: Dict[str, Any]) -> str:
     (records without a seed in their config: the stored config_hash)."""
     cfg = record.get("config")
     if isinstance(cfg, dict) and "seed" in cfg:
-        return config_hash({k: v for k, v in cfg.items() if k != "seed"})
+        # a run whose encoder reads no codec selection records no codec options (older
+        # records did): left out either way, so both kinds of record share a cell
+        spec = (record.get("encoder") or {}).get("spec") or {}
+        unused = {"seed", "sources"} | ({"codec"} if spec.get("clip_source", "codec") != "codec"
+                                        else set())
+        return config_hash({k: v for k, v in cfg.items() if k not in unused})
     return str(record.get("config_hash"))
 
 
@@ -236,7 +267,10 @@ def _failed_row(record: Dict[str, Any],
     """A failed run goes in the row of complete runs of the same recipe when there is one:
     a run that dies before its encoder is built cannot know its resolution or frame block."""
     own = row_labels(record)
-    match = rows_of.get(_identity(record) or ())
+    key = _identity(record) or ()
+    # a run that dies before its encoder is built still records the codec options, which
+    # the complete runs of a family that reads no codec selection leave out
+    match = rows_of.get(key) or rows_of.get(key[:-1] + ("None",) if key else ())
     size = (record.get("config") or {}).get("input_size")
     if match is None or (size is not None and _res_text(size) != match["res"]):
         return own
@@ -385,12 +419,25 @@ def measured_table(picked: pd.DataFrame, datasets: Sequence[str],
     table["failed"] = fails.reindex(table.index).fillna("")
     mixed = done[done["mixed"]].groupby(ROW_KEYS)["dataset"].agg(lambda s: ",".join(sorted(s)))
     table["mixed"] = mixed.reindex(table.index).fillna("") if len(mixed) else ""
+    table["gflops"] = _row_gflops(done).reindex(table.index) if len(done) else math.nan
     table = table.reset_index()
     _add_average(table, datasets)
     if cells is not None:
         _add_average_stats(table, datasets, cells)
     table["source"] = "measured"
     return table
+
+
+def _row_gflops(done: pd.DataFrame) -> pd.Series:
+    """GFLOPs per clip of each row, from its complete records (the same encoder and input
+    for every dataset; where records of a row disagree the largest is shown, and logged)."""
+    def one(values: pd.Series) -> float:
+        found = sorted(set(values.dropna().round(4)))
+        if len(found) > 1:
+            log.warning("records of one row give GFLOPs/clip %s; showing the largest", found)
+        return found[-1] if found else math.nan
+
+    return done.groupby(ROW_KEYS)["gflops"].agg(one)
 
 
 def _add_average(table: pd.DataFrame, datasets: Sequence[str]) -> None:
@@ -504,6 +551,7 @@ class Board:
     ci: Optional[str] = None  # the interval asked for: None, "bootstrap" or "exact"
     notes: List[str] = field(default_factory=list)  # footnotes on metric, intervals, seeds
     stat_suffixes: List[str] = field(default_factory=list)  # <col>_<suffix> columns held
+    gflops: bool = False  # show the encoder's GFLOPs per clip (``--gflops``)
 
     @property
     def columns(self) -> List[str]:
@@ -547,7 +595,8 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     table = _order(table, reported)
     fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
     table["mixed"] = table["mixed"].fillna("") if "mixed" in table.columns else ""
-    rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag"]
+    rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag",
+            "gflops"]
     suffixes = (["lo", "hi"] if ci else []) + (
         ["sd", "seeds"] if any(len(c.seeds) > 1 for c in cells.values()) else [])
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
@@ -676,7 +725,8 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
 
     ``style`` is "md" or "tex": only the markers of sub-rows differ.
     """
-    sub = {"md": ("↳ paper", "↳ Δ"), "tex": (r"\quad paper", r"\quad $\Delta$")}[style]
+    sub = {"md": ("↳ paper", "↳ Δ", "–"),
+           "tex": (r"\quad paper", r"\quad $\Delta$", "--")}[style]
     table = board.table
     mine = table[(table.source == "measured") & (table.protocol == REPORTED)]
     measured = {(f, m): (a, r) for f, m, a, r in zip(mine.frames, mine.method, mine.arch, mine.res)}
@@ -690,8 +740,9 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
 
 
 def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
-          sub: Tuple[str, str], notes: Dict[str, str]) -> List[str]:
-    """One table line; ``paired`` is the (arch, res) of the measured line of the same row."""
+          sub: Tuple[str, str, str], notes: Dict[str, str]) -> List[str]:
+    """One table line; ``paired`` is the (arch, res) of the measured line of the same row;
+    ``sub``: the labels of the paper and delta sub-rows, and the dash of an unknown value."""
     source, failed = row["source"], set(filter(None, row["failed"].split(",")))
     label = {"measured": row["method"], "reported": sub[0] if paired else row["method"],
              "delta": sub[1]}[source]
@@ -731,7 +782,8 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
                               "the latest is shown (compare config_hash in runs/)")
         else:
             cells.append(_text(row, col, source))
-    return [label, arch, res, protocol, avg, *cells]
+    compute = [gflops_text(row.get("gflops"), sub[2]) if source != "delta" else ""]
+    return [label, arch, res, protocol, *(compute if board.gflops else []), avg, *cells]
 
 
 def _text(row: Dict[str, Any], col: str, source: str) -> str:
@@ -761,8 +813,17 @@ def _seeds_text(row: Dict[str, Any], col: str) -> str:
 
 
 def _header(board: Board) -> List[str]:
-    return ["Method", "Arch.", "Res.", "Protocol", "AVG",
-            *[DISPLAY_NAMES.get(c, c) for c in board.columns]]
+    return ["Method", "Arch.", "Res.", "Protocol", *(["GFLOPs/clip"] if board.gflops else []),
+            "AVG", *[DISPLAY_NAMES.get(c, c) for c in board.columns]]
+
+
+def gflops_text(value: Any, dash: str = "–") -> str:
+    """GFLOPs with three significant figures or so (``1.83``, ``41.2``, ``1234``); ``dash``
+    when unknown."""
+    if value is None or pd.isna(value):
+        return dash
+    value = float(value)
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def to_markdown(board: Board) -> str:
@@ -810,8 +871,9 @@ def to_latex(board: Board) -> str:
 
 
 def to_csv(board: Board) -> str:
-    """The long table as CSV: every number unformatted (rounded to 4 decimals), flags as columns."""
-    table = board.table.copy()
+    """The long table as CSV: every number unformatted (rounded to 4 decimals), flags as columns
+    (``gflops`` only with ``--gflops``)."""
+    table = board.table.copy() if board.gflops else board.table.drop(columns=["gflops"])
     numeric = ["avg", *board.columns, "avg_mean",
                *[f"{c}_{s}" for c in ["avg", *board.columns] for s in board.stat_suffixes]]
     table[numeric] = table[numeric].astype(float).round(4)
@@ -837,11 +899,12 @@ def _figure_class():
     return Figure, FigureCanvasAgg
 
 
-def plot_board(board: Board, path: str) -> None:
+def plot_board(board: Board, path: str):
     """Save a dot plot of the board to ``path``: a panel per dataset (AVG first), a row of
     panels per frame block, a line per method; filled dots are measured, rings the paper's
     numbers, a grey bar joins the two. Each column has its own x range (shared across blocks)
-    so differences of a point stay visible, and the best value of each panel is bold."""
+    so differences of a point stay visible, and the best value of each panel is bold. Returns
+    the matplotlib Figure."""
     Figure, Canvas = _figure_class()
     table = board.table[board.table["source"] != "delta"]
     # a method run under another protocol than the paper's is its own line
@@ -865,15 +928,25 @@ def plot_board(board: Board, path: str) -> None:
                 axes[bi][ci].set_title("AVG" if col == "avg" else DISPLAY_NAMES.get(col, col),
                                        fontsize=9, fontweight="bold")
         axes[bi][0].set_ylabel(f"{block} frames", fontsize=10, fontweight="bold")
+    unit = f"{stats.METRICS[stats.VIEWS[board.metric].metric].title} (%)"
+    for ax in axes[-1]:
+        ax.set_xlabel(unit, fontsize=7.5, color="0.3")
     _legend(fig, {s: bool((table["source"] == s).any()) for s in ("measured", "reported")}, board)
     fig.savefig(path, dpi=150, bbox_inches="tight")
+    return fig
 
 
 def _palette(methods: List[str]) -> Dict[str, Any]:
-    from matplotlib import colormaps
+    return {m: method_colour(m) for m in methods}
 
-    cmap = colormaps["tab10"]
-    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+
+def method_colour(method: str) -> str:
+    """The method's colour in every plot: the paper's methods from a fixed table, any other
+    from a hash of its name (so it does not change with which methods a plot holds)."""
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    digest = hashlib.sha256(method.encode("utf-8")).digest()
+    return OTHER_COLOURS[int.from_bytes(digest[:4], "big") % len(OTHER_COLOURS)]
 
 
 def _xlim(table: pd.DataFrame, col: str) -> Tuple[float, float]:
@@ -883,8 +956,10 @@ def _xlim(table: pd.DataFrame, col: str) -> Tuple[float, float]:
         return 0.0, 100.0
     low, high = float(values.min()), float(values.max())
     span = max(high - low, 2.0)
-    # room on the right for the value labels
-    return low - 0.12 * span, high + 0.45 * span
+    # room on the right for the value labels, but never past 100% (labels near the right
+    # edge go to the left of their dot instead)
+    return (max(low - 0.12 * span, PERCENT_RANGE[0]),
+            min(high + 0.45 * span, PERCENT_RANGE[1]))
 
 
 def _panel(ax, rows: pd.DataFrame, methods: List[str], col: str, palette: Dict[str, Any],
@@ -901,17 +976,21 @@ def _panel(ax, rows: pd.DataFrame, methods: List[str], col: str, palette: Dict[s
         color = palette[method]
         if meas is not None and rep is not None:
             ax.plot([rep, meas], [y, y], color="0.75", lw=3, solid_capstyle="round", zorder=1)
+        # clip_on=False: a dot at the 100% edge is drawn whole
         if rep is not None:
             ax.scatter([rep], [y], s=46, facecolors="white", edgecolors=color, linewidths=1.6,
-                       zorder=2)
+                       zorder=2, clip_on=False)
         if meas is not None:
             _error_bar(ax, mine, col, meas, y, color)
-            ax.scatter([meas], [y], s=46, color=color, zorder=3)
+            ax.scatter([meas], [y], s=46, color=color, zorder=3, clip_on=False)
         # the label is the measured value when the method was run, the paper's otherwise
         shown = meas if (mine.source == "measured").any() else rep
         if shown is not None:
-            ax.annotate(f"{shown:.1f}", (max(shown, rep or shown), y), xytext=(6, 0),
-                        textcoords="offset points", va="center", fontsize=7.5,
+            at = max(shown, rep or shown)
+            left = at > xlim[1] - 0.25 * (xlim[1] - xlim[0])  # no room on the right
+            ax.annotate(f"{shown:.1f}", (min(shown, rep or shown) if left else at, y),
+                        xytext=(-6 if left else 6, 0), textcoords="offset points",
+                        va="center", ha="right" if left else "left", fontsize=7.5,
                         fontweight="bold" if shown == best else "normal")
         else:
             text = _missing_text(mine, col)
@@ -955,7 +1034,8 @@ def _style_axis(ax, n: int, xlim: Tuple[float, float], highlight: bool) -> None:
     ax.set_ylim(-0.6, n - 0.4)
     ax.set_yticks(range(n - 1, -1, -1))
     ax.tick_params(axis="y", length=0, labelsize=8.5)
-    ax.tick_params(axis="x", labelsize=7, colors="0.4")
+    # every row shows its numbers (sharex would label only the bottom one)
+    ax.tick_params(axis="x", labelsize=7, colors="0.4", labelbottom=True)
     ax.xaxis.set_major_locator(MaxNLocator(3))
     ax.grid(axis="x", color="0.92", lw=0.8)
     ax.set_axisbelow(True)
@@ -984,6 +1064,104 @@ def _legend(fig, present: Dict[str, bool], board: Board) -> None:
     fig.suptitle(f"Attentive-probe {title} (%)", fontsize=12, fontweight="bold", y=1.04)
 
 
+# ----------------------------------------------------------------------------- accuracy vs compute
+FRAME_MARKERS = ("o", "s", "^", "D", "v", "P")  # frame blocks in ascending order
+
+
+def plot_compute(board: Board, path: str):
+    """Save accuracy against encoder GFLOPs per clip (log x) to ``path``: a panel per column
+    (AVG first, then each dataset with a value), a point per measured row (method, frames,
+    arch, res, protocol) that has compute, a line joining a method's frame blocks; the
+    paper's number of the same row as a ring at the measured row's GFLOPs. Returns the
+    matplotlib Figure."""
+    Figure, Canvas = _figure_class()
+    points = _compute_points(board)
+    cols = [c for c in ["avg", *board.columns] if points[c].notna().any()]
+    if not cols:
+        raise LeaderboardError("--plot_compute: no measured row has both a score and the "
+                               "encoder's GFLOPs per clip (records written before compute was "
+                               "recorded carry none)")
+    ncols = min(3, len(cols))
+    nrows = math.ceil(len(cols) / ncols)
+    fig = Figure(figsize=(4.0 * ncols, 3.3 * nrows + 0.6))
+    Canvas(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={"hspace": 0.5, "wspace": 0.3})
+    markers = {f: FRAME_MARKERS[i % len(FRAME_MARKERS)]
+               for i, f in enumerate(sorted(points["frames"].unique()))}
+    unit = f"{stats.METRICS[stats.VIEWS[board.metric].metric].title} (%)"
+    for ax, col in zip(axes.flat, cols):
+        _compute_panel(ax, points, col, markers)
+        ax.set_title("AVG" if col == "avg" else DISPLAY_NAMES.get(col, col), fontsize=10,
+                     fontweight="bold")
+        ax.set_xlabel("encoder GFLOPs per clip (log scale)", fontsize=8)
+        ax.set_ylabel(unit, fontsize=8)
+    for ax in list(axes.flat)[len(cols):]:
+        ax.set_visible(False)
+    _compute_legend(fig, points, markers)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    return fig
+
+
+def _compute_points(board: Board) -> pd.DataFrame:
+    """Measured rows with GFLOPs, each with its paper line's values (``rep_<col>``) where the
+    row followed the paper's protocol and the paper has the row."""
+    table = board.table
+    measured = table[(table.source == "measured") & table["gflops"].notna()].copy()
+    measured["label"] = [m if p == REPORTED else f"{m} ({p})"
+                         for m, p in zip(measured["method"], measured["protocol"])]
+    cols = ["avg", *board.columns]
+    paper = table[table.source == "reported"][["frames", "method", *cols]]
+    paper = paper.assign(protocol=REPORTED).rename(columns={c: f"rep_{c}" for c in cols})
+    return measured.merge(paper, on=["frames", "method", "protocol"], how="left")
+
+
+def _compute_panel(ax, points: pd.DataFrame, col: str, markers: Dict[Any, str]) -> None:
+    """One column: each method's rows as a line over GFLOPs, paper rings beside them."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    shown = points[points[col].notna()]
+    for label, rows in shown.groupby("label", sort=True):
+        rows = rows.sort_values("gflops")
+        colour = method_colour(label)
+        ax.plot(rows["gflops"], rows[col].astype(float), color=colour, lw=1.2, alpha=0.7,
+                zorder=1)
+        for row in rows.to_dict("records"):
+            ax.scatter([row["gflops"]], [row[col]], marker=markers[row["frames"]], s=44,
+                       color=colour, zorder=3, clip_on=False)
+            if pd.notna(row.get(f"rep_{col}")):
+                ax.scatter([row["gflops"]], [row[f"rep_{col}"]], marker=markers[row["frames"]],
+                           s=44, facecolors="white", edgecolors=colour, linewidths=1.4, zorder=2,
+                           clip_on=False)
+    ax.set_xscale("log")
+    # plain numbers at 1, 2 and 5 per decade (the default 4x10^2 labels collide)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    values = pd.concat([shown[col], shown.get(f"rep_{col}", pd.Series(dtype=float))]).astype(float)
+    low, high = float(values.min()), float(values.max())
+    pad = max(high - low, 2.0) * 0.15
+    ax.set_ylim(max(low - pad, PERCENT_RANGE[0]), min(high + pad, PERCENT_RANGE[1]))
+    ax.grid(color="0.92", lw=0.8, which="both")
+    ax.set_axisbelow(True)
+    ax.tick_params(labelsize=7.5)
+
+
+def _compute_legend(fig, points: pd.DataFrame, markers: Dict[Any, str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="-", color=method_colour(m), label=m)
+               for m in sorted(points["label"].unique())]
+    handles += [Line2D([], [], marker=mk, ls="", color="0.3", label=f"{f} frames")
+                for f, mk in markers.items()]
+    if any(c.startswith("rep_") and points[c].notna().any() for c in points.columns):
+        handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white",
+                              markeredgecolor="0.3", label="reported (paper)"))
+    fig.legend(handles=handles, loc="center left", frameon=False, fontsize=8,
+               bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("Attentive-probe accuracy against encoder compute", fontsize=12,
+                 fontweight="bold")
+
+
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -1000,6 +1178,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="md", choices=FORMATS, help="table format (default md)")
     parser.add_argument("--out", help="write the table here instead of standard output")
     parser.add_argument("--plot", metavar="FILE.png", help="also save a plot (needs matplotlib)")
+    parser.add_argument("--gflops", action="store_true",
+                        help="add a GFLOPs/clip column: the encoder's GFLOPs per clip (one "
+                             "view) from the records' compute; – where a record has none")
+    parser.add_argument("--plot_compute", metavar="FILE.png",
+                        help="also save accuracy against encoder GFLOPs per clip (log x), a "
+                             "point per measured row (needs matplotlib)")
     parser.add_argument("--datasets", help="comma-separated benchmark columns that AVG is over "
                         "(default: the paper's eight)")
     parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
@@ -1033,9 +1217,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         board = make_board(args.runs, args.reported, args.reported_csv, datasets, args.metric,
                            args.ci, args.resamples)
+        board.gflops = args.gflops
         text = render(board, args.format)
         if args.plot:
             plot_board(board, args.plot)
+        if args.plot_compute:
+            plot_compute(board, args.plot_compute)
     except ValueError as exc:  # LeaderboardError and unreadable records (read_record)
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -1044,8 +1231,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"wrote {args.out}")
     else:
         sys.stdout.write(text)
-    if args.plot:
-        print(f"wrote {args.plot}")
+    for written in (args.plot, args.plot_compute):
+        if written:
+            print(f"wrote {written}")
     return 0
 
 

@@ -7,8 +7,15 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   dataset   {name, version, num_classes, train_manifest, val_manifest,
              train_manifest_sha256, val_manifest_sha256}
   protocol  {name ("paper" | "clean"), values {behaviour option: value}, departures {...}}
-  encoder   {family, model_name, model_weight, spec{...}}
-  method, arch, res, frames, token_budget      (leaderboard row labels)
+  encoder   {family, model_name, model_weight (as given), weights (what the encoder says it
+             loaded), parameters (its parameter count), spec{...},
+             weights_path (absolute, or null: random / nothing local), weights_sha256 (a
+             file's sha256; a folder's: sha256 of its weight files' "<relative path> <sha256>"
+             lines in sorted order), weight_files[{name, bytes, sha256}], weights_note}
+             (digests cached by path, size, mtime_ns and inode in
+             <save_report>/cache/weight_sha256.json)
+  method, arch, res, frames, token_budget      (leaderboard row labels; arch is the recipe's
+             arch_label, else the encoder's shape, e.g. "ViT-L/14")
   heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
               last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
@@ -20,13 +27,27 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              truncated[{index, clip, path, frames_used, packets}]}}  (a failed record keeps
              what was known: expected, and every clip skipped so far, with its reason)
   encoder_passes {train, val}, batches {train, val}   (summed over ranks)
-  config (resolved, every value), sources (where each value came from), config_hash
+  compute   {tokens_per_clip (to the head), val_views_per_clip,
+             encoder {arch, flops_method ("analytic" | "counter" | null), tokens_encoded,
+                      sequences, gflops_per_clip (one view; 2 FLOPs per multiply-add, matrix
+                      products only: see eval_encoder/compute.py), gflops_by_part{...}},
+             gflops_per_val_clip (x views),
+             train|val {clips, seconds (slowest rank), clips_per_s (all ranks),
+                        loader_wait_s (slowest rank), loader_wait_share (time waiting for the
+                        next batch / loop time, over ranks)}  (this process's life: a resumed
+                        run counts from the resume),
+             memory {host_peak_rss_mib, loader_workers_peak_rss_mib, device_peak_allocated_mib,
+                     device_peak_reserved_mib} (the largest rank's; device figures on CUDA only)}
+  config (resolved, every value; without ``sources``, and without ``codec`` once the encoder
+             is known not to read it), sources (where each value came from), config_hash (of
+             the full resolved config, runtime options left out)
   versions {python, torch, ...}, git_commit, world_size, device
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -34,7 +55,9 @@ import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "eval_encoder.run_record"
 SCHEMA_VERSION = 1
@@ -56,6 +79,18 @@ def config_hash(config: Dict[str, Any]) -> str:
         semantic["codec"] = {k: v for k, v in semantic["codec"].items() if k != "cache_dir"}
     text = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_block(cfg, codec: bool = True) -> Dict[str, Any]:
+    """The record's ``config``: every resolved value, without ``sources`` (the record keeps
+    those once, at its top level) and, for a run whose encoder reads no codec selection
+    (``codec=False``), without the ``codec`` options. The config hash is still computed
+    from the full config, so it does not change with what the record shows."""
+    out = cfg.to_dict()
+    out.pop("sources", None)
+    if not codec:
+        out.pop("codec", None)
+    return out
 
 
 def new_run_id(dataset: str) -> str:
@@ -160,6 +195,106 @@ def samples_at_failure(expected: Dict[str, int], skipped: Dict[str, Dict[int, Di
         part.update({k: v for k, v in from_error.get(split, {}).items() if v is not None})
         out[split] = part
     return out
+
+
+# ----------------------------------------------------------------------------- weights
+# files of a weight folder that hold weights (their sha256 make the folder's digest)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+HASH_CACHE_VERSION = 1
+
+
+def weight_hash_cache(save_report: str) -> Path:
+    """Where the sha256 of weight files are remembered (by file identity) between runs."""
+    return Path(save_report) / "cache" / "weight_sha256.json"
+
+
+def weight_files(path: Path) -> List[Path]:
+    """The weight files of a file (itself) or a folder (every weight file under it, sorted by
+    relative path, so a folder's digest does not depend on the order the disk lists them)."""
+    if path.is_file():
+        return [path]
+    return sorted((p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)),
+                  key=lambda p: p.relative_to(path).as_posix())
+
+
+def _identity(path: Path) -> Dict[str, int]:
+    st = path.stat()  # follows links: a hub cache's snapshot links name their blobs
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _load_hash_cache(cache: Path) -> Dict[str, Dict[str, Any]]:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("weight hash cache %s is unreadable (%s); hashing afresh", cache, exc)
+        return {}
+    if not isinstance(data, dict) or data.get("version") != HASH_CACHE_VERSION:
+        return {}
+    return data.get("files") or {}
+
+
+def cached_sha256(files: List[Path], cache: Optional[Path]) -> Dict[Path, str]:
+    """sha256 of each file, read from ``cache`` when its path, size, mtime and inode are
+    unchanged and computed (then remembered) otherwise."""
+    from eval_encoder.files import write_atomic
+    from eval_encoder.video.manifest import file_sha256
+
+    known = _load_hash_cache(cache) if cache else {}
+    out, changed = {}, False
+    for f in files:
+        key, ident = str(f.resolve()), _identity(f)
+        hit = known.get(key)
+        if hit is None or {k: hit.get(k) for k in ident} != ident:
+            log.info("sha256 of %s (%.1f MB)", f, ident["size"] / 1e6)
+            known[key], changed = dict(ident, sha256=file_sha256(str(f))), True
+        out[f] = known[key]["sha256"]
+    if cache and changed:
+        write_atomic(cache, json.dumps({"version": HASH_CACHE_VERSION, "files": known},
+                                       indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def describe_weights(loaded: Optional[str], cache: Optional[Path]) -> Dict[str, Any]:
+    """``path`` (absolute), ``sha256`` and ``files`` of the weights an encoder loaded.
+
+    A file's digest is its sha256; a folder's is the sha256 of its weight files' ``<relative
+    path> <sha256>`` lines in sorted order. ``loaded`` is what the encoder reports (a local
+    path, a hub id, ``random``); nothing local to hash gives a null path and digest.
+    """
+    local = _local_weights(loaded)
+    if local is None:
+        return {"path": None, "sha256": None, "files": [],
+                "note": f"no local weight file to hash ({loaded or 'not reported'})"}
+    files = weight_files(local)
+    digests = cached_sha256(files, cache)
+    names = [f.relative_to(local).as_posix() if local.is_dir() else f.name for f in files]
+    if local.is_file():
+        digest = digests[local]
+    else:
+        lines = "".join(f"{n} {digests[f]}\n" for n, f in zip(names, files))
+        digest = hashlib.sha256(lines.encode()).hexdigest()
+    return {"path": str(local), "sha256": digest,
+            "files": [{"name": n, "bytes": f.stat().st_size, "sha256": digests[f]}
+                      for n, f in zip(names, files)]}
+
+
+def _local_weights(loaded: Optional[str]) -> Optional[Path]:
+    """The absolute local path of ``loaded``: a path as it is, a hub id through the local hub
+    cache (never downloading); None for random weights or anything not found."""
+    if not loaded or loaded == "random" or loaded.startswith("random "):
+        return None
+    path = Path(os.path.expanduser(loaded))
+    if not path.exists():
+        from eval_encoder.config import ConfigError
+        from eval_encoder.encoders.weights import resolve_weights
+
+        try:
+            path = resolve_weights(loaded, allow_download=False)
+        except (ConfigError, ImportError):
+            return None
+    return path.resolve()
 
 
 def read_record(path: str) -> Dict[str, Any]:

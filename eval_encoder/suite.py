@@ -404,7 +404,7 @@ def failure_record(argv: Sequence[str], config_hash: str, message: str, wall_s: 
         "method": cfg.method_label or f"{cfg.model_family}/{cfg.model_name}",
         "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
         "token_budget": None, "heads": [], "reported": None,
-        "config": cfg.to_dict(), "sources": dict(cfg.sources), "config_hash": config_hash,
+        "config": rec.config_block(cfg), "sources": dict(cfg.sources), "config_hash": config_hash,
         "versions": rec.software_versions(), "git_commit": rec.git_commit(),
         "world_size": world_size, "device": None,
     }

@@ -110,6 +110,11 @@ def test_upstream_codec_command_runs_through_the_shared_trainer(protocol, tmp_pa
     assert record["status"] == "complete" and record["encoder"]["family"] == "codec"
     assert record["protocol"]["name"] == protocol
     assert record["token_budget"] == 64 and record["frames"] == 64
+    # a codec run keeps its codec options; the encoder embeds and encodes only the K patches
+    assert record["config"]["codec"]["K_keep"] == 64 and "sources" not in record["config"]
+    assert record["compute"]["encoder"]["tokens_encoded"] == 64
+    assert record["compute"]["encoder"]["gflops_by_part"]["patch_embed"] == round(
+        2 * 64 * 3 * 14 * 14 * 128 / 1e9, 4)
     val = record["samples"]["val"]
     assert val["scored"] == val["expected"] == 7 and val["skipped"] == []
     # demo clips have 12-20 frames: every one is flagged short, and was cached once

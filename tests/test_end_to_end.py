@@ -52,8 +52,46 @@ def test_torchrun_two_ranks_score_odd_val_set_once(demo, tmp_path):
     assert record["config"]["model_family"] == "llava_vit_sampling"
     assert record["encoder"]["family"] == "sampling"
     assert len(record["dataset"]["val_manifest_sha256"]) == 64
+    _check_record_describes_encoder_and_compute(record, weights, world_size=2)
     line = (report / "report_attentive_probe_ov_encoder_tiny.txt").read_text().strip()
     assert line == f"demo {record['reported']['top1']}"
+
+
+def _check_record_describes_encoder_and_compute(record, weights: Path, world_size: int):
+    """Issue 13's record fixes and the compute block (issue 14), on a real run."""
+    import hashlib
+
+    from eval_encoder.compute import ViTShape
+
+    assert "sources" in record and "sources" not in record["config"]
+    assert "codec" not in record["config"]  # a sampling run reads no codec selection
+    assert record["arch"] == "ViT-2x128/14"  # the tiny encoder's shape; no arch_label given
+    enc = record["encoder"]
+    weight_file = Path(weights) / "model.safetensors"
+    digest = hashlib.sha256(weight_file.read_bytes()).hexdigest()
+    assert enc["weights_path"] == str(Path(weights).resolve())
+    assert enc["weight_files"] == [{"name": "model.safetensors",
+                                    "bytes": weight_file.stat().st_size, "sha256": digest}]
+    assert enc["weights_sha256"] == hashlib.sha256(
+        f"model.safetensors {digest}\n".encode()).hexdigest()
+    assert 400_000 < enc["parameters"] < 600_000
+    comp = record["compute"]
+    frames, tokens = record["frames"], record["token_budget"]
+    assert comp["tokens_per_clip"] == tokens == comp["encoder"]["tokens_encoded"]
+    assert comp["encoder"]["flops_method"] == "analytic"
+    assert comp["encoder"]["gflops_per_clip"] > sum(
+        v for k, v in comp["encoder"]["gflops_by_part"].items() if k != "attention")
+    assert frames * 256 == tokens and ViTShape.plain(2, 128, 256, 14).arch == record["arch"]
+    train, val = comp["train"], comp["val"]
+    assert train["clips"] == record["samples"]["train"]["expected"] - (
+        record["samples"]["train"]["expected"] % record["batch"]["global_batch"]
+        if record["batch"]["drop_last"] else 0)
+    assert val["clips"] == record["samples"]["val"]["scored"]
+    for split in (train, val):
+        assert split["clips_per_s"] > 0 and 0 <= split["loader_wait_share"] <= 1
+    assert comp["memory"]["host_peak_rss_mib"] > 100
+    assert comp["memory"]["device_peak_allocated_mib"] is None  # CPU run
+    assert record["world_size"] == world_size
 
 
 def _copy_demo(data: Path, tmp_path: Path) -> Path:

@@ -240,6 +240,21 @@ def test_failed_run_of_a_recipe_joins_the_row_of_its_complete_runs(tmp_path):
     assert [(r["frames"], r["res"], r["failed"]) for r in rows] == [(8, "224", "k400"), (64, "", "hmdb51")]
 
 
+def test_failed_run_with_codec_options_joins_its_sampling_row(tmp_path):
+    """A complete sampling record leaves the codec options out of its config; a run of the
+    same recipe that died before building its encoder still has them."""
+    config = {"method_label": "OV", "model_family": "sampling", "model_name": "ov_encoder_large",
+              "model_weight": "w", "num_frames": 8, "input_size": None}
+    done = make_record("ssv2", 58.0, method="OV", frames=8, res=224)
+    done["config"] = dict(config, input_size=224)
+    failed = {k: v for k, v in make_record("k400", status="failed").items()
+              if k not in ("method", "arch", "res", "frames", "token_budget")}
+    failed["config"] = dict(config, codec={"K_keep": 2048})
+    board = lb.build_board(lb.load_records(write_all(tmp_path, [done, failed])))
+    (row,) = board.table.to_dict("records")
+    assert row["res"] == "224" and row["ssv2"] == 58.0 and row["failed"] == "k400"
+
+
 def test_a_cell_with_runs_of_different_configurations_is_marked(tmp_path):
     from eval_encoder.leaderboard import build_board, to_markdown
 
@@ -393,3 +408,118 @@ def test_help_of_the_new_options_renders():
     text = lb.build_parser().format_help()
     assert "--ci [{bootstrap,exact}]" in text and "95% interval" in text and "--metric" in text
     assert "RUN_OR_ROW_A" in compare.build_parser().format_help()
+
+
+# ----------------------------------------------------------------------------- plots and compute
+def _with_gflops(records, gflops):
+    for rec in records:
+        rec["compute"] = {"encoder": {"gflops_per_clip": gflops}}
+    return records
+
+
+def test_method_colours_are_fixed_whatever_the_plot_holds():
+    assert lb.method_colour("OneVision Encoder") == lb.METHOD_COLOURS["OneVision Encoder"]
+    other = lb.method_colour("My Encoder (clean)")
+    assert other in lb.OTHER_COLOURS and other == lb.method_colour("My Encoder (clean)")
+    assert not set(lb.OTHER_COLOURS) & set(lb.METHOD_COLOURS.values())
+    # a spread of names uses more than one fallback colour
+    assert len({lb.method_colour(f"enc{i}") for i in range(40)}) > len(lb.OTHER_COLOURS) // 2
+
+
+def _scatter_colours(fig):
+    from matplotlib.colors import to_hex
+
+    found = set()
+    for ax in fig.axes:
+        for coll in ax.collections:
+            for rgba in [*coll.get_facecolors(), *coll.get_edgecolors()]:
+                if rgba[3] > 0 and to_hex(rgba) != "#ffffff":
+                    found.add(to_hex(rgba))
+    return found
+
+
+def test_plot_colours_units_ticks_and_range(tmp_path):
+    near_top = [99.5, 98.0, 97.0, 99.9, 95.0, 94.0, 93.0, 92.0]
+    one = lb.build_board(lb.load_records(write_all(tmp_path / "a", full_row("Mine", near_top))))
+    two = lb.build_board(lb.load_records(write_all(
+        tmp_path / "b", full_row("Other", SCORES_A) + full_row("Mine", near_top, frames=16))))
+    fig_one = lb.plot_board(one, str(tmp_path / "one.png"))
+    fig_two = lb.plot_board(two, str(tmp_path / "two.png"))
+    mine = lb.method_colour("Mine")
+    assert mine in _scatter_colours(fig_one) and mine in _scatter_colours(fig_two)
+    assert _scatter_colours(fig_one) == {mine}
+    panels = [ax for ax in fig_two.axes if ax.get_visible()]
+    for ax in panels:
+        assert ax.get_xlim()[1] <= 100.0
+        # every row, not only the bottom one, shows its x numbers
+        assert any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())
+    labels = {ax.get_xlabel() for ax in panels if ax.get_xlabel()}
+    assert labels == {"top-1 accuracy (%)"}
+
+
+def test_gflops_column_and_dash_for_records_without_compute(tmp_path):
+    recs = (_with_gflops(full_row("Enc A", SCORES_A), 1660.4)
+            + full_row("Enc B", SCORES_A, frames=16))
+    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)))
+    assert "GFLOPs" not in lb.render(board, "md") and "gflops" not in lb.render(board, "csv")
+    board.gflops = True
+    md = lb.render(board, "md")
+    assert "| Protocol | GFLOPs/clip | AVG |" in md
+    assert "| Enc A | ViT-L/14 | 224 | paper | 1660 | 51.2 |" in md
+    assert "| Enc B | ViT-L/14 | 224 | paper | – | 51.2 |" in md
+    assert "paper & 1660 & 51.2" in lb.render(board, "tex")
+    assert "paper & -- & 51.2" in lb.render(board, "tex")
+    frame = pd.read_csv(io.StringIO(lb.render(board, "csv")))
+    assert frame["gflops"].tolist()[0] == 1660.4 and math.isnan(frame["gflops"].tolist()[1])
+    assert lb.gflops_text(1.8326) == "1.83" and lb.gflops_text(41.23) == "41.2"
+
+
+def test_accuracy_against_compute_plot(tmp_path, capsys):
+    recs = (_with_gflops(full_row("OneVision Encoder", SCORES_A), 1660.4)
+            + _with_gflops(full_row("OneVision Encoder", [s + 2 for s in SCORES_A], frames=16),
+                           4145.3)
+            + _with_gflops(full_row("Small", [10.0, 20.0]), 40.0)  # partial: dataset panels only
+            + full_row("No compute", SCORES_A))
+    runs = write_all(tmp_path, recs)
+    png = tmp_path / "compute.png"
+    assert lb.main(["--runs", str(runs), "--reported", "--gflops", "--plot_compute", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| OneVision Encoder | ViT-L/14 | 224 | paper | 1660 |" in capsys.readouterr().out
+    board = lb.make_board(str(runs), reported=True)
+    fig = lb.plot_compute(board, str(png))
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    assert list(panels)[:2] == ["AVG", "SSV2"]
+    avg = panels["AVG"]
+    assert avg.get_xscale() == "log" and avg.get_ylabel() == "top-1 accuracy (%)"
+    assert avg.get_ylim()[1] <= 100.0
+    # AVG: one line for OneVision (8 and 16 frames); Small has no AVG, No compute no GFLOPs
+    xs = sorted(float(x) for line in avg.get_lines() for x in line.get_xdata())
+    assert xs == [1660.4, 4145.3]
+    ssv2 = sorted(float(x) for line in panels["SSV2"].get_lines() for x in line.get_xdata())
+    assert ssv2 == [40.0, 1660.4, 4145.3]
+    # the paper's numbers: rings at the measured rows' GFLOPs
+    rings = [c for c in avg.collections if (c.get_facecolors()[:, :3] == 1).all()]
+    assert len(rings) == 2
+    empty = lb.build_board(lb.load_records(write_all(tmp_path / "none", full_row("X", SCORES_A))))
+    with pytest.raises(lb.LeaderboardError, match="GFLOPs per clip"):
+        lb.plot_compute(empty, str(tmp_path / "none.png"))
+
+
+def test_records_with_and_without_codec_options_share_a_cell(tmp_path):
+    """Sampling records now leave the codec options out of their config; older ones kept
+    them. Runs of one configuration must not look like two (a "mixed" cell)."""
+    base = {"protocol": "paper", "seed": 1, "model_name": "m"}
+    old = make_record("ssv2", 50.0, created="2026-01-01T00:00:00Z")
+    new = make_record("ssv2", 52.0, created="2026-01-02T00:00:00Z")
+    for rec in (old, new):
+        rec["encoder"]["spec"] = {"clip_source": "frames", "tokens_per_frame": 256}
+    old["config"] = dict(base, codec={"K_keep": 2048}, sources={"seed": "default"})
+    new["config"] = dict(base)
+    board = lb.build_board(lb.load_records(write_all(tmp_path, [old, new])))
+    md = lb.render(board, "md")
+    assert "| 52.0 |" in md and "more than one configuration" not in md
+    codec_old, codec_new = dict(old), dict(new)
+    for rec in (codec_old, codec_new):
+        rec["encoder"] = {"spec": {"clip_source": "codec"}}
+    codec_new["config"] = dict(base, codec={"K_keep": 4096})
+    assert lb._base_hash(codec_old) != lb._base_hash(codec_new)  # codec options matter there

@@ -19,6 +19,7 @@ import torch
 
 from eval_encoder import distributed as dist
 from eval_encoder import checkpoint as ckpt
+from eval_encoder import compute
 from eval_encoder import protocol
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig, build_parser, parse_config, require
@@ -405,7 +406,9 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
         # row labels as requested, so a failed run still lands in the right leaderboard row
         "method": cfg.method_label or f"{cfg.model_family}/{cfg.model_name}",
         "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
-        "protocol": protocol.describe(cfg), "config": cfg.to_dict(), "sources": dict(cfg.sources),
+        # the codec options stay until the encoder says whether it reads them (fill_record)
+        "protocol": protocol.describe(cfg), "config": rec.config_block(cfg),
+        "sources": dict(cfg.sources),
         "versions": rec.software_versions(), "git_commit": rec.git_commit(),
         "world_size": env.world_size if env else int(os.environ.get("WORLD_SIZE", "1")),
         "device": str(env.device) if env else None,
@@ -423,18 +426,21 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
         "train_manifest": splits.train_csv, "val_manifest": splits.val_csv,
         "train_manifest_sha256": file_sha256(splits.train_csv),
         "val_manifest_sha256": file_sha256(splits.val_csv)}
+    frames = spec.num_frames or cfg.num_frames
+    budget = (cfg.codec.K_keep if spec.tokens_per_frame is None
+              else frames * (spec.tokens_per_frame + spec.prefix_tokens))
+    cost = compute.encoder_cost(encoder, frames, budget)
     record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
                          "model_weight": cfg.model_weight,
                          # what the encoder says it loaded (not what was asked for)
                          "weights": str(getattr(encoder, "weights", None)
                                         or "not reported by the encoder"),
+                         "parameters": compute.parameter_count(encoder),
                          "spec": spec.to_dict()}
-    frames = spec.num_frames or cfg.num_frames
     record.update({
         "method": cfg.method_label or f"{record['encoder']['family']}/{cfg.model_name}",
-        "arch": cfg.arch_label or "", "res": spec.input_size, "frames": frames,
-        "token_budget": (cfg.codec.K_keep if spec.tokens_per_frame is None
-                         else frames * (spec.tokens_per_frame + spec.prefix_tokens))})
+        "arch": cfg.arch_label or (cost.arch if cost else ""), "res": spec.input_size,
+        "frames": frames, "token_budget": budget})
     c = trainer.counters
     views = splits.val.views
     record["samples"] = {
@@ -450,7 +456,41 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
     parts = dist.all_gather_objects((c.encoder_passes, c.batches))
     record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
     record["batches"] = {k: sum(p[1][k] for p in parts) for k in c.batches}
-    record["config"], record["sources"] = cfg.to_dict(), dict(cfg.sources)
+    record["compute"] = compute_block(trainer, cost, budget, splits.val.views)
+    record["config"] = rec.config_block(cfg, codec=spec.clip_source == "codec")
+    record["sources"] = dict(cfg.sources)
+
+
+def compute_block(trainer: ProbeTrainer, cost, tokens: int, views: int) -> Dict:
+    """The record's ``compute`` (see eval_encoder/record.py): the encoder's tokens and FLOPs
+    per clip, clips/s and loader wait per split over all ranks, peak memory (the largest
+    rank's). A collective call."""
+    mine = (trainer.clock.state(), compute.peak_memory(trainer.env.device))
+    parts = dist.all_gather_objects(mine)
+    clocks = [p[0] for p in parts]
+    encoder = cost.to_dict() if cost is not None else {
+        "flops_method": None, "gflops_per_clip": None,
+        "note": f"no FLOP count known for {type(trainer.encoder).__name__} (see "
+                "eval_encoder/compute.py)"}
+    gflops = encoder["gflops_per_clip"]
+    return {"tokens_per_clip": tokens, "encoder": encoder,
+            "val_views_per_clip": views,
+            "gflops_per_val_clip": round(gflops * views, 4) if gflops is not None else None,
+            "train": compute.throughput(clocks, "train"),
+            "val": compute.throughput(clocks, "val", views),
+            "memory": compute.max_over([p[1] for p in parts])}
+
+
+def weights_identity(encoder, cfg: ProbeConfig) -> Dict:
+    """``weights_path`` (absolute), ``weights_sha256`` and ``weight_files`` of what the encoder
+    loaded; digests are remembered by file identity under ``<save_report>/cache``."""
+    found = rec.describe_weights(getattr(encoder, "weights", None),
+                                 rec.weight_hash_cache(cfg.save_report))
+    out = {"weights_path": found["path"], "weights_sha256": found["sha256"],
+           "weight_files": found["files"]}
+    if "note" in found:
+        out["weights_note"] = found["note"]
+    return out
 
 
 def write_outputs(record: Dict, cfg: ProbeConfig) -> None:
@@ -576,6 +616,7 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
     if env.is_main:
         attach_predictions(record, cfg, training)
+        record["encoder"].update(weights_identity(encoder, cfg))
     record["status"] = "complete"
 
 

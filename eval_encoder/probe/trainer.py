@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from eval_encoder import distributed as dist
+from eval_encoder.compute import LoaderClock
 from eval_encoder.probe.head import ClassificationHead, bank_logits, head_name
 from eval_encoder.probe.predictions import Scored, merge, score_clips, top1, top5
 
@@ -188,6 +189,7 @@ class ProbeTrainer:
         self.pending = Pending.empty(len(heads))
         self.epoch_loss = EpochLoss.zeros(len(heads))
         self.last_epoch: Dict[str, float] = {}  # seconds and clips of the last epoch trained
+        self.clock = LoaderClock()  # loop time and batch waits per split, for the record
 
     # ---- encoder
     def tokens(self, batch: Dict, split: str) -> torch.Tensor:
@@ -235,7 +237,8 @@ class ProbeTrainer:
             h.module.train()
         if start_step == 0:
             self.epoch_loss = EpochLoss.zeros(len(self.heads))
-        bar = tqdm(loader, total=len(loader), desc=f"train {epoch}", disable=not self._bars(),
+        bar = tqdm(self.clock.timed(loader, "train"), total=len(loader), desc=f"train {epoch}",
+                   disable=not self._bars(),
                    leave=False, dynamic_ncols=True)
         step, start, clips = start_step, time.perf_counter(), self.epoch_loss.clips.max().item()
         for k, batch in enumerate(bar):
@@ -412,7 +415,8 @@ class ProbeTrainer:
         sums: Dict[int, torch.Tensor] = {}
         seen: Dict[int, int] = defaultdict(int)
         labels: Dict[int, int] = {}
-        bar = tqdm(loader, total=len(loader), desc=desc, disable=not self._bars(),
+        bar = tqdm(self.clock.timed(loader, "val"), total=len(loader), desc=desc,
+                   disable=not self._bars(),
                    leave=False, dynamic_ncols=True)
         for batch in bar:
             self._note_batch(batch, "val")
