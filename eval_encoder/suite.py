@@ -770,8 +770,9 @@ def recipe_row(outcomes: Sequence[Outcome], fmt: str = "md") -> str:
     from eval_encoder import leaderboard as lb
 
     paths = [o.record_path for o in outcomes if o.record_path is not None]
-    if not any(o.status in DONE for o in outcomes):  # nothing to rank (all failed, or queued)
-        return "(no complete run yet: no leaderboard row)\n"
+    if not paths:  # queued or busy only: no record to show yet
+        return "(no run recorded yet: no leaderboard row)\n"
+    # failed runs too: the board lists each failure with its record's error
     board = lb.build_board([lb.load_record(p) for p in paths], [o.dataset for o in outcomes])
     return lb.render(board, fmt)
 
@@ -807,6 +808,9 @@ def build_suite_parser() -> argparse.ArgumentParser:
                              "`suite collect` follow the jobs")
     _add_torchrun_flags(parser.add_argument_group("processes and nodes (torchrun's flags)"))
     _add_launcher_options(parser)
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 
