@@ -112,14 +112,16 @@ def test_bad_manifest_line_fails_before_training(demo, tmp_path, monkeypatch, ca
     assert "heads" not in record  # nothing was trained
 
 
-def test_unknown_family_fails_with_suggestion(demo, tmp_path, monkeypatch):
+def test_unknown_family_fails_with_suggestion_before_any_record(demo, tmp_path, monkeypatch,
+                                                                capsys):
     data, weights = demo
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     report = tmp_path / "report"
-    assert _run_single(data, weights, report, "--model_family", "llava_vit_sampler") == 1
-    (record,) = _records(report)
-    assert "Did you mean" in record["error"] and "llava_vit_sampling" in record["error"]
+    assert _run_single(data, weights, report, "--model_family", "llava_vit_sampler") == 2
+    assert not _records(report)  # no record (and no leaderboard column) for a typo
+    err = capsys.readouterr().err
+    assert "Did you mean" in err and "llava_vit_sampling" in err
 
 
 def test_user_encoder_from_readme_runs_end_to_end(demo, tmp_path, monkeypatch):
