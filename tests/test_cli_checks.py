@@ -308,3 +308,36 @@ def test_suite_summary_of_failed_runs_shows_the_table_with_reasons(tmp_path, cap
     out = capsys.readouterr().out
     assert "Failed runs (2" in out and "| fail | fail |" in out
     assert "CUDA out of memory" in out and "3 of 5 val clips could not be read" in out
+
+
+# ----------------------------------------------------------------------------- earlier fixes
+def test_demo_takes_a_free_port_not_a_fixed_one():
+    import socket
+
+    from eval_encoder.demo import probe_command
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        cmd = probe_command(Path("d"), Path("w"), Path("r"), nproc=2)
+        port = int(next(a for a in cmd if a.startswith("--master_port=")).split("=")[1])
+        assert port != taken
+    assert "29507" not in (REPO / "Makefile").read_text()
+
+
+def test_one_log_line_per_epoch_with_loss_lr_speed_and_eta(caplog):
+    from types import SimpleNamespace
+
+    from eval_encoder.probe.run import log_epoch
+
+    def head(name, lr):
+        return SimpleNamespace(name=name, optimizer=SimpleNamespace(param_groups=[{"lr": lr}]))
+
+    trainer = SimpleNamespace(heads=[head("a", 1e-3), head("b", 1e-4)],
+                              last_epoch={"seconds": 10.0, "clips": 50})
+    with caplog.at_level(logging.INFO, logger="eval_encoder"):
+        log_epoch(trainer, epoch=1, epochs=4, losses={"a": 0.9, "b": 0.5})
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == ("epoch 1 (2 of 4): loss 0.5000 (head b, lr 1.00e-04), 5.0 clips/s, "
+                    "ETA 0m20s")
