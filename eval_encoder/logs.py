@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Optional
 
 # the level the command line asked for (-v/-q); setup_logging and later flags apply it
 _requested = {"level": logging.INFO}
@@ -47,7 +48,7 @@ def log_format(world_size: int) -> str:
     return f"%(asctime)s {rank}%(message)s"
 
 
-def setup_logging(level: int = None) -> None:
+def setup_logging(level: Optional[int] = None) -> None:
     """Configure the ``eval_encoder`` logger once for this process (``level``: default the
     one -v/-q asked for, else INFO); a later call only changes the level."""
     logger = logging.getLogger("eval_encoder")
