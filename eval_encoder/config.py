@@ -332,7 +332,8 @@ def help_defaults(argv: Sequence[str], base: Optional[Dict[str, Any]] = None
         except ConfigError:
             pass
     dataset = given["dataset"] or (known.get("dataset") or (ProbeConfig.dataset, ""))[0]
-    known.update(_card_defaults(str(dataset)))
+    for option, value in _card_defaults(str(dataset)).items():
+        known.setdefault(option, value)  # the card fills only what the recipe leaves unset
     return known
 
 

@@ -199,10 +199,11 @@ def test_probe_help_names_itself_and_shows_each_default_and_its_origin(tmp_path,
     assert re.search(r"--batch_size.*\[default:4,fromdatasetcard\S*ssv2\.yaml\]",
                      text.replace(" ", ""))  # argparse may break a long path at its hyphens
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("num_frames: 16\ndataset: hmdb51\n")
+    recipe.write_text("num_frames: 16\ndataset: hmdb51\nbatch_size: 3\n")
     text = _help(["probe", "--config", str(recipe), "--help"], capsys)
     packed = text.replace(" ", "")  # argparse may break a long path at its hyphens
     assert f"[default:16,fromrecipe{recipe}]" in packed
+    assert f"[default:3,fromrecipe{recipe}]" in packed  # the recipe's, not the card's 2
     assert re.search(r"\[default:30,fromdatasetcard\S*hmdb51\.yaml\]", packed)  # epochs
 
 
