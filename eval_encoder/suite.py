@@ -77,6 +77,7 @@ from eval_encoder.launch.process import (LAUNCHER_ENV, STOP_GRACE_S, Interrupted
                                          die_with_parent, sigterm_interrupts, stream_process)
 from eval_encoder.launch.torchrun import parse_nnodes
 from eval_encoder.logs import setup_logging
+from eval_encoder.registry import RegistryError, check_names
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,12 @@ def load_recipe(path: str) -> Recipe:
     if owned:
         raise ConfigError(f"{path}: {owned} are set by the suite for each dataset; list datasets "
                           f"under '{SUITE_KEY}: datasets:' and pass --data_root/--save_report")
-    apply_values(ProbeConfig(), data, path)  # unknown keys and bad values fail here, by name
+    cfg = ProbeConfig()
+    apply_values(cfg, data, path)  # unknown keys and bad values fail here, by name
+    try:  # as do a misspelt family or model name, before any dataset's run
+        check_names(cfg)
+    except (RegistryError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     datasets = _dataset_list(suite.get("datasets"), f"{path}: {SUITE_KEY}.datasets")
     per_dataset = _per_dataset(suite.get("per_dataset") or {}, datasets, path)
     torchrun = {k: data.pop(k) for k in TORCHRUN_KEYS if k in data}

@@ -342,3 +342,13 @@ def test_one_log_line_per_epoch_with_loss_lr_speed_and_eta(caplog):
     (line,) = [r.getMessage() for r in caplog.records]
     assert line == ("epoch 1 (2 of 4): loss 0.5000 (head b, lr 1.00e-04), 5.0 clips/s, "
                     "ETA 0m20s")
+
+
+def test_a_recipe_with_a_misspelt_model_name_fails_when_loaded(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_suite import write_recipe
+
+    path = write_recipe(tmp_path, model_name="ov_encoder_tin")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: .*Did you mean "
+                                          r"'ov_encoder_tiny'"):
+        suite.load_recipe(str(path))
