@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="significance level (default 0.05; the interval is at 1 - alpha)")
     parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
                         help=f"bootstrap resamples (default {stats.RESAMPLES})")
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 

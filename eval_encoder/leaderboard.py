@@ -417,7 +417,8 @@ def measured_table(picked: pd.DataFrame, datasets: Sequence[str],
     fails = picked[picked["status"] != "complete"].groupby(ROW_KEYS)["dataset"].agg(
         lambda s: ",".join(sorted(s)))
     table["failed"] = fails.reindex(table.index).fillna("")
-    mixed = done[done["mixed"]].groupby(ROW_KEYS)["dataset"].agg(lambda s: ",".join(sorted(s)))
+    mixed = (done[done["mixed"].astype(bool)].groupby(ROW_KEYS)["dataset"].agg(
+        lambda s: ",".join(sorted(s))) if len(done) else ())  # every run failed: no scores
     table["mixed"] = mixed.reindex(table.index).fillna("") if len(mixed) else ""
     table["gflops"] = _row_gflops(done).reindex(table.index) if len(done) else math.nan
     table = table.reset_index()
@@ -552,6 +553,8 @@ class Board:
     notes: List[str] = field(default_factory=list)  # footnotes on metric, intervals, seeds
     stat_suffixes: List[str] = field(default_factory=list)  # <col>_<suffix> columns held
     gflops: bool = False  # show the encoder's GFLOPs per clip (``--gflops``)
+    # cells whose latest attempt failed, with the record's error (see failure_rows)
+    failures: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def columns(self) -> List[str]:
@@ -573,10 +576,11 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     """
     datasets = list(datasets)
     _check_options(datasets, reported, metric, ci)
-    parts, extras, cells = [], [], {}
+    parts, extras, cells, failures = [], [], {}, []
     if records:
         picked, cells = score_cells(pick_latest(records_frame(records)), records, metric, ci,
                                     resamples)
+        failures = failure_rows(picked, records)
         extras = sorted(set(picked["dataset"]) - set(datasets))
         parts.append(measured_table(picked, datasets, cells))
     if reported is not None:
@@ -602,7 +606,32 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
     notes = stat_notes(cells, metric, ci, resamples) if records else []
     return Board(table.reindex(columns=fixed + rest + held), datasets, extras, metric, ci,
-                 notes, suffixes)
+                 notes, suffixes, failures)
+
+
+def failure_rows(picked: pd.DataFrame, records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The cells whose latest attempt failed: row labels, dataset, the record's ``error``
+    (its first line) and file, so a board of failed runs says why each one failed."""
+    rows = []
+    for line in picked[picked["status"] != "complete"].to_dict("records"):
+        record = records[line["ref"]]
+        error = str(record.get("error") or "no error recorded").strip().splitlines()
+        rows.append({"frames": line["frames"], "method": line["method"],
+                     "dataset": line["dataset"], "error": error[0] if error else "",
+                     "record": line["path"]})
+    return sorted(rows, key=lambda r: (r["frames"], r["method"], r["dataset"]))
+
+
+def failures_markdown(board: Board) -> List[str]:
+    """The "Failed runs" table below the board (empty when nothing failed)."""
+    if not board.failures:
+        return []
+    out = ["", f"Failed runs ({len(board.failures)}; the latest attempt of each cell):", "",
+           "| Method | Frames | Dataset | Error | Record |", "|:--|:-:|:--|:--|:--|"]
+    for f in board.failures:
+        error = f["error"].replace("|", "\\|")
+        out.append(f"| {f['method']} | {f['frames']} | {f['dataset']} | {error} | {f['record']} |")
+    return out
 
 
 def _check_options(datasets: List[str], reported: Optional[pd.DataFrame], metric: str,
@@ -837,6 +866,7 @@ def to_markdown(board: Board) -> str:
             cells = [f"**{cells[0][1:]}**"] + [""] * (len(header) - 1)
         out.append("| " + " | ".join(cells) + " |")
     out += [""] + [f"- {n}" for n in notes] if notes else []
+    out += failures_markdown(board)
     return "\n".join(out) + "\n"
 
 
@@ -865,6 +895,8 @@ def to_latex(board: Board) -> str:
         else:
             out.append(" & ".join(_tex(c) for c in cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
+    notes = notes + [f"failed: {f['method']}, {f['frames']} frames, {f['dataset']}: {f['error']}"
+                     for f in board.failures]
     if notes:
         out.append(r"\par\footnotesize " + r" \\ ".join(_tex(n) for n in notes))
     return "\n".join(out) + "\n"
@@ -1195,6 +1227,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "or exact (Clopper-Pearson for single-run top-1/top-5 cells)")
     parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
                         help=f"bootstrap resamples (default {stats.RESAMPLES})")
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 

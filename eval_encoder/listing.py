@@ -100,8 +100,17 @@ def recipe_rows() -> List[dict]:
             continue
         suite = data.get("suite") if isinstance(data.get("suite"), dict) else {}
         merged = {**{k: suite[k] for k in ("datasets", "description") if k in suite}, **data}
-        rows.append({"name": path.stem, **{k: merged[k] for k in RECIPE_KEYS if k in merged}})
+        row = {"name": path.stem, **{k: merged[k] for k in RECIPE_KEYS if k in merged}}
+        if "model_family" in row:
+            row["model_family"] = canonical_family(str(row["model_family"]))
+        rows.append(row)
     return rows
+
+
+def canonical_family(name: str) -> str:
+    """The registered family behind an alias (``chunk_wise_sampling`` -> ``sampling``); a name
+    no loaded family knows stays as written (it fails when that recipe runs)."""
+    return ENCODERS.canonical(name) if name in ENCODERS else name
 
 
 def protocol_rows() -> List[dict]:
@@ -197,7 +206,7 @@ def render_text(data: Dict[str, List[dict]]) -> str:
         blocks.append(f"{section.capitalize()} ({len(rows)})\n{body}")
         if section in DETAILS and rows:
             blocks.append(DETAILS[section](rows))
-    notes = [f"  {r['model_name']}: {r['note']}" for r in data.get("models", []) if r.get("note")]
+    notes = model_notes(data.get("models", []))
     if notes:
         blocks.append("Notes\n" + "\n".join(notes))
     problems = [f"  {r['name']}: {r['error']}" for rows in data.values() for r in rows
@@ -205,6 +214,17 @@ def render_text(data: Dict[str, List[dict]]) -> str:
     if problems:
         blocks.append("Problems\n" + "\n".join(problems))
     return "\n\n".join(blocks)
+
+
+def model_notes(rows: List[dict]) -> List[str]:
+    """One line per distinct model note; a model name that several families share (the
+    OneVision sizes of sampling and codec) is noted once, naming those families."""
+    families: Dict[Tuple[str, str], List[str]] = {}
+    for r in rows:
+        if r.get("note"):
+            families.setdefault((r["model_name"], r["note"]), []).append(r["family"])
+    return [f"  {name} ({', '.join(fams)}): {note}" if len(fams) > 1 else f"  {name}: {note}"
+            for (name, note), fams in families.items()]
 
 
 def collect(sections: Sequence[str]) -> Dict[str, List[dict]]:
@@ -228,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--family", help="only this family's models (name or alias)")
     parser.add_argument("--encoder_module", nargs="+", default=[],
                         help="import these modules first, so their encoders are listed too")
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 

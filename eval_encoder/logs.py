@@ -1,9 +1,19 @@
-"""Logging set-up: rank 0 logs at INFO, other ranks only warnings and errors."""
+"""Logging set-up: rank 0 logs at INFO (or as -v/-q say), other ranks only warnings and errors.
+
+Lines carry a ``[rank N]`` prefix only when several processes write (torchrun with
+``WORLD_SIZE`` > 1); single-process tools (ls, leaderboard, suite, check, prepare) log plain
+lines. Every command line takes ``-v``/``-q`` through :func:`add_verbosity_flags`.
+"""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+from typing import Optional
+
+# the level the command line asked for (-v/-q); setup_logging and later flags apply it
+_requested = {"level": logging.INFO}
 
 
 class _RankFilter(logging.Filter):
@@ -32,16 +42,50 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Configure the ``eval_encoder`` logger once for this process."""
-    rank = int(os.environ.get("RANK", "0"))
+def log_format(world_size: int) -> str:
+    """The line format: the rank prefix only when more than one process logs."""
+    rank = "[rank %(rank)s] " if world_size > 1 else ""
+    return f"%(asctime)s {rank}%(message)s"
+
+
+def setup_logging(level: Optional[int] = None) -> None:
+    """Configure the ``eval_encoder`` logger once for this process (``level``: default the
+    one -v/-q asked for, else INFO); a later call only changes the level."""
     logger = logging.getLogger("eval_encoder")
+    logger.setLevel(_requested["level"] if level is None else level)
     if getattr(logger, "_eval_encoder_configured", False):
         return
     handler = _Stderr()
-    handler.addFilter(_RankFilter(rank))
-    handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)s] %(message)s", "%H:%M:%S"))
+    handler.addFilter(_RankFilter(int(os.environ.get("RANK", "0"))))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    handler.setFormatter(logging.Formatter(log_format(world), "%H:%M:%S"))
     logger.addHandler(handler)
-    logger.setLevel(level)
     logger.propagate = False
     logger._eval_encoder_configured = True
+
+
+class _Verbosity(argparse.Action):
+    """-v lowers the logging threshold one step (INFO -> DEBUG), -q raises it (-> WARNING,
+    -qq -> ERROR); applied at once, so it works whether logging is set up before or after."""
+
+    def __init__(self, option_strings, dest, step: int = 0, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0,
+                         default=argparse.SUPPRESS, **kwargs)
+        self.step = step
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        level = min(max(_requested["level"] + self.step, logging.DEBUG), logging.CRITICAL)
+        _requested["level"] = level
+        logging.getLogger("eval_encoder").setLevel(level)
+
+
+def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``-v/--verbose`` and ``-q/--quiet`` (repeatable) to ``parser``; they set the
+    ``eval_encoder`` log level and leave nothing in the parsed namespace. Building the parser
+    starts again from INFO, so one command's flags do not leak into the next."""
+    _requested["level"] = logging.INFO
+    group = parser.add_argument_group("output")
+    group.add_argument("-v", "--verbose", action=_Verbosity, step=-10,
+                       help="more log lines (debug); repeatable")
+    group.add_argument("-q", "--quiet", action=_Verbosity, step=10,
+                       help="fewer log lines: -q warnings and errors only, -qq errors only")

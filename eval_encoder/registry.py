@@ -95,3 +95,29 @@ def register_encoder(name: str, aliases: Iterable[str] = ()) -> Callable:
             return MyEncoder(...)
     """
     return ENCODERS.decorator(name, aliases)
+
+
+# Hub ids that name the same weights: alias -> canonical id (the recipes' spelling). A run
+# given an alias resolves, hashes and records the canonical id (config.canonical_weight).
+WEIGHT_ALIASES: Dict[str, str] = {
+    "lmms-lab/onevision-encoder-large": "lmms-lab-encoder/onevision-encoder-large",
+}
+
+
+def check_names(cfg) -> None:
+    """Fail before anything is written when ``--model_family`` or ``--model_name`` is unknown.
+
+    Users' families are loaded first (``--encoder_module``, entry points), so they are known
+    like the built-in ones. Each family says which model names it takes through an optional
+    ``check_model_name(name)`` on its factory, which raises with suggestions (OneVision sizes;
+    the baselines' table or any timm architecture). A family without one (``hf``: any hub id
+    or folder; users' own) takes any name.
+    """
+    from eval_encoder.encoders import load_encoder_modules, load_entry_points
+
+    load_encoder_modules(cfg.encoder_module)
+    load_entry_points()
+    factory = ENCODERS.get(cfg.model_family)
+    check = getattr(factory, "check_model_name", None)
+    if callable(check):
+        check(cfg.model_name)

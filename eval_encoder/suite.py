@@ -77,6 +77,7 @@ from eval_encoder.launch.process import (LAUNCHER_ENV, STOP_GRACE_S, Interrupted
                                          die_with_parent, sigterm_interrupts, stream_process)
 from eval_encoder.launch.torchrun import parse_nnodes
 from eval_encoder.logs import setup_logging
+from eval_encoder.registry import RegistryError, check_names
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,12 @@ def load_recipe(path: str) -> Recipe:
     if owned:
         raise ConfigError(f"{path}: {owned} are set by the suite for each dataset; list datasets "
                           f"under '{SUITE_KEY}: datasets:' and pass --data_root/--save_report")
-    apply_values(ProbeConfig(), data, path)  # unknown keys and bad values fail here, by name
+    cfg = ProbeConfig()
+    apply_values(cfg, data, path)  # unknown keys and bad values fail here, by name
+    try:  # as do a misspelt family or model name, before any dataset's run
+        check_names(cfg)
+    except (RegistryError, ConfigError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     datasets = _dataset_list(suite.get("datasets"), f"{path}: {SUITE_KEY}.datasets")
     per_dataset = _per_dataset(suite.get("per_dataset") or {}, datasets, path)
     torchrun = {k: data.pop(k) for k in TORCHRUN_KEYS if k in data}
@@ -770,8 +776,9 @@ def recipe_row(outcomes: Sequence[Outcome], fmt: str = "md") -> str:
     from eval_encoder import leaderboard as lb
 
     paths = [o.record_path for o in outcomes if o.record_path is not None]
-    if not any(o.status in DONE for o in outcomes):  # nothing to rank (all failed, or queued)
-        return "(no complete run yet: no leaderboard row)\n"
+    if not paths:  # queued or busy only: no record to show yet
+        return "(no run recorded yet: no leaderboard row)\n"
+    # failed runs too: the board lists each failure with its record's error
     board = lb.build_board([lb.load_record(p) for p in paths], [o.dataset for o in outcomes])
     return lb.render(board, fmt)
 
@@ -807,6 +814,9 @@ def build_suite_parser() -> argparse.ArgumentParser:
                              "`suite collect` follow the jobs")
     _add_torchrun_flags(parser.add_argument_group("processes and nodes (torchrun's flags)"))
     _add_launcher_options(parser)
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 

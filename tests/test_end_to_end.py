@@ -150,14 +150,16 @@ def test_bad_manifest_line_fails_before_training(demo, tmp_path, monkeypatch, ca
     assert "heads" not in record  # nothing was trained
 
 
-def test_unknown_family_fails_with_suggestion(demo, tmp_path, monkeypatch):
+def test_unknown_family_fails_with_suggestion_before_any_record(demo, tmp_path, monkeypatch,
+                                                                capsys):
     data, weights = demo
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     report = tmp_path / "report"
-    assert _run_single(data, weights, report, "--model_family", "llava_vit_sampler") == 1
-    (record,) = _records(report)
-    assert "Did you mean" in record["error"] and "llava_vit_sampling" in record["error"]
+    assert _run_single(data, weights, report, "--model_family", "llava_vit_sampler") == 2
+    assert not _records(report)  # no record (and no leaderboard column) for a typo
+    err = capsys.readouterr().err
+    assert "Did you mean" in err and "llava_vit_sampling" in err
 
 
 def test_user_encoder_from_readme_runs_end_to_end(demo, tmp_path, monkeypatch):
@@ -217,14 +219,15 @@ def test_one_validation_pass_at_the_end_gives_the_per_epoch_numbers(demo, tmp_pa
 
 
 @pytest.mark.parametrize("flag", ["--print_freq", "--eval_freq", "--num_frames"])
-def test_zero_counts_are_refused_before_training(demo, tmp_path, monkeypatch, flag):
+def test_zero_counts_are_refused_before_training(demo, tmp_path, monkeypatch, capsys, flag):
     data, weights = demo
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     report = tmp_path / "report"
-    assert _run_single(data, weights, report, flag, "0") == 1
-    (record,) = _records(report)
-    assert f"{flag} must be >= 1, got 0" in record["error"] and "heads" not in record
+    with pytest.raises(SystemExit) as exit_:  # refused while parsing: no record, no encoder
+        _run_single(data, weights, report, flag, "0")
+    assert exit_.value.code == 2 and not _records(report)
+    assert f"argument {flag}: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_no_arguments_prints_usage_and_a_misspelt_dataset_writes_nothing(tmp_path, capsys,

@@ -95,6 +95,11 @@ class BaselineFamily:
         """Rows for ``python -m eval_encoder ls`` (from the table; nothing is built)."""
         return [describe(m) for m in models_of(self.name)]
 
+    def check_model_name(self, name: str) -> None:
+        """Raise (with suggestions) unless ``name`` is this family's table entry or a timm
+        architecture name; nothing is built (registry.check_names)."""
+        resolve_model(self.name, name)
+
 
 @dataclass(frozen=True)
 class BaselineModel:

@@ -17,7 +17,7 @@ from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VideoEncoder
 from eval_encoder.encoders.onevision import OneVisionEncoder
 from eval_encoder.encoders.sampling import (DEFAULT_INPUT_SIZE, build_onevision_model,
-                                            describe_onevision)
+                                            check_onevision_name, describe_onevision)
 from eval_encoder.registry import ENCODERS
 
 CODEC_FRAMES = 64  # the temporal grid the encoder was trained on; upstream requires exactly 64
@@ -86,6 +86,7 @@ def build_codec(cfg: ProbeConfig) -> CodecEncoder:
     return CodecEncoder(model, codec_spec(cfg, model)).freeze()
 
 
+build_codec.check_model_name = check_onevision_name
 build_codec.describe_models = lambda: describe_onevision("codec", tokens="K (--K_keep)")
 build_codec.description = ("OneVision Encoder on the K most informative patches of 64 frames, "
                            "chosen from motion vectors and residuals")

@@ -153,6 +153,14 @@ def describe_onevision(family: str, tokens: str = "") -> list:
     return rows
 
 
+def check_onevision_name(name: str) -> None:
+    """Raise ConfigError with suggestions unless ``name`` is a OneVision size (``ls models``).
+    Folder weights bring their own config.json, but the name must still be a known one: a
+    misspelt name would otherwise label the record (registry.check_names)."""
+    onevision_config(name)
+
+
+build_sampling.check_model_name = check_onevision_name
 build_sampling.describe_models = lambda: describe_onevision("sampling")
 build_sampling.description = "OneVision Encoder on T uniformly sampled frames, all patches of each"
 

@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="files opened at once")
     parser.add_argument("--max_missing_fraction", type=float, default=0.01,
                         help="share of a split's lines on missing/unreadable files that fails")
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         for opt in fmt.options:
             parser.add_argument(f"--{opt.name}", choices=opt.choices, default=None,
                                 help=f"{opt.help} (default {opt.default})")
+    from eval_encoder.logs import add_verbosity_flags
+
+    add_verbosity_flags(parser)  # -v/-q
     return parser
 
 

@@ -29,7 +29,7 @@ from eval_encoder.probe.head import head_grid
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
 from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
-from eval_encoder.registry import CLIP_SOURCES, ENCODERS
+from eval_encoder.registry import CLIP_SOURCES, ENCODERS, RegistryError, check_names
 from eval_encoder.video.dataset import ClipDataset
 from eval_encoder.video.loader import make_loader, pick_backend, val_order
 from eval_encoder.video.steps import StepPlan, StepPlanError, chunk, make_plan, train_batches
@@ -151,6 +151,8 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
         plan.steps(n_train)  # fail before training
     except StepPlanError as exc:
         raise ConfigError(str(exc)) from None
+    for warning in batch_warnings(plan, n_train, n_val * views):
+        log.warning("%s", warning)
     if cfg.global_batch_size is None:
         log.info("global batch %d = --batch_size %d x %d processes: results depend on the world "
                  "size (--global_batch_size makes them independent of it)", plan.global_batch,
@@ -167,6 +169,23 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
                   seed=cfg.seed, extras_keys=extras)
     return (make_loader(splits.train, train_batches_of, **common),
             make_loader(splits.val, val_batches, **common)), plan, backend
+
+
+def batch_warnings(plan: StepPlan, n_train: int, n_val: int) -> List[str]:
+    """What a batch larger than a split means: the training steps an epoch then has, and
+    that validation runs in one batch per process (``n_val``: clips x views)."""
+    out = []
+    if plan.global_batch > n_train:
+        out.append(f"the global batch {plan.global_batch} ({plan.world} processes x "
+                   f"{plan.accumulation} micro-batches of --batch_size {plan.micro}) is larger "
+                   f"than the {n_train} training clips: {plan.steps(n_train)} optimiser "
+                   f"step(s) per epoch, of {n_train} clips")
+    per_rank = -(-n_val // plan.world)
+    if plan.micro > per_rank:
+        out.append(f"--batch_size {plan.micro} is larger than the {per_rank} validation "
+                   f"clip views per process ({n_val} over {plan.world}): 1 validation batch "
+                   "per process")
+    return out
 
 
 def check_files_exist(entries, root: str, split: str, limit: float,
@@ -658,8 +677,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         return 2
     try:
         cfg = parse_config(argv, prog=prog, base=base)
+        setup_logging()  # with the level -v/-q asked for
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
-    except (ConfigError, ManifestError) as exc:
+        check_names(cfg)  # nor does a misspelt family or model name
+    except (ConfigError, ManifestError, RegistryError) as exc:
         log.error("%s", exc)
         return 2
     requested = rec.config_hash(cfg.to_dict())
