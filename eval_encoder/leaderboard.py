@@ -606,7 +606,7 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
     notes = stat_notes(cells, metric, ci, resamples) if records else []
     return Board(table.reindex(columns=fixed + rest + held), datasets, extras, metric, ci,
-                 notes, suffixes, failures)
+                 notes, suffixes, failures=failures)
 
 
 def failure_rows(picked: pd.DataFrame, records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
