@@ -20,6 +20,7 @@ import yaml
 
 from eval_encoder import resources
 
+
 class ManifestError(ValueError):
     """A manifest or dataset card that cannot be used, naming the file and line."""
 
