@@ -38,7 +38,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    return run_command(argv[0], argv[1:])
+    from eval_encoder.resources import MissingData
+
+    try:
+        return run_command(argv[0], argv[1:])
+    except MissingData as exc:  # an install without its data, a wrong override: say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 import pandas as pd
 
-from eval_encoder import stats
+from eval_encoder import resources, stats
 from eval_encoder.logs import setup_logging
 from eval_encoder.protocol import REPORTED, UNSTATED
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, read_record
@@ -61,7 +61,7 @@ DISPLAY_NAMES: Dict[str, str] = {
     "charadesego": "CharEgo", "epic_verb": "Epic Verb", "epic_noun": "Epic Noun",
     "k400": "K400", "hmdb51": "HMDB51", "epic_action": "Epic Action",
 }
-REPORTED_CSV = Path(__file__).resolve().parents[1] / "results" / "paper_attentive_probe.csv"
+REPORTED_CSV = resources.reported_csv()
 DEFAULT_RUNS = "results/runs"
 ROW_KEYS = ["frames", "method", "arch", "res", "protocol"]
 RECORD_COLUMNS = [*ROW_KEYS, "token_budget", "dataset", "status", "top1", "created", "run_id",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from eval_encoder import resources
 from eval_encoder.config import ConfigError, load_yaml
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
 from eval_encoder.registry import ENCODERS
@@ -20,7 +20,6 @@ from eval_encoder.registry import ENCODERS
 SECTIONS = ("families", "models", "datasets", "recipes")
 # listed only when asked for by name: long texts rather than a catalogue
 EXTRA_SECTIONS = ("protocol",)
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "probes"
 RECIPE_KEYS = ("model_family", "model_name", "protocol", "num_frames", "input_size", "dataset", "datasets",
                "description")
 UNREADABLE = "unreadable (see Problems)"
@@ -29,8 +28,8 @@ _NAMED_STATS = {CLIP_MEAN: "clip", CLIP_STD: "clip", IMAGENET_MEAN: "imagenet",
 
 
 def recipes_dir() -> Path:
-    """Where recipes live: $EVAL_ENCODER_PROBES, else the repository's probes/ folder."""
-    return Path(os.environ.get("EVAL_ENCODER_PROBES", RECIPES_DIR))
+    """Where recipes live: $EVAL_ENCODER_PROBES, else the shipped ones (eval_encoder.resources)."""
+    return resources.data_dir("probes")
 
 
 def load_families(encoder_modules: Sequence[str] = ()) -> None:

@@ -59,6 +59,8 @@ from typing import Any, Dict, List, Optional
 
 log = logging.getLogger(__name__)
 
+from eval_encoder import resources
+
 SCHEMA = "eval_encoder.run_record"
 SCHEMA_VERSION = 1
 
@@ -124,8 +126,12 @@ def software_versions() -> Dict[str, str]:
 
 
 def git_commit() -> Optional[str]:
-    """The commit of the code that ran (with '+dirty' for uncommitted changes), if in git."""
-    here = Path(__file__).resolve().parent
+    """The commit of the code that ran (with '+dirty' for uncommitted changes), if in git.
+
+    An installed copy has none, even inside someone's clone (a venv in a checkout)."""
+    here = resources.source_checkout()
+    if here is None:
+        return None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+from eval_encoder import resources
 
 
 class ManifestError(ValueError):
@@ -75,8 +75,8 @@ class ManifestEntry:
 
 
 def cards_dir() -> Path:
-    """Where cards live: $EVAL_ENCODER_DATASETS, else the repository's datasets/ folder."""
-    return Path(os.environ.get("EVAL_ENCODER_DATASETS", CARDS_DIR))
+    """Where cards live: $EVAL_ENCODER_DATASETS, else the shipped ones (eval_encoder.resources)."""
+    return resources.data_dir("datasets")
 
 
 def known_datasets() -> List[str]:
