@@ -53,6 +53,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import difflib
 import fcntl
 import logging
 import os
@@ -126,9 +127,27 @@ class Outcome:
 
 
 # ----------------------------------------------------------------------------- recipes
+def recipe_path(name: str) -> str:
+    """A recipe file as given, else the shipped (or $EVAL_ENCODER_PROBES) recipe of that name,
+    so ``suite ov_encoder_large_8f`` works from any folder and after a wheel install."""
+    if os.path.exists(name) or os.sep in name or name.endswith((".yaml", ".yml")):
+        return name
+    from eval_encoder.listing import recipes_dir
+
+    folder = recipes_dir()
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"no recipe file {name!r} and no recipe of that name in {folder}.{hint}")
+    return str(folder / f"{name}.yaml")
+
+
 def load_recipe(path: str) -> Recipe:
-    """Read and check a recipe: probe keys must be config fields, the suite key well formed,
-    every dataset a known card. Errors are ConfigError naming the file and the key."""
+    """Read and check a recipe (a file, or a recipe's name: :func:`recipe_path`): probe keys
+    must be config fields, the suite key well formed, every dataset a known card. Errors are
+    ConfigError naming the file and the key."""
+    path = recipe_path(path)
     data = load_yaml(path)
     suite = data.pop(SUITE_KEY, None)
     if not isinstance(suite, dict):
@@ -790,7 +809,8 @@ def build_suite_parser() -> argparse.ArgumentParser:
         description="Run a recipe (probes/<name>.yaml) over its datasets; a rerun resumes. "
                     "Other flags go to the trainer (attentive_probe.py) and win over the recipe. "
                     "`suite status <recipe>` and `suite collect <recipe>` follow submitted jobs.")
-    parser.add_argument("recipe", help="recipe YAML, e.g. probes/ov_encoder_large_8f.yaml")
+    parser.add_argument("recipe", help="recipe YAML (e.g. probes/ov_encoder_large_8f.yaml) or a "
+                        "shipped recipe's name (ov_encoder_large_8f; see `ls`)")
     parser.add_argument("--data_root", required=True,
                         help="folder holding <dataset>/<manifest>.csv and the videos")
     parser.add_argument("--datasets", help="comma-separated subset to run (default: the recipe's)")

@@ -324,3 +324,18 @@ def test_seeds_run_every_dataset_once_per_seed(tmp_path):
     assert runs == [("hmdb51", 1), ("hmdb51", 2), ("ucf101", 1), ("ucf101", 2)]
     with pytest.raises(ConfigError, match="--seeds only"):
         suite.seed_extras([1], ["--seed", "3"])
+
+
+def test_a_recipe_is_found_by_its_name_from_any_folder(tmp_path, monkeypatch):
+    """`suite ov_encoder_large_8f` reads the shipped recipe (as after a wheel install); a file
+    path still wins, and a misspelt name says what is close."""
+    from eval_encoder.suite import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    by_name = load_recipe("ov_encoder_large_8f")
+    assert by_name.path.name == "ov_encoder_large_8f.yaml" and by_name.path.is_file()
+    assert by_name.datasets == load_recipe(str(by_name.path)).datasets
+    with pytest.raises(ConfigError, match="Did you mean 'ov_encoder_large_8f'"):
+        load_recipe("ov_encoder_lrge_8f")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_recipe("missing.yaml")
