@@ -187,24 +187,83 @@ def crop_start(size: int, crop: int, pos: float) -> int:
     return int(math.floor(float(np.float32(pos) * np.float32(size - crop)) + 0.5))
 
 
-def _axis_weights(in_size: int, in_short: int, spec: TransformSpec, pos: float) -> torch.Tensor:
-    out, origin, step = resize_plan(in_size, in_short, spec.short_side)
-    start = crop_start(out, spec.input_size, pos)
-    rows = resample_weights(in_size, out, origin, step)[start:start + spec.input_size]
-    return torch.tensor(rows)  # a copy: the cached weights stay read-only
+# Output rows per band of the banded resize: a band reads only the input rows its outputs
+# need, so a pass costs ~(band x step + filter support) multiply-adds per output instead of
+# the whole input axis; 32 measured fastest of 8/16/32/64 at 320x240 and 640x360.
+_BAND = 32
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """One axis of resize-then-crop: the input window ``[start, stop)`` that the kept output
+    pixels read (filter support included) and, per band of kept outputs, ``(first output,
+    end output, first input, end input, weights [outputs, inputs])``, inputs counted from
+    ``start``. The weights are the rows of the full-axis resampling matrix
+    (:func:`resample_weights`) with only their zero columns left out."""
+
+    start: int
+    stop: int
+    bands: Tuple[Tuple[int, int, int, int, torch.Tensor], ...]
+
+
+def _support(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per row, the first input with a nonzero weight and one past the last."""
+    nonzero = rows != 0
+    return nonzero.argmax(1), rows.shape[1] - nonzero[:, ::-1].argmax(1)
+
+
+@lru_cache(maxsize=64)  # a few clip sizes and crop positions per dataset
+def axis_plan(in_size: int, in_short: int, short_side: int, crop: int, pos: float) -> AxisPlan:
+    """The :class:`AxisPlan` of resizing an axis of ``in_size`` pixels (shorter side
+    ``in_short``) as DALI's ``resize_shorter`` to ``short_side``, then keeping the ``crop``
+    outputs from :func:`crop_start` at ``pos``."""
+    out, origin, step = resize_plan(in_size, in_short, short_side)
+    first = crop_start(out, crop, pos)
+    rows = resample_weights(in_size, out, origin, step)[first:first + crop]
+    lo, hi = _support(rows)
+    start, bands = int(lo.min()), []
+    for a in range(0, crop, _BAND):
+        b = min(a + _BAND, crop)
+        i0, i1 = int(lo[a:b].min()), int(hi[a:b].max())
+        weights = torch.tensor(rows[a:b, i0:i1])  # a copy: the cached matrix stays read-only
+        bands.append((a, b, i0 - start, i1 - start, weights))
+    return AxisPlan(start, int(hi.max()), tuple(bands))
+
+
+def _resample_columns(x: torch.Tensor, plan: AxisPlan, size: int) -> torch.Tensor:
+    """[N, window] -> [N, size]: each band of outputs from its own input columns."""
+    out = torch.empty((x.shape[0], size), dtype=torch.float32)
+    for a, b, i0, i1, weights in plan.bands:
+        out[:, a:b] = torch.mm(x[:, i0:i1], weights.t())
+    return out
+
+
+def _resample_rows(x: torch.Tensor, plan: AxisPlan, size: int) -> torch.Tensor:
+    """[B, window, W] -> [B, size, W]: each band of output rows from its own input rows."""
+    out = torch.empty((x.shape[0], size, x.shape[2]), dtype=torch.float32)
+    for a, b, i0, i1, weights in plan.bands:
+        out[:, a:b] = torch.matmul(weights, x[:, i0:i1])
+    return out
 
 
 def resize_crop(frames: torch.Tensor, spec: TransformSpec, crop_pos=(0.5, 0.5)) -> torch.Tensor:
     """uint8/float [T,H,W,3] -> float32 [3,T,S,S]: shorter side to ``spec.short_side`` (DALI's
     cubic, antialiased when shrinking), then the S x S window at ``crop_pos`` = (x, y).
 
-    Only the output rows and columns inside the crop window are computed.
+    Equal, to float32 round-off, to resizing the whole frame and then cropping: only the
+    outputs inside the crop are computed, each from the input pixels its filter taps reach
+    (:func:`axis_plan`: same scale, offset and weights); only that input window is converted
+    to float. Columns first, then rows, in bands of outputs.
     """
-    _, h, w, _ = frames.shape
-    wy = _axis_weights(h, min(h, w), spec, float(crop_pos[1]))
-    wx = _axis_weights(w, min(h, w), spec, float(crop_pos[0]))
-    x = frames.permute(3, 0, 1, 2).to(torch.float32)  # [3,T,H,W]
-    return torch.matmul(torch.matmul(wy, x), wx.t()).contiguous()
+    t, h, w, _ = frames.shape
+    size, short = spec.input_size, min(h, w)
+    py = axis_plan(h, short, spec.short_side, size, float(crop_pos[1]))
+    px = axis_plan(w, short, spec.short_side, size, float(crop_pos[0]))
+    window = frames[:, py.start:py.stop, px.start:px.stop]
+    x = torch.empty((3, t) + tuple(window.shape[1:3]), dtype=torch.float32)
+    x.copy_(window.permute(3, 0, 1, 2))  # uint8 -> float of the window only
+    cols = _resample_columns(x.view(-1, x.shape[-1]), px, size)
+    return _resample_rows(cols.view(3 * t, -1, size), py, size).view(3, t, size, size)
 
 
 def colour_matrix(hue: float = 0.0, saturation: float = 1.0) -> np.ndarray:
