@@ -93,7 +93,9 @@ class ProbeConfig:
     loader: str = _f("auto", "data pipeline: DALI on GPU, torch on CPU", choices=["auto", "dali", "torch"])
     device: str = _f("auto", "cuda when available, else cpu", choices=["auto", "cpu", "cuda"])
     dali_num_threads: int = _f(2, "DALI CPU threads")
-    dali_py_num_workers: int = _f(4, "decode worker processes (DALI or torch DataLoader)")
+    dali_py_num_workers: int = _f(4, "decode worker processes per rank, for the DALI and the torch "
+                                  "loader alike, at most the node's CPUs / local ranks; 0: "
+                                  "decode in the training process")
     decord_num_threads: int = _f(2, "threads per video decoder (PyAV; upstream used decord)")
     print_freq: int = _f(10, "log every N steps")
     save_report: str = _f("fewshot_video_report/ActionRecognition", "folder for records and reports")
