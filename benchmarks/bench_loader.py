@@ -210,6 +210,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process "
+                        "(its transforms with 0 workers; workers always use one)")
     parser.add_argument("--train", action="store_true", help="training samples (random frames, "
                         "colour jitter); bare decoding then takes the validation frames")
     return parser.parse_args(argv)
@@ -218,10 +220,10 @@ def parse_args(argv: Optional[Sequence[str]] = None):
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     """Run the benchmark; returns ``{size: summary}`` (see :func:`summarise`)."""
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     print(f"{args.samples} samples of {args.num_frames} frames per pass ({args.clips} clips of "
           f"{args.frames} frames), crop {args.input}, batch {args.batch}, {args.rounds} rounds, "
-          f"one thread per process, {os.cpu_count()} CPUs")
+          f"{args.threads} torch thread(s) in this process, {os.cpu_count()} CPUs")
     out = {}
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:

@@ -128,12 +128,6 @@ class _BatchSampler(torch.utils.data.Sampler):
 PREFETCH_BATCHES = 2
 
 
-def _worker_init(_worker_id: int) -> None:
-    """One thread per worker: the workers are the parallelism (DataLoader sets this too; here
-    it also holds for the OpenMP/BLAS pools the transforms' matrix products use)."""
-    torch.set_num_threads(1)
-
-
 class TorchLoader:
     """Batches from a torch DataLoader; ``set_epoch`` re-draws the order and the randomness.
 
@@ -144,8 +138,8 @@ class TorchLoader:
     def __init__(self, ds: ClipDataset, batches: Batches, tspec: TransformSpec, workers: int,
                  pin_memory: bool = False):
         self.sampler = _BatchSampler(batches)
-        extra = dict(prefetch_factor=PREFETCH_BATCHES, persistent_workers=True,
-                     worker_init_fn=_worker_init) if workers > 0 else {}
+        # (each worker runs one torch thread: DataLoader sets it; the workers are the parallelism)
+        extra = dict(prefetch_factor=PREFETCH_BATCHES, persistent_workers=True) if workers > 0 else {}
         # batch_size=None: the sampler yields whole batches, which _Batched assembles itself
         self.loader = torch.utils.data.DataLoader(
             _Batched(ds, tspec), sampler=self.sampler, batch_size=None, num_workers=workers,
