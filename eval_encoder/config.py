@@ -154,8 +154,9 @@ class ProbeConfig:
     loader: str = _f("auto", "data pipeline: DALI on GPU, torch on CPU", choices=["auto", "dali", "torch"])
     device: str = _f("auto", "cuda when available, else cpu", choices=["auto", "cpu", "cuda"])
     dali_num_threads: int = _f(2, "DALI CPU threads", check=AT_LEAST_1)
-    dali_py_num_workers: int = _f(4, "decode worker processes (DALI or torch DataLoader)",
-                                  check=NON_NEGATIVE)
+    dali_py_num_workers: int = _f(4, "decode worker processes per rank, for the DALI and the torch "
+                                  "loader alike, at most the node's CPUs / local ranks; 0: "
+                                  "decode in the training process", check=NON_NEGATIVE)
     decord_num_threads: int = _f(2, "threads per video decoder (PyAV; upstream used decord)",
                                  check=AT_LEAST_1)
     print_freq: int = _f(10, "log every N steps", check=AT_LEAST_1)

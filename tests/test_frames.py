@@ -136,3 +136,70 @@ def test_spatial_views_slide_along_the_longer_side(clip):
     ds = ClipDataset([ManifestEntry(path.name, 0, 1)], str(path.parent), FramesSource(4),
                      train=False, seed=0, spatial_views=3)
     assert [ds.sample(i).crop_pos for i in range(3)] == [(0.0, 0.5), (0.5, 0.5), (1.0, 0.5)]
+
+
+@pytest.fixture
+def bframes_clip(tmp_path):
+    """30 frames of H.264 with B-frames: the last ones come out only when the decoder is flushed."""
+    from eval_encoder.codec.synthetic import moving_square, write_video as write_h264
+    from eval_encoder.video import decode
+
+    decode.clear_cache()
+    scene = moving_square(frames=30, height=48, width=64, size=16, seed=3)
+    return write_h264(str(tmp_path / "b.mp4"), scene.frames)
+
+
+def _all_frames(path):
+    import av
+
+    with av.open(path) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
+
+
+def _count_opens(monkeypatch):
+    import av
+
+    opened, real = [], av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    return opened
+
+
+def test_a_sample_opens_and_demuxes_its_file_once(bframes_clip, monkeypatch):
+    from eval_encoder.video import decode
+
+    reference = _all_frames(bframes_clip)
+    opened = _count_opens(monkeypatch)
+    demuxed = []
+    real_count = decode.OpenClip._demux_count
+    monkeypatch.setattr(decode.OpenClip, "_demux_count",
+                        lambda self: demuxed.append(self.path) or real_count(self))
+    for sample in range(3):
+        frames, idx, count = decode.decode_clip_counted(bframes_clip, 4, False, None, uniform=True)
+        assert len(opened) == sample + 1  # one open per sample
+        assert idx.tolist() == [0, 10, 19, 29] and count == decode.FrameCount(30, 30, False)
+        for got, i in zip(frames, idx):  # the last frame needs the decoder's flush
+            np.testing.assert_array_equal(got, reference[i])
+    assert len(demuxed) == 1  # the frame count is remembered by file identity
+
+
+def test_a_rewritten_file_is_counted_again(bframes_clip):
+    from eval_encoder.codec.synthetic import moving_square, write_video as write_h264
+
+    assert count_frames(bframes_clip) == 30
+    write_h264(bframes_clip, moving_square(frames=20, height=48, width=64, size=16).frames)
+    assert count_frames(bframes_clip) == 20
+
+
+def test_a_large_file_is_decoded_from_a_second_open(bframes_clip, monkeypatch):
+    from eval_encoder.video import decode
+
+    monkeypatch.setattr(decode, "KEEP_PACKETS_BYTES", 0)  # too large to keep its packets
+    reference = _all_frames(bframes_clip)
+    opened = _count_opens(monkeypatch)
+    frames, idx, _ = decode.decode_clip(bframes_clip, 4, False, None, uniform=True)
+    assert len(opened) == 2  # count, then decode from the start
+    frames_again, _, _ = decode.decode_clip(bframes_clip, 4, False, None, uniform=True)
+    assert len(opened) == 3  # the count is remembered
+    for got, again, i in zip(frames, frames_again, idx):
+        np.testing.assert_array_equal(got, reference[i])
+        np.testing.assert_array_equal(again, reference[i])

@@ -106,3 +106,20 @@ def test_a_segment_manifest_runs_end_to_end(family, long_video, tmp_path, monkey
     assert record["status"] == "complete"
     assert record["samples"]["val"]["scored"] == record["samples"]["val"]["expected"] == 3
     assert record["samples"]["train"]["skipped"] == []
+
+
+def test_a_segment_in_seconds_opens_its_file_once_per_sample(long_video, monkeypatch):
+    import av
+
+    from eval_encoder.video import decode
+
+    path, _ = long_video
+    decode.clear_cache()
+    opened, real = [], av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    segment = Segment(2.0, 4.0, "s")
+    first = decode_clip(path, 4, False, None, segment=segment)
+    assert len(opened) == 2  # the frame rate, then the seek and decode
+    again = decode_clip(path, 4, False, None, segment=segment)
+    assert len(opened) == 3  # the frame rate is remembered by file identity
+    assert np.array_equal(first[0], again[0]) and first[2] == again[2] == 50

@@ -140,3 +140,58 @@ def test_rounding_keeps_an_identity_resize_exact():
     plain = TransformSpec(32, 32, (0, 0, 0), (1 / 255,) * 3)
     rounded = TransformSpec(32, 32, (0, 0, 0), (1 / 255,) * 3, round_pixels=True)
     assert torch.equal(transform_clip(f, plain), transform_clip(f, rounded))
+
+
+def _whole_then_crop(frames, short, crop, pos):
+    """Reference: every output pixel of the whole resized frame (float64, the full resampling
+    matrices), then the crop."""
+    _, h, w, _ = frames.shape
+
+    def axis(size, p):
+        out, origin, step = resize_plan(size, min(h, w), short)
+        first = crop_start(out, crop, p)
+        return resample_weights(size, out, origin, step).astype(np.float64), first
+
+    (wy, y0), (wx, x0) = axis(h, pos[1]), axis(w, pos[0])
+    whole = np.einsum("yh,cthw,xw->ctyx", wy, frames.astype(np.float64).transpose(3, 0, 1, 2), wx)
+    return whole[:, :, y0:y0 + crop, x0:x0 + crop]
+
+
+@pytest.mark.parametrize("size,short,crop,pos", [
+    ((48, 64), 40, 32, (0.5, 0.5)),     # shrink (antialiased, wider support)
+    ((90, 130), 64, 56, (0.0, 1.0)),    # shrink, crops at the borders (clamped taps)
+    ((40, 30), 56, 48, (1.0, 0.25)),    # enlarge
+    ((33, 77), 33, 20, (0.3, 0.7)),     # identity scale, off-centre crop
+    ((120, 160), 24, 20, (0.5, 0.5)),   # strong shrink: support of ~20 taps, several bands
+])
+def test_resizing_the_crop_window_equals_resizing_the_whole_frame_then_cropping(size, short,
+                                                                                crop, pos):
+    from eval_encoder.video.transforms import axis_plan, resize_crop
+
+    frames = _frames(t=2, h=size[0], w=size[1], seed=sum(size))
+    spec = TransformSpec(crop, short, (0, 0, 0), (1 / 255,) * 3)
+    got = resize_crop(torch.from_numpy(frames), spec, pos)
+    want = _whole_then_crop(frames, short, crop, pos)
+    # same taps and weights; only float32 summation order differs (0..255 scale)
+    assert np.abs(got.double().numpy() - want).max() < 2e-4
+    # the window is all the outputs read: pixels outside it change nothing, to the bit
+    py = axis_plan(size[0], min(size), short, crop, pos[1])
+    px = axis_plan(size[1], min(size), short, crop, pos[0])
+    outside = frames.copy()
+    inside = np.zeros(frames.shape[1:3], bool)
+    inside[py.start:py.stop, px.start:px.stop] = True
+    outside[:, ~inside] = 255 - outside[:, ~inside]
+    assert torch.equal(resize_crop(torch.from_numpy(outside), spec, pos), got)
+    # and nothing inside it can be left out: each band's weights reach its first and last input
+    for plan in (py, px):
+        for _, _, i0, i1, weights in plan.bands:
+            assert weights.shape[1] == i1 - i0 and weights[:, 0].abs().max() > 0
+            assert weights[:, -1].abs().max() > 0
+
+
+def test_a_crop_reads_less_than_the_whole_frame():
+    from eval_encoder.video.transforms import axis_plan
+
+    # 640x360 -> short side 224, centre 224 crop: 398 output columns, 224 kept
+    plan = axis_plan(640, 360, 224, 224, 0.5)
+    assert 224 * 360 / 224 < plan.stop - plan.start < 400

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -83,17 +83,118 @@ def check_opens(path: str) -> None:
     container.close()
 
 
-def count_frames(path: str) -> int:
-    """Frames in the first video stream, counted from its packets (no decoding)."""
-    import av
+# ----------------------------------------------------------------------------- one open per sample
 
-    container, stream = _open(path, 1)
+# Per-process memo of facts about a file (packet count, decodable frames, frame rate), keyed by
+# its identity (absolute path, size, mtime_ns) as the preflight cache is: a changed file is a
+# new key. Each loader worker fills its own; bounded so that a huge dataset cannot grow it
+# without limit (~200 bytes an entry).
+_FACTS: Dict[Tuple[str, str, int, int], float] = {}
+_FACTS_LIMIT = 1 << 20
+# a file up to this size keeps its packets after counting them, so it is demuxed only once;
+# a larger one (a long video) is opened again to decode
+KEEP_PACKETS_BYTES = 256 << 20
+
+FileKey = Tuple[str, int, int]
+
+
+def file_key(path: str) -> Optional[FileKey]:
+    """(absolute path, size, mtime_ns) of ``path``; None when it cannot be stat'ed."""
     try:
-        return sum(1 for p in container.demux(stream) if p.size > 0)
-    except av.error.FFmpegError as exc:
-        raise ClipDecodeError(f"{path}: cannot read packets ({exc})") from exc
-    finally:
-        container.close()
+        st = os.stat(path)
+    except OSError:
+        return None
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def _remembered(kind: str, key: Optional[FileKey], compute: Callable[[], float]) -> float:
+    """``compute()``, memoised per process under (``kind``, file identity)."""
+    if key is None:
+        return compute()
+    slot = (kind,) + key
+    if slot not in _FACTS:
+        value = compute()
+        if len(_FACTS) >= _FACTS_LIMIT:
+            _FACTS.pop(next(iter(_FACTS)))  # the oldest entry
+        _FACTS[slot] = value
+    return _FACTS[slot]
+
+
+def clear_cache() -> None:
+    """Forget every memoised frame count and rate (tests; a process that rewrites files in place
+    within one mtime tick)."""
+    _FACTS.clear()
+
+
+class OpenClip:
+    """A clip file opened once for one sample: its packet count (memoised by file identity,
+    else counted by demuxing the file once and keeping the packets), then its frames, decoded
+    from the kept packets or by demuxing from the start. Decoding consumes the decoder: a
+    second :meth:`decode` opens the file again."""
+
+    def __init__(self, path: str, threads: int = 1):
+        self.path, self.threads = path, threads
+        self.key = file_key(path)
+        self.container, self.stream = _open(path, threads)
+        self._packets: Optional[List] = None
+        self._fresh = True  # neither demuxed to the end without keeping packets, nor decoded
+
+    def __enter__(self) -> "OpenClip":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def count(self) -> int:
+        """Packets holding data in the video stream (the frame count, without decoding)."""
+        return int(_remembered("packets", self.key, self._demux_count))
+
+    def _demux_count(self) -> int:
+        import av
+
+        keep = self._fresh and self.key is not None and self.key[1] <= KEEP_PACKETS_BYTES
+        packets, count = [], 0
+        try:
+            for packet in self.container.demux(self.stream):
+                count += packet.size > 0
+                if keep:
+                    packets.append(packet)
+        except av.error.FFmpegError as exc:
+            raise ClipDecodeError(f"{self.path}: cannot read packets ({exc})") from exc
+        self._packets, self._fresh = (packets if keep else None), keep
+        return count
+
+    def _frames(self):
+        """The stream's frames in decoding order, as ``container.decode`` gives them."""
+        if not self._fresh:  # demuxed or decoded already: start again from a new open
+            self.close()
+            self.container, self.stream = _open(self.path, self.threads)
+            self._packets = None
+        self._fresh = False
+        if self._packets is not None:  # the demux's last (empty) packet flushes the decoder
+            return (frame for packet in self._packets for frame in packet.decode())
+        return self.container.decode(self.stream)
+
+    def decode(self, wanted: Dict[int, Sequence[str]]) -> Dict[Tuple[int, str], np.ndarray]:
+        """:func:`decode_formats` of this clip (no segment)."""
+        import av
+
+        try:
+            keep = _collect(self._frames(), lambda frame, previous: previous + 1, 0, wanted)
+        except av.error.FFmpegError as exc:
+            raise ClipDecodeError(f"{self.path}: decoding failed ({exc})") from exc
+        _require_all(keep, wanted, f"{self.path}: frames")
+        return keep
+
+
+def count_frames(path: str) -> int:
+    """Frames in the first video stream, counted from its packets (no decoding; memoised by
+    file identity)."""
+    with OpenClip(path, 1) as clip:
+        return clip.count()
 
 
 # 8-bit formats whose first plane is the luma as coded
@@ -111,28 +212,23 @@ def _convert(frame, fmt: str, size) -> np.ndarray:
     return frame.to_ndarray(format="gray" if fmt == "luma" else fmt, width=size[0], height=size[1])
 
 
-def decode_formats(path: str, wanted: Dict[int, Sequence[str]], threads: int = 1,
-                   segment: Optional[Segment] = None) -> Dict[Tuple[int, str], np.ndarray]:
+def decode_formats(source: Union[str, OpenClip], wanted: Dict[int, Sequence[str]],
+                   threads: int = 1, segment: Optional[Segment] = None
+                   ) -> Dict[Tuple[int, str], np.ndarray]:
     """Decode frame ``n`` in each pixel format of ``wanted[n]`` ("rgb24": [H, W, 3], "luma":
-    [H, W], see :func:`_convert`): ``{(n, format): array}``. Decodes sequentially up to the
-    largest index; with a ``segment``, ``n`` counts from the segment's first frame and the
-    decoder seeks there first (:func:`decode_segment`). An index past the decodable end
-    raises ClipDecodeError (nothing is substituted here)."""
-    import av
-
+    [H, W], see :func:`_convert`): ``{(n, format): array}``. ``source``: a path, or a clip
+    already open (:class:`OpenClip`, so that counting and decoding open the file once).
+    Decodes sequentially up to the largest index; with a ``segment``, ``n`` counts from the
+    segment's first frame and the decoder seeks there first (:func:`decode_segment`). An index
+    past the decodable end raises ClipDecodeError (nothing is substituted here)."""
     if not wanted:
         raise ValueError("no frame indices")
     if segment is not None:
-        return decode_segment(path, wanted, threads, segment)
-    container, stream = _open(path, threads)
-    try:
-        keep = _collect(container.decode(stream), lambda frame, previous: previous + 1, 0, wanted)
-    except av.error.FFmpegError as exc:
-        raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
-    finally:
-        container.close()
-    _require_all(keep, wanted, f"{path}: frames")
-    return keep
+        return decode_segment(getattr(source, "path", source), wanted, threads, segment)
+    if isinstance(source, OpenClip):
+        return source.decode(wanted)
+    with OpenClip(source, threads) as clip:
+        return clip.decode(wanted)
 
 
 def _require_all(keep: Dict, wanted: Dict[int, Sequence[str]], what: str) -> None:
@@ -142,11 +238,12 @@ def _require_all(keep: Dict, wanted: Dict[int, Sequence[str]], what: str) -> Non
         raise ClipDecodeError(f"{what} {missing[:5]} past the decodable end")
 
 
-def decode_frames(path: str, indices: Sequence[int], threads: int = 1,
+def decode_frames(source: Union[str, OpenClip], indices: Sequence[int], threads: int = 1,
                   segment: Optional[Segment] = None) -> np.ndarray:
     """Decode the frames at ``indices`` (any order, repeats allowed; counted from the
-    segment's first frame when there is one) as uint8 [T, H, W, 3] RGB."""
-    keep = decode_formats(path, {int(i): ("rgb24",) for i in indices}, threads, segment)
+    segment's first frame when there is one) as uint8 [T, H, W, 3] RGB; ``source`` as in
+    :func:`decode_formats`."""
+    keep = decode_formats(source, {int(i): ("rgb24",) for i in indices}, threads, segment)
     return np.stack([keep[int(i), "rgb24"] for i in indices])
 
 
@@ -173,12 +270,17 @@ def segment_length(path: str, segment: Segment) -> int:
     if segment.unit == "f":
         first, end = segment_range(segment, 1.0)
         return end - first
+    first, end = segment_range(segment, _remembered("fps", file_key(path),
+                                                    lambda: _read_frame_rate(path)))
+    return end - first
+
+
+def _read_frame_rate(path: str) -> float:
     container, stream = _open(path, 1)
     try:
-        first, end = segment_range(segment, frame_rate(stream, path))
+        return frame_rate(stream, path)
     finally:
         container.close()
-    return end - first
 
 
 def _frame_index(frame, stream, fps: float, previous: int) -> int:
@@ -279,10 +381,11 @@ def decode_clip_counted(path: str, num_frames: int, train: bool,
 
 def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
                   fetch: Callable = decode_frames, segment: Optional[Segment] = None):
-    """Decode the frames ``pick(total)`` chooses with ``fetch(path, indices, threads,
-    segment)``: (what fetch returns, indices, total, truncated). A damaged tail is retried
-    over the frames that do decode (``truncated``); a segment past the decodable end is an
-    error."""
+    """Decode the frames ``pick(total)`` chooses with ``fetch(source, indices, threads,
+    segment)``: (what fetch returns, indices, total, truncated). ``source`` is the clip opened
+    once for counting and decoding (an :class:`OpenClip`), or a path (segments, and the retry
+    of a damaged tail); :func:`decode_formats` takes either. A damaged tail is retried over the
+    frames that do decode (``truncated``); a segment past the decodable end is an error."""
     out, idx, count = _decode_counted(path, pick, threads, fetch, segment)
     return out, idx, count.used, count.truncated
 
@@ -302,18 +405,21 @@ def _decode_counted(path: str, pick: Callable[[int], np.ndarray], threads: int,
     """(what fetch returns, indices, FrameCount): see :func:`decode_picked`."""
     if segment is not None:
         return _decode_segment_counted(path, pick, threads, fetch, segment)
-    packets = count_frames(path)
-    if packets == 0:
-        raise ClipDecodeError(f"{path}: no video frames")
-    idx = pick(packets)
-    try:
-        return fetch(path, idx, threads, None), idx, FrameCount(packets, packets, False)
-    except ClipDecodeError:
-        total = _decodable_count(path, threads)
-        if total == 0:
-            raise
-        idx = pick(total)
-        return fetch(path, idx, threads, None), idx, FrameCount(total, packets, True)
+    with OpenClip(path, threads) as clip:
+        packets = clip.count()
+        if packets == 0:
+            raise ClipDecodeError(f"{path}: no video frames")
+        idx = pick(packets)
+        try:
+            return fetch(clip, idx, threads, None), idx, FrameCount(packets, packets, False)
+        except ClipDecodeError as exc:
+            error = exc
+    # a damaged tail (rare): sample again over the frames that do decode, from fresh opens
+    total = int(_remembered("decodable", file_key(path), lambda: _decodable_count(path, threads)))
+    if total == 0:
+        raise error
+    idx = pick(total)
+    return fetch(path, idx, threads, None), idx, FrameCount(total, packets, True)
 
 
 def _decodable_count(path: str, threads: int) -> int:
