@@ -190,15 +190,23 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+LOADER_ARGS = {  # bench_loader's options per --size (tiny: seconds, for the CI smoke test)
+    "tiny": ["--sizes", "36x48", "--frames", "12", "--clips", "2", "--samples", "4",
+             "--num_frames", "4", "--input", "32", "--batch", "2"],
+    "full": ["--sizes", "240x320", "360x640", "--num_frames", "16", "--input", "224"],
+}
+
+
 def loader_section(args) -> Optional[Dict]:
-    """Loader clips/s with each worker count, from bench_loader (None when not asked)."""
+    """The torch loader's clips/s with each worker count against bare decoding, from
+    benchmarks/bench_loader.py (None when not asked for)."""
     if not args.loader_workers:
         return None
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_loader
 
-    return bench_loader.loader_throughput(args.loader_workers, size=args.size,
-                                          rounds=args.rounds)
+    return bench_loader.main([*LOADER_ARGS[args.size], "--rounds", str(args.rounds),
+                              "--workers", *map(str, args.loader_workers)])
 
 
 def parse_args(argv=None):

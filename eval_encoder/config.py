@@ -151,7 +151,9 @@ class ProbeConfig:
     num_spatial_crops: int = _f(1, "spatial views per validation clip (1 centre, 3 left/centre/right)",
                                 check=AT_LEAST_1)
     # --- loading and runtime
-    loader: str = _f("auto", "data pipeline: DALI on GPU, torch on CPU", choices=["auto", "dali", "torch"])
+    loader: str = _f("auto", "data pipeline: auto = torch (decode and transforms in worker "
+                          "processes) on any device; dali = NVIDIA DALI (transforms on the GPU "
+                          "under CUDA)", choices=["auto", "dali", "torch"])
     device: str = _f("auto", "cuda when available, else cpu", choices=["auto", "cpu", "cuda"])
     dali_num_threads: int = _f(2, "DALI CPU threads", check=AT_LEAST_1)
     dali_py_num_workers: int = _f(4, "decode worker processes per rank, for the DALI and the torch "

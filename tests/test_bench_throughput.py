@@ -22,7 +22,7 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "throughput.json"
     assert bench_throughput.main(["--size", "tiny", "--rounds", "1", "--device", "cpu",
                                   "--attn", "sdpa", "flash", "--peak_tflops", "1", "--json",
-                                  str(out)]) == 0
+                                  str(out), "--loader_workers", "0", "1"]) == 0
     return json.loads(out.read_text())
 
 
@@ -56,3 +56,10 @@ def test_peak_known_per_gpu_and_none_on_cpu():
     assert bench_throughput.peak_tflops(args, __import__("torch").device("cpu")) is None
     assert bench_throughput.known_peak("NVIDIA H200") == 989.4
     assert bench_throughput.known_peak("Some GPU") is None
+
+
+def test_loader_clips_per_second_beside_bare_decoding(results):
+    (size,) = results["loader"].values()
+    assert size["bare_clips_s"] > 0
+    assert sorted(size["workers"], key=int) == ["0", "1"]  # JSON keys
+    assert all(w["clips_s"] > 0 for w in size["workers"].values())

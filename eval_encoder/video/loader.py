@@ -168,9 +168,11 @@ def dali_available() -> bool:
 
 
 def pick_backend(requested: str, device: torch.device) -> str:
-    """'dali' on CUDA when DALI is installed, else 'torch'; an explicit choice is honoured."""
+    """``auto`` is the torch loader on every device: the path the CPU tests run line for line
+    (on CUDA it only adds pinned memory). DALI on the GPU is asked for with ``--loader dali``
+    until a GPU run has checked it (tests/test_gpu.py, benchmarks/gpu_check.sh)."""
     if requested == "auto":
-        return "dali" if device.type == "cuda" and dali_available() else "torch"
+        return "torch"
     if requested == "dali" and not dali_available():
         raise RuntimeError("--loader dali needs NVIDIA DALI: pip install -e '.[dali]'")
     return requested
