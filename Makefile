@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # the [test] install (no DALI) as a view of $(VENV): links, no second download (.ci/light_venv.py)
 LIGHT := $(VENV)/light
 
-.PHONY: demo test test-light benchmark install clean
+.PHONY: demo test test-light benchmark gpu-check install clean
 
 # [test-dali]: the test tools and DALI, so that `make test` checks DALI/torch parity
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -31,6 +31,12 @@ test-light: $(VENV)/.installed
 
 benchmark: $(VENV)/.installed
 	$(PY) benchmarks/bench_codec.py
+	$(PY) benchmarks/bench_loader.py
+	$(PY) benchmarks/bench_heads.py --ways bank
+	$(PY) benchmarks/bench_throughput.py --loader_workers 0 1 2
+
+gpu-check: $(VENV)/.installed
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf .demo fewshot_video_report $(LIGHT)

@@ -1,6 +1,6 @@
 """Encoder throughput of the OneVision families, and MFU on CUDA.
 
-    python benchmarks/bench_throughput.py                      # full size (a GPU)
+    python benchmarks/bench_throughput.py                      # full size on a GPU, tiny on CPU
     python benchmarks/bench_throughput.py --size tiny          # the CPU smoke test CI runs
     python benchmarks/bench_throughput.py --attn sdpa flash --batch 8 --rounds 5 --json out.json
 
@@ -212,7 +212,8 @@ def loader_section(args) -> Optional[Dict]:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--size", choices=["auto", *sorted(SIZES)], default="auto",
+                        help="full (ViT-L/14, batch 8) or tiny; auto: full on CUDA, tiny on CPU")
     parser.add_argument("--model", help="a OneVision model name (default: per --size)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
     parser.add_argument("--attn", nargs="+", default=["sdpa", "flash"], choices=["sdpa", "flash"])
@@ -228,6 +229,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
+    if args.size == "auto":
+        args.size = "full" if device.type == "cuda" else "tiny"
     results = measure(args, device)
     print_results(results, device)
     loader = loader_section(args)
