@@ -111,6 +111,15 @@ BEHAVIOURS: Tuple[Behaviour, ...] = (
         "end to end, picks overlap the published ones with a median Jaccard of 0.67 under "
         "`pixel` and 0.37 under `cell` (real clips: 0.55 and 0.22)"),
     Behaviour(
+        "codec map resolution", "codec.map_resolution", "source", "map",
+        "the re-encode, its vectors and residual and every map stage at the source's "
+        "resolution",
+        "the frames are first area-downscaled to the size the pixels are resized to (shorter "
+        "side 224 by default; never enlarged), and everything after runs at that size",
+        "the map is pooled into patches of that resize: finer detail only reaches the picks "
+        "through the per-pixel normalisation, at up to 10x the cost (1280x720)",
+        "MEASURED"),
+    Behaviour(
         "codec top-K ties", "codec.topk_ties", "partition", "stable",
         "np.argpartition order among equal patch scores",
         "stable: the lower index first",
