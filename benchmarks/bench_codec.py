@@ -1,16 +1,19 @@
 """Plain decoding of 64 frames vs. codec patch selection, on the same clips, as a ratio.
 
     python benchmarks/bench_codec.py [--frames 128] [--clips 2] [--repeats 3] [--sizes 240x320 ...]
+    python benchmarks/bench_codec.py --videos a.mp4 b.avi [--repeats 3]
 
 For each size it writes synthetic H.264 clips (a textured square over a panning textured
-background), then times, interleaved on the same clips and per protocol:
+background; ``--videos``: the given files instead, one report each), then times, interleaved on
+the same clips and per protocol:
 
   plain      count the frames and decode the 64 uniformly sampled ones (RGB): what any
              64-frame loader pays
   selection  the codec source without cache: one decode pass for the 64 frames (RGB and
              luma) and the luma of each one's source predecessor, then the pairwise
-             re-encode, vectors, residual, the map (paper: pixel grid; clean: motion
-             cells), patch scores and top-K (K=2048, 224 crop, 14 px patches)
+             re-encode, vectors, residual, the map (paper: pixel grid at the source's
+             resolution; clean: motion cells at the map's), patch scores and top-K
+             (K=2048, 224 crop, 14 px patches)
 
 Single-threaded (BLAS/OpenMP pinned to one thread), as one loader worker runs. Prints the
 medians over clips x repeats, the ratio's median and range over rounds, and where the
@@ -60,7 +63,8 @@ def stages(selector: pipeline.Selector, path: str) -> dict:
     opts, out = selector.opts, {}
     out["decode"], clip = timed(selector.decode, path, 1, True)
     live = ~zeroed(clip.ids, opts.zero_frames)
-    out["motion"], (pos, field) = timed(pipeline.MOTION[opts.mv_reference], clip, live)
+    size = pipeline.RESOLUTIONS[opts.map_resolution](*clip.luma.shape[1:3], 224)
+    out["motion"], (pos, field) = timed(pipeline.MOTION[opts.mv_reference], clip, live, size)
     out["map"], (part, area) = timed(pipeline.GRIDS[opts.map_grid], field, opts, 224, 224)
     scores = np.zeros((64, 256))
     scores[pos] = part
@@ -101,9 +105,16 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", nargs="+", default=SIZES, help="HxW sizes")
+    parser.add_argument("--videos", nargs="+", default=[],
+                        help="benchmark these files instead of synthetic clips")
     args = parser.parse_args()
     torch.set_num_threads(1)
     selectors = {p: pipeline.Selector(64, 224, make_options(p)) for p in ("paper", "clean")}
+    for path in args.videos:
+        bench([path], 1, selectors)  # warm-up
+        report(os.path.basename(path), *bench([path], args.repeats, selectors))
+    if args.videos:
+        return
     print(f"clips of {args.frames} frames, {args.clips} per size, {args.repeats} rounds; "
           "K 2048 of 64x16x16, one thread")
     with tempfile.TemporaryDirectory() as folder:

@@ -272,9 +272,9 @@ def _pairs(x: np.ndarray, taps: np.ndarray, w: np.ndarray, axis: int, fused: boo
     shape = [1] * x.ndim
     shape[axis] = -1
 
-    def prod(k: int, dtype=np.float32) -> np.ndarray:
-        tap = np.take(x, taps[:, k], axis=axis)
-        return tap.astype(dtype, copy=False) * w[:, k].astype(dtype).reshape(shape)
+    def prod(k: int, dtype=np.float32) -> np.ndarray:  # the cast happens inside the product
+        return np.multiply(np.take(x, taps[:, k], axis=axis), w[:, k].astype(dtype).reshape(shape),
+                           dtype=dtype)
 
     if not fused:
         return (prod(0) + prod(1)) + (prod(2) + prod(3))
