@@ -162,3 +162,36 @@ def test_map_resolution_keeps_the_moving_object(pan):
         len(np.union1d(picks["source"], picks["map"]))
     assert abs(share["map"] - share["source"]) <= 0.03 and share["map"] > 0.8
     assert overlap >= 0.75
+
+
+# --- exact fast paths of the clean map -----------------------------------------------------
+
+def test_row_nanmedian_equals_numpy_on_short_and_long_rows():
+    """numpy takes another path below 600 values a row; both must be matched bit for bit."""
+    from eval_encoder.codec.saliency import row_nanmedian
+
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 5, 599, 600, 1201):
+        for trial in range(6):
+            x = rng.normal(0, 3, (9, n)).astype(np.float32)
+            x = np.round(x * 4) / 4 if trial % 2 else x  # ties
+            x[rng.random((9, n)) < 0.15 * trial] = np.nan
+            x[:, 0] = 1.5  # every row keeps a value
+            got, want = row_nanmedian(x), np.nanmedian(x, axis=1)
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_luma_wrapped_in_place_encodes_to_the_same_stream():
+    import av
+
+    from eval_encoder.codec.motion import _video_frame
+
+    prev, cur = _moving_pair(w=123)  # an odd width
+    pairs = [f for p in zip(prev, cur) for f in p]
+    wrapped = [bytes(p) for p in encode_canonical(pairs, (70, 93))]
+    fortran = [np.asfortranarray(f) for f in pairs]  # not C-contiguous: copied, not wrapped
+    assert not fortran[0].flags.c_contiguous
+    copied = [bytes(p) for p in encode_canonical(fortran, (70, 93))]
+    assert wrapped == copied
+    assert _video_frame(pairs[0], "gray").to_ndarray().tobytes() == pairs[0].tobytes()
+    assert isinstance(_video_frame(pairs[0][:, ::2], "gray"), av.VideoFrame)

@@ -65,6 +65,16 @@ def _shrinker(size: Optional[Tuple[int, int]], h: int, w: int):
                                          interpolation=flags, threads=1)
 
 
+def _video_frame(img: np.ndarray, fmt: str):
+    """A VideoFrame of ``img``: luma is wrapped in place (the encoder or the scaler copies it
+    anyway; same bytes, no copy of our own), RGB is copied as PyAV converts it."""
+    import av
+
+    if fmt == "gray" and img.flags.c_contiguous:
+        return av.VideoFrame.from_numpy_buffer(img, format="gray")
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+
+
 def encode_canonical(frames: Sequence[np.ndarray], size: Optional[Tuple[int, int]] = None) -> List:
     """Encode uint8 luma [H, W] (or RGB [H, W, 3], converted to luma) frames (an array
     [T, ...] or a sequence of frames) as the canonical H.264 packets (luma only), downscaled
@@ -82,7 +92,7 @@ def encode_canonical(frames: Sequence[np.ndarray], size: Optional[Tuple[int, int
     enc.options = {"preset": "ultrafast", "qp": str(X264_QP), "x264-params": X264_PARAMS}
     packets = []
     for i in range(t):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format=fmt)
+        frame = _video_frame(frames[i], fmt)
         frame = frame if shrink is None else shrink(frame)
         frame.pts = i
         packets.extend(enc.encode(frame))
@@ -175,9 +185,9 @@ def _dominant(disp: np.ndarray) -> np.ndarray:
     """The most frequent (dx, dy) of a frame's cell displacements [h, w, 2]."""
     flat = disp.reshape(-1, 2)
     span = int(np.abs(flat).max()) * 2 + 1
-    keys, counts = np.unique((flat[:, 1] + span // 2) * span + flat[:, 0] + span // 2,
-                             return_counts=True)
-    key = int(keys[np.argmax(counts)])
+    # a histogram of the keys: argmax takes the smallest of equally frequent keys, as a
+    # sort-based count would
+    key = int(np.argmax(np.bincount((flat[:, 1] + span // 2) * span + flat[:, 0] + span // 2)))
     return np.array([key % span - span // 2, key // span - span // 2])
 
 
@@ -220,13 +230,13 @@ def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray,
     """
     t, h, w = luma.shape
     frames = np.arange(t) if frames is None else np.asarray(frames)
-    hp, wp = h + -h % CELL, w + -w % CELL
+    padded = pad_to_cells(luma)
+    hp, wp = padded.shape[1:]
     res = np.zeros((frames.size, hp, wp), dtype=np.int16)
     origin = np.stack(np.meshgrid(np.arange(wp // CELL) * CELL, np.arange(hp // CELL) * CELL), -1)
     for k, i in enumerate(frames):  # frame by frame: the working set stays in cache
-        if i > 0 and not intra[i]:  # only the frames used are padded
-            res[k] = _cell_residual(pad_to_cells(luma[i]), pad_to_cells(luma[i - 1]), field[i],
-                                    origin)
+        if i > 0 and not intra[i]:
+            res[k] = _cell_residual(padded[i], padded[i - 1], field[i], origin)
     return res[:, :h, :w]
 
 
