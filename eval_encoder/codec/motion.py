@@ -274,9 +274,10 @@ def source_rate_field(previous: Sequence[np.ndarray], frames: Sequence[np.ndarra
     """Motion and residual of each luma frame [T, H, W] (an array or a sequence of frames)
     against its own predecessor in the source, ``previous`` [T, H, W]: the stream interleaves
     them (predecessor, frame, ...), one reference per P-frame, so every frame's vectors span
-    one source frame, whatever the distance between the sampled frames. (The predecessors are P-frames too, predicted from
-    the frame before them: their vectors are not used, and P-coding them costs a tenth of
-    intra coding to encode and decode.) ``size``: as in :func:`motion_field`."""
+    one source frame, whatever the distance between the sampled frames. (The predecessors
+    are P-frames too, predicted from the frame before them: their vectors are not read, and
+    P-coding them costs a tenth of intra coding to encode and decode.) ``size``: as in
+    :func:`motion_field`."""
     shapes = [(len(x), *x[0].shape) if len(x) else (0,) for x in (previous, frames)]
     if shapes[0] != shapes[1]:
         raise ValueError(f"predecessors {shapes[0]} and frames {shapes[1]} differ")

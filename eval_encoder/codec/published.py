@@ -191,7 +191,8 @@ def residual_energy(res: np.ndarray, use_grad: bool) -> np.ndarray:
     r = np.clip(res, -128, 127).astype(np.int16, copy=False)
     if not use_grad:
         levels = np.abs(r)
-        return _unit(levels.astype(np.float32), RES_FLOOR, percentile_f32_levels(levels, PERCENTILE))
+        p95 = percentile_f32_levels(levels, PERCENTILE)
+        return _unit(levels.astype(np.float32), RES_FLOOR, p95)
     levels = np.abs(np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1))
     levels += np.abs(np.roll(r, -1, axis=0) - np.roll(r, 1, axis=0))  # |gx| + |gy| <= 510
     p95 = percentile_f32_levels(levels, PERCENTILE, 0.5)
