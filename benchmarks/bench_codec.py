@@ -1,18 +1,23 @@
 """Plain decoding of 64 frames vs. codec patch selection, on the same clips, as a ratio.
 
     python benchmarks/bench_codec.py [--frames 128] [--clips 2] [--repeats 3] [--sizes 240x320 ...]
+    python benchmarks/bench_codec.py --videos a.mp4 b.avi [--repeats 3]
 
 For each size it writes synthetic H.264 clips (a textured square over a panning textured
-background), then times, interleaved on the same clips and per protocol:
+background; ``--videos``: the given files instead, one report each), then times, interleaved on
+the same clips and per protocol:
 
   plain      count the frames and decode the 64 uniformly sampled ones (RGB): what any
              64-frame loader pays
   selection  the codec source without cache: one decode pass for the 64 frames (RGB and
              luma) and the luma of each one's source predecessor, then the pairwise
-             re-encode, vectors, residual, the map (paper: pixel grid; clean: motion
-             cells), patch scores and top-K (K=2048, 224 crop, 14 px patches)
+             re-encode, vectors, residual, the map (paper: pixel grid at the source's
+             resolution; clean: motion cells at the map's), patch scores and top-K
+             (K=2048, 224 crop, 14 px patches)
 
-Single-threaded (BLAS/OpenMP pinned to one thread), as one loader worker runs. Prints the
+Single-threaded (BLAS/OpenMP pinned to one thread), as one loader worker runs; ``--clock cpu``
+times the process's CPU time instead of wall time (steadier where other work shares the
+machine). Prints the
 medians over clips x repeats, the ratio's median and range over rounds, and where the
 selection's time goes.
 """
@@ -37,6 +42,9 @@ from eval_encoder.codec.synthetic import moving_square, write_video  # noqa: E40
 from eval_encoder.video.decode import decode_clip  # noqa: E402
 
 SIZES = ["240x320", "360x640", "720x1280"]
+# --clock: wall time, or the process's CPU time (steadier on a machine shared with other work)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
 
 
 def make_clips(folder: str, height: int, width: int, frames: int, count: int):
@@ -50,9 +58,9 @@ def make_clips(folder: str, height: int, width: int, frames: int, count: int):
 
 
 def timed(fn, *args):
-    start = time.perf_counter()
+    start = clock()
     out = fn(*args)
-    return time.perf_counter() - start, out
+    return clock() - start, out
 
 
 def stages(selector: pipeline.Selector, path: str) -> dict:
@@ -60,7 +68,8 @@ def stages(selector: pipeline.Selector, path: str) -> dict:
     opts, out = selector.opts, {}
     out["decode"], clip = timed(selector.decode, path, 1, True)
     live = ~zeroed(clip.ids, opts.zero_frames)
-    out["motion"], (pos, field) = timed(pipeline.MOTION[opts.mv_reference], clip, live)
+    size = pipeline.RESOLUTIONS[opts.map_resolution](*clip.luma.shape[1:3], 224)
+    out["motion"], (pos, field) = timed(pipeline.MOTION[opts.mv_reference], clip, live, size)
     out["map"], (part, area) = timed(pipeline.GRIDS[opts.map_grid], field, opts, 224, 224)
     scores = np.zeros((64, 256))
     scores[pos] = part
@@ -101,9 +110,20 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", nargs="+", default=SIZES, help="HxW sizes")
+    parser.add_argument("--videos", nargs="+", default=[],
+                        help="benchmark these files instead of synthetic clips")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or CPU time of this process (on a shared machine)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(1)
     selectors = {p: pipeline.Selector(64, 224, make_options(p)) for p in ("paper", "clean")}
+    for path in args.videos:
+        bench([path], 1, selectors)  # warm-up
+        report(os.path.basename(path), *bench([path], args.repeats, selectors))
+    if args.videos:
+        return
     print(f"clips of {args.frames} frames, {args.clips} per size, {args.repeats} rounds; "
           "K 2048 of 64x16x16, one thread")
     with tempfile.TemporaryDirectory() as folder:

@@ -33,7 +33,7 @@ log = logging.getLogger("eval_encoder.codec")
 MAGIC = 0x43_4F_44_45_43_49_44_58  # "CODECIDX"
 FILE_VERSION = 2  # 2: the entry stores its key and parameter hash
 # bump when the selection's numbers change for the same inputs
-METHOD_VERSION = "codec-select-2"
+METHOD_VERSION = "codec-select-3"  # 3: --map_resolution (clean: the map's size)
 _TEXT_WORDS = 8  # a 64-character key or hash as 8 int64 words
 _HEADER = 5 + 2 * _TEXT_WORDS
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,21 +49,51 @@ class MotionField:
     intra: np.ndarray
 
 
-def encode_canonical(frames: np.ndarray) -> List:
-    """Encode uint8 luma [T, H, W] (or RGB [T, H, W, 3], converted to luma) frames as the
-    canonical H.264 packets (luma only)."""
+def _shrinker(size: Optional[Tuple[int, int]], h: int, w: int):
+    """Frame -> frame at ``size`` (h, w) in luma: swscale's area filter with its bit-exact,
+    accurately rounded path, one thread (the same bytes on every CPU, so caches agree), or
+    None at the frames' own size."""
+    if size is None or tuple(size) == (h, w):
+        return None
+    from av.video.reformatter import Interpolation, VideoReformatter
+
+    if size[0] > h or size[1] > w:
+        raise ValueError(f"analysis size {tuple(size)} is larger than the frames ({h}, {w})")
+    flags = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+    scaler = VideoReformatter()
+    return lambda frame: scaler.reformat(frame, width=size[1], height=size[0], format="gray",
+                                         interpolation=flags, threads=1)
+
+
+def _video_frame(img: np.ndarray, fmt: str):
+    """A VideoFrame of ``img``: luma is wrapped in place (the encoder or the scaler copies it
+    anyway; same bytes, no copy of our own), RGB is copied as PyAV converts it."""
     import av
 
-    t, h, w = frames.shape[:3]
-    fmt = "gray" if frames.ndim == 3 else "rgb24"
+    if fmt == "gray" and img.flags.c_contiguous:
+        return av.VideoFrame.from_numpy_buffer(img, format="gray")
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+
+
+def encode_canonical(frames: Sequence[np.ndarray], size: Optional[Tuple[int, int]] = None) -> List:
+    """Encode uint8 luma [H, W] (or RGB [H, W, 3], converted to luma) frames (an array
+    [T, ...] or a sequence of frames) as the canonical H.264 packets (luma only), downscaled
+    to ``size`` (h, w) first when given."""
+    import av
+
+    t, (h, w) = len(frames), frames[0].shape[:2]
+    fmt = "gray" if frames[0].ndim == 2 else "rgb24"
+    shrink = _shrinker(size, h, w)
+    out_h, out_w = (h, w) if shrink is None else size
     enc = av.CodecContext.create("libx264", "w")
-    enc.width, enc.height, enc.pix_fmt = w, h, "gray"
+    enc.width, enc.height, enc.pix_fmt = out_w, out_h, "gray"
     enc.time_base, enc.framerate = Fraction(1, 25), Fraction(25)
     enc.thread_count = 1
     enc.options = {"preset": "ultrafast", "qp": str(X264_QP), "x264-params": X264_PARAMS}
     packets = []
     for i in range(t):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format=fmt)
+        frame = _video_frame(frames[i], fmt)
+        frame = frame if shrink is None else shrink(frame)
         frame.pts = i
         packets.extend(enc.encode(frame))
     packets.extend(enc.encode(None))
@@ -76,24 +106,35 @@ def _luma(frame) -> np.ndarray:
     return rows[:, : plane.width]
 
 
-def decode_with_vectors(packets: List, expected: int) -> Tuple[np.ndarray, List, np.ndarray]:
-    """Decode canonical packets: (luma uint8 [T, H, W], per-frame vector arrays, intra [T])."""
+def _count_error(got: int, expected: int) -> RuntimeError:
+    return RuntimeError(f"canonical re-encode returned {got} frames for {expected}")
+
+
+def decode_with_vectors(packets: List, expected: int, wanted: Optional[np.ndarray] = None
+                        ) -> Tuple[np.ndarray, List, np.ndarray]:
+    """Decode canonical packets: (luma uint8 [T, H, W], per-frame vector arrays, intra [T]).
+    ``wanted``: bool [T], the frames whose vectors are read (default: all; others get None)."""
     import av
 
     dec = av.CodecContext.create("h264", "r")
     dec.options = {"flags2": "+export_mvs"}
     dec.thread_type = "SLICE"
     dec.thread_count = 1
-    lumas, vectors, intra = [], [], []
+    luma, vectors, intra = None, [], []
     for packet in [*packets, None]:
         for frame in dec.decode(packet):
-            lumas.append(_luma(frame).copy())
-            side = frame.side_data.get("MOTION_VECTORS")
+            k = len(vectors)
+            if k >= expected:
+                raise _count_error(k + 1, expected)
+            if luma is None:  # filled in place: no per-frame copy to stack afterwards
+                luma = np.empty((expected, frame.height, frame.width), dtype=np.uint8)
+            luma[k] = _luma(frame)
+            side = frame.side_data.get("MOTION_VECTORS") if wanted is None or wanted[k] else None
             vectors.append(side.to_ndarray() if side is not None else None)
             intra.append(frame.pict_type == av.video.frame.PictureType.I)
-    if len(lumas) != expected:
-        raise RuntimeError(f"canonical re-encode returned {len(lumas)} frames for {expected}")
-    return np.stack(lumas), vectors, np.asarray(intra, dtype=bool)
+    if len(vectors) != expected:
+        raise _count_error(len(vectors), expected)
+    return luma, vectors, np.asarray(intra, dtype=bool)
 
 
 def paint_vectors(vectors: List, t: int, h: int, w: int) -> np.ndarray:
@@ -144,9 +185,9 @@ def _dominant(disp: np.ndarray) -> np.ndarray:
     """The most frequent (dx, dy) of a frame's cell displacements [h, w, 2]."""
     flat = disp.reshape(-1, 2)
     span = int(np.abs(flat).max()) * 2 + 1
-    keys, counts = np.unique((flat[:, 1] + span // 2) * span + flat[:, 0] + span // 2,
-                             return_counts=True)
-    key = int(keys[np.argmax(counts)])
+    # a histogram of the keys: argmax takes the smallest of equally frequent keys, as a
+    # sort-based count would
+    key = int(np.argmax(np.bincount((flat[:, 1] + span // 2) * span + flat[:, 0] + span // 2)))
     return np.array([key % span - span // 2, key // span - span // 2])
 
 
@@ -199,39 +240,50 @@ def compensated_residual(luma: np.ndarray, field: np.ndarray, intra: np.ndarray,
     return res[:, :h, :w]
 
 
-def _coded(frames: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(luma, vector field, intra) of the canonical re-encode of ``frames``."""
-    if frames.ndim not in (3, 4) or frames.shape[3:] not in ((), (3,)) or frames.dtype != np.uint8:
+def _check_frames(frames: Sequence[np.ndarray]) -> None:
+    first = frames[0] if len(frames) else np.zeros(0)
+    if first.ndim not in (2, 3) or first.shape[2:] not in ((), (3,)) or first.dtype != np.uint8 \
+            or any(f.shape != first.shape or f.dtype != first.dtype for f in frames):
         raise ValueError(f"frames must be uint8 [T, H, W] luma or [T, H, W, 3] RGB, got "
-                         f"{frames.dtype} {frames.shape}")
-    t, h, w = frames.shape[:3]
-    luma, vectors, intra = decode_with_vectors(encode_canonical(frames), t)
+                         f"{first.dtype} {(len(frames), *first.shape)}")
+
+
+def _coded(frames: Sequence[np.ndarray], size: Optional[Tuple[int, int]] = None,
+           wanted: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(luma, vector field, intra) of the canonical re-encode of ``frames`` (at ``size``);
+    the field is painted for the ``wanted`` frames only (bool [T], default all), NaN elsewhere."""
+    _check_frames(frames)
+    t = len(frames)
+    luma, vectors, intra = decode_with_vectors(encode_canonical(frames, size), t, wanted)
     intra[0] = True  # the first frame has no reference whatever the stream says
-    field = paint_vectors(vectors, t, h, w)
+    field = paint_vectors(vectors, t, *luma.shape[1:])
     field[intra] = np.nan
     return luma, field, intra
 
 
-def motion_field(frames: np.ndarray) -> MotionField:
-    """Re-encode uint8 luma [T, H, W] (or RGB [T, H, W, 3]) frames and return their motion
-    field and residual, each frame against the one before it."""
-    luma, field, intra = _coded(frames)
+def motion_field(frames: np.ndarray, size: Optional[Tuple[int, int]] = None) -> MotionField:
+    """Re-encode uint8 luma [T, H, W] (or RGB [T, H, W, 3]) frames (downscaled to ``size``
+    (h, w) when given) and return their motion field and residual, each frame against the one
+    before it."""
+    luma, field, intra = _coded(frames, size)
     return MotionField(mv=field, residual=compensated_residual(luma, field, intra), intra=intra)
 
 
-def source_rate_field(previous: np.ndarray, frames: np.ndarray) -> MotionField:
-    """Motion and residual of each luma frame [T, H, W] against its own predecessor in the
-    source, ``previous`` [T, H, W]: the stream interleaves them (predecessor, frame, ...), one
-    reference per P-frame, so every frame's vectors span one source frame, whatever the
-    distance between the sampled frames. (The predecessors are P-frames too, predicted from
-    the frame before them: their vectors are not used, and P-coding them costs a tenth of
-    intra coding to encode and decode.)"""
-    if previous.shape != frames.shape:
-        raise ValueError(f"predecessors {previous.shape} and frames {frames.shape} differ")
-    t = frames.shape[0]
-    pairs = np.empty((2 * t, *frames.shape[1:]), dtype=np.uint8)
-    pairs[0::2], pairs[1::2] = previous, frames
-    luma, field, intra = _coded(pairs)
+def source_rate_field(previous: Sequence[np.ndarray], frames: Sequence[np.ndarray],
+                      size: Optional[Tuple[int, int]] = None) -> MotionField:
+    """Motion and residual of each luma frame [T, H, W] (an array or a sequence of frames)
+    against its own predecessor in the source, ``previous`` [T, H, W]: the stream interleaves
+    them (predecessor, frame, ...), one reference per P-frame, so every frame's vectors span
+    one source frame, whatever the distance between the sampled frames. (The predecessors
+    are P-frames too, predicted from the frame before them: their vectors are not read, and
+    P-coding them costs a tenth of intra coding to encode and decode.) ``size``: as in
+    :func:`motion_field`."""
+    shapes = [(len(x), *x[0].shape) if len(x) else (0,) for x in (previous, frames)]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"predecessors {shapes[0]} and frames {shapes[1]} differ")
+    t = len(frames)
+    pairs = [f for pair in zip(previous, frames) for f in pair]  # views: nothing is copied
     odd = np.arange(1, 2 * t, 2)
+    luma, field, intra = _coded(pairs, size, np.arange(2 * t) % 2 == 1)
     return MotionField(mv=field[odd], residual=compensated_residual(luma, field, intra, odd),
                        intra=intra[odd])

@@ -48,6 +48,10 @@ class CodecOptions:
                                  "(8-bit map, cubic a=-0.75 resize); 'cell': on 8-pixel motion "
                                  "cells, float, resampled like the pixels; default: from --protocol",
                                  choices=["pixel", "cell"])
+    map_resolution: Optional[str] = _f(None, "resolution of the re-encode, vectors, residual and "
+                                       "map: the source's, or the map's own (shorter side "
+                                       "area-downscaled to the resize size, never upscaled); "
+                                       "default: from --protocol", choices=["source", "map"])
     topk_ties: Optional[str] = _f(None, "top-K order among equal scores: numpy's argpartition "
                                   "(published) or stable (lower index first); default: from "
                                   "--protocol", choices=["partition", "stable"])
@@ -107,6 +111,7 @@ def check_options(opts: CodecOptions) -> None:
         (opts.mv_floor is not None and opts.mv_floor > 0, "mv_floor", "must be > 0"),
         (opts.map_grid in ("pixel", "cell"), "map_grid", "must be pixel or cell"),
         (opts.topk_ties in ("partition", "stable"), "topk_ties", "must be partition or stable"),
+        (opts.map_resolution in ("source", "map"), "map_resolution", "must be source or map"),
     ]
     for ok, name, why in checks:
         if not ok:

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from eval_encoder.codec.motion import CELL
 from eval_encoder.codec.options import CodecOptions
-from eval_encoder.codec.select import percentile_f32
+from eval_encoder.codec.select import percentile_f32, percentile_f32_levels
 
 PERCENTILE = 95.0
 RES_FLOOR = 1.0
@@ -169,9 +169,12 @@ def local_variance(mag: np.ndarray, k: int) -> np.ndarray:
     return np.maximum(box_mean(mag * mag, k) - mean * mean, 0.0).astype(np.float32)
 
 
-def _unit(score: np.ndarray, floor: float) -> np.ndarray:
-    scale = max(percentile_f32(score, PERCENTILE), floor)
-    return np.clip(score / scale, 0.0, 1.0).astype(np.float32)
+def _unit(score: np.ndarray, floor: float, p95: Optional[float] = None) -> np.ndarray:
+    """``score`` (>= 0) over max(its 95th percentile, ``floor``), clipped to [0, 1], float32;
+    ``p95``: that percentile when the caller has it already."""
+    scale = max(percentile_f32(score, PERCENTILE) if p95 is None else p95, floor)
+    out = np.divide(score, scale, dtype=np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def motion_energy(vx: np.ndarray, vy: np.ndarray, opts: CodecOptions) -> np.ndarray:
@@ -183,13 +186,17 @@ def motion_energy(vx: np.ndarray, vy: np.ndarray, opts: CodecOptions) -> np.ndar
 
 
 def residual_energy(res: np.ndarray, use_grad: bool) -> np.ndarray:
-    """Normalised |r| (r clipped to the decoder's 8-bit range), or its wrap-around gradient."""
-    r = np.clip(res, -128, 127).astype(np.float32)
+    """Normalised |r| (r clipped to the decoder's 8-bit range), or its wrap-around gradient.
+    Both are whole (or half) levels, so their percentile comes from a histogram."""
+    r = np.clip(res, -128, 127).astype(np.int16, copy=False)
     if not use_grad:
-        return _unit(np.abs(r), RES_FLOOR)
-    gx = np.abs(np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1))
-    gy = np.abs(np.roll(r, -1, axis=0) - np.roll(r, 1, axis=0))
-    return _unit(0.5 * (gx + gy), RES_FLOOR)
+        levels = np.abs(r)
+        p95 = percentile_f32_levels(levels, PERCENTILE)
+        return _unit(levels.astype(np.float32), RES_FLOOR, p95)
+    levels = np.abs(np.roll(r, -1, axis=1) - np.roll(r, 1, axis=1))
+    levels += np.abs(np.roll(r, -1, axis=0) - np.roll(r, 1, axis=0))  # |gx| + |gy| <= 510
+    p95 = percentile_f32_levels(levels, PERCENTILE, 0.5)
+    return _unit(levels.astype(np.float32) * np.float32(0.5), RES_FLOOR, p95)
 
 
 FUSIONS = {
@@ -258,16 +265,22 @@ def _cubic_taps(in_size: int, out_size: int, keep: slice) -> Tuple[np.ndarray, n
     return taps, weights.astype(np.float32)
 
 
-def _pairs(rows: np.ndarray, taps: np.ndarray, w: np.ndarray, fused: bool) -> np.ndarray:
-    """Sum of 4 weighted taps along axis 0 as (t0 + t1) + (t2 + t3) in float32; with
-    ``fused`` each pair is one fused multiply-add, t0 * w0 + round(t1 * w1)."""
-    shape = (-1,) + (1,) * (rows.ndim - 1)
-    prod = [rows[taps[:, k]] * w[:, k].reshape(shape) for k in range(4)]
+def _pairs(x: np.ndarray, taps: np.ndarray, w: np.ndarray, axis: int, fused: bool) -> np.ndarray:
+    """Sum of 4 weighted taps of ``x`` along ``axis`` as (t0 + t1) + (t2 + t3) in float32;
+    with ``fused`` each pair is one fused multiply-add, t0 * w0 + round(t1 * w1). Taps are
+    gathered in place along the axis (uint8 stays uint8 until its product), so no pass
+    transposes the frames: every element sees the same float operations either way."""
+    shape = [1] * x.ndim
+    shape[axis] = -1
+
+    def prod(k: int, dtype=np.float32) -> np.ndarray:  # the cast happens inside the product
+        return np.multiply(np.take(x, taps[:, k], axis=axis), w[:, k].astype(dtype).reshape(shape),
+                           dtype=dtype)
+
     if not fused:
-        return (prod[0] + prod[1]) + (prod[2] + prod[3])
-    wide = [rows[taps[:, k]].astype(np.float64) * w[:, k].astype(np.float64).reshape(shape)
-            for k in (0, 2)]
-    return (wide[0] + prod[1]).astype(np.float32) + (wide[1] + prod[3]).astype(np.float32)
+        return (prod(0) + prod(1)) + (prod(2) + prod(3))
+    first = (prod(0, np.float64) + prod(1)).astype(np.float32)
+    return first + (prod(2, np.float64) + prod(3)).astype(np.float32)
 
 
 def resize_cubic_u8(img: np.ndarray, out_h: int, out_w: int, rows: slice = slice(None),
@@ -277,11 +290,11 @@ def resize_cubic_u8(img: np.ndarray, out_h: int, out_w: int, rows: slice = slice
     weights, a horizontal pass in float32, a vertical pass with fused multiply-adds, rounded
     half to even and saturated."""
     tx, wx = _cubic_taps(img.shape[2], out_w, cols)
-    across = _pairs(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32), tx, wx, False)
+    across = _pairs(img, tx, wx, 2, False)  # [F, h, cols]
     ty, wy = _cubic_taps(img.shape[1], out_h, rows)
-    both = _pairs(np.ascontiguousarray(across.transpose(2, 1, 0)), ty, wy, True)
-    out = np.clip(np.rint(both), 0, 255).astype(np.uint8)
-    return out.transpose(1, 0, 2)  # [rows, F, cols] -> [F, rows, cols]
+    both = _pairs(across, ty, wy, 1, True)  # [F, rows, cols]
+    np.rint(both, out=both)
+    return np.clip(both, 0, 255, out=both).astype(np.uint8)
 
 
 def resize_crop_maps(maps: np.ndarray, crop: int) -> np.ndarray:

@@ -9,7 +9,7 @@ centred Gaussian prior boosts the middle, and intra frames score 0.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -65,6 +65,18 @@ def _keep_smallest(err: np.ndarray, valid: np.ndarray, keep: float) -> np.ndarra
     return (valid & (masked <= cut)).astype(np.float32)
 
 
+def row_nanmedian(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=1)`` of float [F, N] rows with at least one finite value, by
+    one sort of all rows (NaN sorts last) instead of numpy's row-by-row loop for long rows:
+    the middle value, or the two middle values summed and halved in the input's precision,
+    as np.median's mean computes them."""
+    order = np.sort(x, axis=1)
+    count = np.isfinite(x).sum(axis=1)
+    lo = np.take_along_axis(order, ((count - 1) // 2)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(order, (count // 2)[:, None], axis=1)[:, 0]
+    return np.where(count % 2 == 1, lo, (lo + hi) / x.dtype.type(2))
+
+
 def camera_motion(mv: np.ndarray, mode: str) -> np.ndarray:
     """The camera's share of motion fields [F, h, w, 2] (NaN = no vector) under ``mode``."""
     f, hc, wc, _ = mv.shape
@@ -76,7 +88,7 @@ def camera_motion(mv: np.ndarray, mode: str) -> np.ndarray:
     if mode == "mean":
         cam = np.stack([np.nanmean(vx, 1), np.nanmean(vy, 1)], 1)
         return np.broadcast_to(cam[:, None, None, :], mv.shape)
-    med = np.stack([np.nanmedian(vx, 1), np.nanmedian(vy, 1)], 1)
+    med = np.stack([row_nanmedian(vx), row_nanmedian(vy)], 1)
     if mode == "median":
         return np.broadcast_to(med[:, None, None, :], mv.shape)
     design = _design(hc, wc, mode)
@@ -136,9 +148,11 @@ def int_percentile(values: np.ndarray, q: float) -> np.ndarray:
     return v_lo + (rank - lo) * (v_hi - v_lo)
 
 
-def _scaled(levels: np.ndarray, scale: np.ndarray, gain: float) -> np.ndarray:
-    """gain * min(levels / scale_f, 1) per frame [F, ...] as float32, in one buffer."""
-    out = np.empty(levels.shape, dtype=np.float32)
+def _scaled(levels: np.ndarray, scale: np.ndarray, gain: float,
+            out: Optional[np.ndarray] = None) -> np.ndarray:
+    """gain * min(levels / scale_f, 1) per frame [F, ...] as float32, in one buffer (``out``
+    when given)."""
+    out = np.empty(levels.shape, dtype=np.float32) if out is None else out
     factor = (gain / scale.astype(np.float64)).astype(np.float32)
     np.multiply(levels, factor.reshape(-1, *([1] * (levels.ndim - 1))), out=out)
     return np.minimum(out, np.float32(gain), out=out)
@@ -153,9 +167,10 @@ def motion_energy(mv: np.ndarray, opts: CodecOptions) -> np.ndarray:
     return normalise(mag, opts.mv_floor)
 
 
-def residual_energy(res: np.ndarray, use_grad: bool, gain: float = 1.0) -> np.ndarray:
+def residual_energy(res: np.ndarray, use_grad: bool, gain: float = 1.0,
+                    out: Optional[np.ndarray] = None) -> np.ndarray:
     """Normalised residual energy [F, H, W], times ``gain``: |r|, or the mean of |d/dx| and
-    |d/dy| of r.
+    |d/dy| of r (written into ``out`` [F, H, W] float32 when given).
 
     Both are integer-valued (the gradient in half levels), so percentiles come from
     per-frame histograms instead of sorting. (``gain`` lets the weighted fusion skip a pass.)
@@ -168,7 +183,7 @@ def residual_energy(res: np.ndarray, use_grad: bool, gain: float = 1.0) -> np.nd
         levels = np.abs(r[:, 1:-1, 2:] - r[:, 1:-1, :-2]) + np.abs(r[:, 2:, 1:-1] - r[:, :-2, 1:-1])
         div = 2.0
     scale = np.maximum(int_percentile(levels, PERCENTILE) / div, RES_FLOOR)
-    return _scaled(levels, scale * div, gain)
+    return _scaled(levels, scale * div, gain, out)
 
 
 def residual_gain(opts: CodecOptions) -> float:
@@ -205,6 +220,14 @@ def center_weight(h: int, w: int, sigma_frac: float) -> np.ndarray:
     return np.exp(-0.5 * (yy[:, None] + xx[None, :]) / sigma**2)
 
 
+@lru_cache(maxsize=8)
+def _prior_gain(h: int, w: int, strength: float, sigma_frac: float) -> np.ndarray:
+    """``1 + strength * center_weight`` [H, W] float32 (read-only: one per frame size)."""
+    gain = 1.0 + strength * center_weight(h, w, sigma_frac)
+    gain.setflags(write=False)
+    return gain
+
+
 def _frames(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``x[idx]``, as a view when ``idx`` is a contiguous run (the usual 1..T-1)."""
     if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
@@ -220,11 +243,14 @@ def saliency(field: MotionField, opts: CodecOptions) -> Tuple[np.ndarray, np.nda
     if inter.size == 0:
         return inter, np.zeros((0, h, w), dtype=np.float32)
     mv = motion_energy(_frames(field.mv, inter), opts)
-    # percentiles over the frame itself; then whole cells, so motion broadcasts over them
-    res = pad_to_cells(residual_energy(_frames(field.residual, inter), opts.res_use_grad,
-                                       residual_gain(opts)))
+    # percentiles over the frame itself, written into whole cells so that motion broadcasts
+    # over them; what lies past the frame is cropped after the (pixel-wise) fusion, so it
+    # is left at zero rather than filled
+    res = np.zeros((inter.size, h + -h % CELL, w + -w % CELL), dtype=np.float32)
+    residual_energy(_frames(field.residual, inter), opts.res_use_grad, residual_gain(opts),
+                    out=res[:, :h, :w])
     fused = fuse(mv, res, opts)[:, :h, :w]
     if opts.center_prior > 0:
-        fused *= 1.0 + opts.center_prior * center_weight(h, w, opts.center_sigma)
+        fused *= _prior_gain(h, w, opts.center_prior, opts.center_sigma)
         np.minimum(fused, 1.0, out=fused)
     return inter, fused

@@ -65,21 +65,41 @@ def patch_scores(maps: np.ndarray, short_side: int, crop: int, patch: int) -> np
     return np.matmul(ay, cols.reshape(t, h, -1)).reshape(-1).astype(np.float64)
 
 
+def _rank(n: int, q: float):
+    """numpy's linear-method rank of the q-th percentile of n values: (lo, hi, fraction)."""
+    rank = (n - 1) * (np.float64(q) / np.float64(100))
+    lo = int(np.floor(rank))
+    return lo, min(lo + 1, n - 1), float(rank - lo)
+
+
+def _interpolate(below: np.float32, above: np.float32, frac: float) -> float:
+    """numpy 1.26's lerp between two float32 neighbours: difference rounded to float32,
+    the rest in float64."""
+    diff = np.float64(np.subtract(above, below, dtype=np.float32))
+    if frac >= 0.5:
+        return float(np.float64(above) - diff * (1.0 - frac))
+    return float(np.float64(below) + diff * frac)
+
+
 def percentile_f32(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear) of float32 values as numpy 1.26 computes it, the
     published environment's, whatever numpy runs: the two neighbours are float32, their
     difference is rounded to float32, the interpolation is done in float64. (numpy 2 does it
     in float32, which can move the result by an ulp.)"""
     flat = np.asarray(values, dtype=np.float32).reshape(-1)
-    rank = (flat.size - 1) * (np.float64(q) / np.float64(100))
-    lo = int(np.floor(rank))
-    hi = min(lo + 1, flat.size - 1)
+    lo, hi, frac = _rank(flat.size, q)
     part = np.partition(flat, [lo, hi] if hi != lo else lo)
-    below, above, frac = part[lo], part[hi], float(rank - lo)
-    diff = np.float64(np.subtract(above, below, dtype=np.float32))
-    if frac >= 0.5:
-        return float(np.float64(above) - diff * (1.0 - frac))
-    return float(np.float64(below) + diff * frac)
+    return _interpolate(part[lo], part[hi], frac)
+
+
+def percentile_f32_levels(levels: np.ndarray, q: float, step: float = 1.0) -> float:
+    """:func:`percentile_f32` of the float32 values ``levels * step``, for non-negative
+    integer ``levels`` (step a power of two, so every value is exact): the two neighbours
+    come from a histogram instead of a partition, the same numbers for less work."""
+    cum = np.bincount(levels.reshape(-1)).cumsum()
+    lo, hi, frac = _rank(int(cum[-1]), q)
+    at = np.searchsorted(cum, [lo, hi], side="right")  # the lo-th and hi-th smallest levels
+    return _interpolate(np.float32(at[0] * step), np.float32(at[1] * step), frac)
 
 
 def is_static(scores: np.ndarray, opts: CodecOptions, area: float = 1.0) -> bool:
