@@ -74,11 +74,19 @@ RUNTIME_KEYS = frozenset({
 })
 
 
+# Options added after records were made, with the value that reproduces what those records
+# measured: at that value an option is left out of the hash, so earlier records keep their
+# hash (a suite does not rerun them); any other value is a new configuration.
+HASH_NEUTRAL = {("codec", "map_resolution"): "source"}
+
+
 def config_hash(config: Dict[str, Any]) -> str:
-    """Hash of every option that changes the result (runtime-only options left out)."""
+    """Hash of every option that changes the result (runtime-only options left out, and the
+    later options of :data:`HASH_NEUTRAL` at their earlier behaviour)."""
     semantic = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
     if isinstance(semantic.get("codec"), dict):
-        semantic["codec"] = {k: v for k, v in semantic["codec"].items() if k != "cache_dir"}
+        semantic["codec"] = {k: v for k, v in semantic["codec"].items() if k != "cache_dir"
+                             and HASH_NEUTRAL.get(("codec", k), object()) != v}
     text = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -255,3 +255,11 @@ def test_recipe_config_hashes_are_unchanged(name, tmp_path):
     # runtime options leave it alone
     assert _recipe_hash(name, tmp_path / "b", "--device", "cpu", "--print_freq", "3",
                         "--checkpoint_every_min", "1") == RECIPE_HASHES[name]
+
+
+def test_a_later_option_keeps_earlier_hashes_only_at_its_earlier_behaviour(tmp_path):
+    """codec.map_resolution came after records existed: 'source' (what they measured, and
+    what `paper` resolves to) leaves the hash alone; 'map' is a new configuration."""
+    name = "ov_encoder_large_codec_2k"
+    assert _recipe_hash(name, tmp_path / "a", "--map_resolution", "source") == RECIPE_HASHES[name]
+    assert _recipe_hash(name, tmp_path / "b", "--map_resolution", "map") != RECIPE_HASHES[name]
