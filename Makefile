@@ -36,7 +36,7 @@ benchmark: $(VENV)/.installed
 	$(PY) benchmarks/bench_throughput.py --loader_workers 0 1 2
 
 gpu-check: $(VENV)/.installed
-	bash benchmarks/gpu_check.sh
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf .demo fewshot_video_report $(LIGHT)

@@ -1,7 +1,7 @@
 """A venv holding exactly what ``pip install -e '.[test]'`` installs, made from the bigger
 ``.[test-dali]`` venv this script runs in, without downloading anything.
 
-    .venv/bin/python .ci/light_venv.py .venv-light     # then: .venv-light/bin/python -m pytest
+    .venv/bin/python .ci/light_venv.py .venv/light     # then: .venv/light/bin/python -m pytest
 
 Its site-packages is a view of ours: symbolic links to every file and folder, except those of
 the distributions that only ``[dali]`` brings (DALI and its own dependencies, found from the

@@ -38,23 +38,13 @@ from eval_encoder.codec import make_options  # noqa: E402
 from eval_encoder.codec import pipeline  # noqa: E402
 from eval_encoder.codec.schedule import zeroed  # noqa: E402
 from eval_encoder.codec.select import choose  # noqa: E402
-from eval_encoder.codec.synthetic import moving_square, write_video  # noqa: E402
+from eval_encoder.codec.synthetic import write_moving_clips  # noqa: E402
 from eval_encoder.video.decode import decode_clip  # noqa: E402
 
 SIZES = ["240x320", "360x640", "720x1280"]
 # --clock: wall time, or the process's CPU time (steadier on a machine shared with other work)
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCKS["wall"]
-
-
-def make_clips(folder: str, height: int, width: int, frames: int, count: int):
-    paths = []
-    for i in range(count):
-        scene = moving_square(frames=frames, height=height, width=width, size=height // 3,
-                              velocity=(0.3, -1.0), pan=(0, 2), start=(height // 3, width // 2),
-                              seed=i)
-        paths.append(write_video(os.path.join(folder, f"c{height}_{i}.mp4"), scene.frames))
-    return paths
 
 
 def timed(fn, *args):
@@ -129,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))
-            paths = make_clips(folder, h, w, args.frames, args.clips)
+            paths = write_moving_clips(folder, h, w, args.frames, args.clips)
             bench(paths[:1], 1, selectors)  # warm-up: imports, codec initialisation
             report(f"{w}x{h}", *bench(paths, args.repeats, selectors))
 

@@ -36,7 +36,8 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from eval_encoder.codec.synthetic import moving_square, write_video  # noqa: E402
+from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD  # noqa: E402
+from eval_encoder.codec.synthetic import write_moving_clips  # noqa: E402
 from eval_encoder.video.dataset import ClipDataset, FramesSource  # noqa: E402
 from eval_encoder.video.decode import segment_indices  # noqa: E402
 from eval_encoder.video.loader import make_loader  # noqa: E402
@@ -45,18 +46,6 @@ from eval_encoder.video.steps import chunk  # noqa: E402
 from eval_encoder.video.transforms import TransformSpec, transform_clip  # noqa: E402
 
 SIZES = ["240x320", "360x640"]
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-
-
-def make_clips(folder: str, height: int, width: int, frames: int, count: int) -> List[str]:
-    """``count`` synthetic clips of ``frames`` frames at height x width."""
-    paths = []
-    for i in range(count):
-        scene = moving_square(frames=frames, height=height, width=width, size=height // 3,
-                              velocity=(0.3, -1.0), pan=(0, 2), start=(height // 3, width // 2),
-                              seed=i)
-        paths.append(write_video(os.path.join(folder, f"c{height}_{i}.mp4"), scene.frames))
-    return paths
 
 
 def packet_count(path: str) -> int:
@@ -228,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))
-            paths = make_clips(folder, h, w, args.frames, args.clips)
+            paths = write_moving_clips(folder, h, w, args.frames, args.clips)
             result = bench_size(paths, args)
             out[f"{w}x{h}"] = summarise(result, args.workers)
             report(f"{w}x{h}", result, out[f"{w}x{h}"], args.workers)

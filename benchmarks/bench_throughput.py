@@ -38,9 +38,8 @@ from dataclasses import asdict, dataclass, field  # noqa: E402
 from typing import Callable, Dict, List, Optional  # noqa: E402
 
 import torch  # noqa: E402
-from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from eval_encoder.compute import count_flops  # noqa: E402
 from eval_encoder.encoders import onevision  # noqa: E402
 from eval_encoder.encoders.sampling import sampled_patch_positions  # noqa: E402
 
@@ -103,11 +102,7 @@ def forward_fn(model, inputs: Dict, device: torch.device) -> Callable[[], int]:
 
 def count_gflops(model, case: Case, patch: int, device: torch.device) -> float:
     """GFLOPs of one clip's forward (matmuls and attention), counted by torch."""
-    counter = FlopCounterMode(display=False)
-    # the math kernel spells attention out as matmuls, which every device's counter sees
-    with counter, sdpa_kernel(SDPBackend.MATH):
-        forward_fn(model, case_inputs(case, 1, patch, device), device)()
-    return counter.get_total_flops() / 1e9
+    return count_flops(forward_fn(model, case_inputs(case, 1, patch, device), device)) / 1e9
 
 
 def timed(run: Callable[[], int], device: torch.device) -> float:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from eval_encoder.codec.options import CodecOptions
+from eval_encoder.protocol import BEHAVIOURS
 
 
 class ConfigError(ValueError):
@@ -210,8 +211,7 @@ CODEC_BOUNDS: Dict[str, Bound] = {
 
 # where an option left unset (None) gets its value, for --help
 DEFAULT_FROM: Dict[str, str] = {
-    **dict.fromkeys(("round_pixels", "brightness_mode", "drop_last", "codec_frame_ids",
-                     "zero_frames", "mv_floor", "map_grid", "topk_ties"), "from --protocol"),
+    **dict.fromkeys((row.option.split(".")[-1] for row in BEHAVIOURS), "from --protocol"),
     **dict.fromkeys(("train_data_csv_path", "val_data_csv_path", "batch_size", "default_epoch"),
                     "from the dataset card"),
     **dict.fromkeys(("input_size", "embedding_size", "frames_token_num", "mean", "std"),

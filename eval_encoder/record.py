@@ -57,9 +57,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-log = logging.getLogger(__name__)
-
 from eval_encoder import resources
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "eval_encoder.run_record"
 SCHEMA_VERSION = 1

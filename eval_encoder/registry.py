@@ -9,6 +9,12 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Dict, Generic, Iterable, Iterator, Optional, Tuple, TypeVar
 
+
+def did_you_mean(name: str, known, cutoff: float = 0.5) -> str:
+    """`` Did you mean 'a', 'b'?`` for up to three close matches of ``name``, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
+    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+
 T = TypeVar("T")
 
 
@@ -52,8 +58,7 @@ class Registry(Generic[T]):
         if name in self._aliases:
             return self._aliases[name]
         known = sorted([*self._items, *self._aliases])
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, known)
         raise RegistryError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(known)}")
 
     def get(self, name: str) -> T:

@@ -53,7 +53,6 @@ import argparse
 import collections
 import contextlib
 import dataclasses
-import difflib
 import fcntl
 import logging
 import os
@@ -78,7 +77,7 @@ from eval_encoder.launch.process import (LAUNCHER_ENV, STOP_GRACE_S, Interrupted
                                          die_with_parent, sigterm_interrupts, stream_process)
 from eval_encoder.launch.torchrun import parse_nnodes
 from eval_encoder.logs import setup_logging
-from eval_encoder.registry import RegistryError, check_names
+from eval_encoder.registry import RegistryError, check_names, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +136,7 @@ def recipe_path(name: str) -> str:
     folder = recipes_dir()
     known = sorted(p.stem for p in folder.glob("*.yaml"))
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, known)
         raise ConfigError(f"no recipe file {name!r} and no recipe of that name in {folder}.{hint}")
     return str(folder / f"{name}.yaml")
 

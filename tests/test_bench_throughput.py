@@ -1,12 +1,7 @@
 """The throughput benchmark's CPU smoke run: every case runs, and its counts are right."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_throughput  # noqa: E402
 
 
 def vit_gflops(tokens: int, dim: int, hidden: int, layers: int, patch_pixels: int) -> float:
@@ -18,7 +13,12 @@ def vit_gflops(tokens: int, dim: int, hidden: int, layers: int, patch_pixels: in
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def bench_throughput(load_benchmark):
+    return load_benchmark("bench_throughput")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, bench_throughput):
     out = tmp_path_factory.mktemp("bench") / "throughput.json"
     assert bench_throughput.main(["--size", "tiny", "--rounds", "1", "--device", "cpu",
                                   "--attn", "sdpa", "flash", "--peak_tflops", "1", "--json",
@@ -51,7 +51,7 @@ def test_mfu_from_the_peak(results):
         assert row["mfu"] == pytest.approx(row["gflops_per_clip"] * clips / 1e3)
 
 
-def test_peak_known_per_gpu_and_none_on_cpu():
+def test_peak_known_per_gpu_and_none_on_cpu(bench_throughput):
     args = bench_throughput.parse_args([])
     assert bench_throughput.peak_tflops(args, __import__("torch").device("cpu")) is None
     assert bench_throughput.known_peak("NVIDIA H200") == 989.4

@@ -1,7 +1,5 @@
 """The torch loader: whole batches built in the worker, prefetching workers, the worker cap."""
-import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,12 +81,9 @@ def test_workers_are_capped_to_the_cpus_of_each_local_process(monkeypatch, cpus,
     assert loader_mod.loader_workers(asked) == got
 
 
-def test_loader_benchmark_runs_at_a_tiny_size(capsys):
+def test_loader_benchmark_runs_at_a_tiny_size(capsys, load_benchmark):
     """Smoke test of benchmarks/bench_loader.py (seconds): it measures and prints its ratios."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loader.py"
-    spec = importlib.util.spec_from_file_location("bench_loader", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_loader")
     out = bench.main(["--sizes", "36x48", "--frames", "12", "--clips", "2", "--samples", "4",
                       "--num_frames", "4", "--input", "32", "--batch", "2", "--workers", "0", "1",
                       "--rounds", "1"])

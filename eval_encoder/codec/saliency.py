@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from eval_encoder.codec.motion import CELL, MotionField, pad_to_cells
+from eval_encoder.codec.motion import CELL, MotionField
 from eval_encoder.codec.options import CodecOptions
 
 PERCENTILE = 95.0

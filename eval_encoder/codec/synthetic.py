@@ -6,8 +6,9 @@ PyAV, single-threaded, so they are the same on every run.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -76,3 +77,15 @@ def write_video(path: str, frames: np.ndarray, codec: str = "libx264", rate: int
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_moving_clips(folder: str, height: int, width: int, frames: int, count: int) -> List[str]:
+    """``count`` H.264 clips of ``frames`` frames at height x width in ``folder``: a textured
+    square moving over a background panning 2 px per frame (the benchmarks' clips)."""
+    paths = []
+    for i in range(count):
+        scene = moving_square(frames=frames, height=height, width=width, size=height // 3,
+                              velocity=(0.3, -1.0), pan=(0, 2), start=(height // 3, width // 2),
+                              seed=i)
+        paths.append(write_video(os.path.join(folder, f"c{height}_{i}.mp4"), scene.frames))
+    return paths

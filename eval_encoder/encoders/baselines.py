@@ -30,7 +30,6 @@ antialiases, which smooths the table and gives other features than the published
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import inspect
@@ -46,7 +45,7 @@ from eval_encoder.config import ConfigError
 from eval_encoder.encoders.base import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD,
                                         EncoderSpec, VideoEncoder)
 from eval_encoder.encoders.weights import describe_key_mismatch, load_state_dict, resolve_weights
-from eval_encoder.registry import ENCODERS, Registry, RegistryError
+from eval_encoder.registry import ENCODERS, Registry, RegistryError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -431,8 +430,7 @@ def _unknown_model_message(family: str, name: str) -> str:
     import timm
 
     own = [m.name for m in models_of(family)]
-    close = difflib.get_close_matches(name, [*MODELS, *timm.list_models()], n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    hint = did_you_mean(name, [*MODELS, *timm.list_models()], cutoff=0.6)
     return (f"unknown model name {name!r} for family {family!r}.{hint} Known: "
             f"{', '.join(own)}; or any timm architecture name (see timm.list_models())")
 

@@ -16,7 +16,6 @@ loads strictly without ``transformers``. What differs from a plain ViT:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eval_encoder.config import ConfigError
+from eval_encoder.registry import did_you_mean
 from eval_encoder.encoders import weights as weight_io
 
 logger = logging.getLogger(__name__)
@@ -228,8 +228,7 @@ ONEVISION_MODEL_NAMES: Dict[str, str] = {name: desc for name, (_, desc) in _NAME
 def onevision_config(model_name: str) -> OneVisionConfig:
     """The architecture of a named size; an unknown name raises with close matches."""
     if model_name not in _NAMED:
-        close = difflib.get_close_matches(model_name, list(_NAMED), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(model_name, _NAMED)
         raise ConfigError(f"unknown OneVision model name {model_name!r}.{hint} "
                           f"Known: {', '.join(sorted(_NAMED))}")
     return OneVisionConfig(**_NAMED[model_name][0])

@@ -29,6 +29,7 @@ from eval_encoder.probe.head import head_grid
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
 from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
+from eval_encoder.resources import MissingData
 from eval_encoder.registry import CLIP_SOURCES, ENCODERS, RegistryError, check_names
 from eval_encoder.video.dataset import ClipDataset
 from eval_encoder.video.loader import make_loader, pick_backend, val_order
@@ -680,7 +681,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         setup_logging()  # with the level -v/-q asked for
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
         check_names(cfg)  # nor does a misspelt family or model name
-    except (ConfigError, ManifestError, RegistryError) as exc:
+    except (ConfigError, ManifestError, RegistryError, MissingData) as exc:
         log.error("%s", exc)
         return 2
     requested = rec.config_hash(cfg.to_dict())

@@ -1,4 +1,5 @@
-"""Batch loaders (torch DataLoader on CPU, DALI on GPU) with one batch contract.
+"""Batch loaders (the torch DataLoader on any device, the default; NVIDIA DALI on request)
+with one batch contract.
 
 A loader is given a function ``batches(epoch) -> [[sample index, ...], ...]``: this rank's
 batches for the pass, in order, possibly short or empty (an empty batch yields a batch with

@@ -87,11 +87,10 @@ def load_card(name: str) -> DatasetCard:
     """Read ``datasets/<name>.yaml``; an unknown name lists the known ones."""
     path = cards_dir() / f"{name}.yaml"
     if not path.is_file():
-        import difflib
+        from eval_encoder.registry import did_you_mean
 
         known = known_datasets()
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, known)
         raise ManifestError(f"unknown dataset {name!r}.{hint} Known: {', '.join(known)}")
     with open(path, encoding="utf-8") as fh:
         try:

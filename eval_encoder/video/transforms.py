@@ -213,7 +213,7 @@ def _support(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return nonzero.argmax(1), rows.shape[1] - nonzero[:, ::-1].argmax(1)
 
 
-@lru_cache(maxsize=64)  # a few clip sizes and crop positions per dataset
+@lru_cache(maxsize=64)  # validation: a few clip sizes at the centre crop; training crops are random and miss
 def axis_plan(in_size: int, in_short: int, short_side: int, crop: int, pos: float) -> AxisPlan:
     """The :class:`AxisPlan` of resizing an axis of ``in_size`` pixels (shorter side
     ``in_short``) as DALI's ``resize_shorter`` to ``short_side``, then keeping the ``crop``
