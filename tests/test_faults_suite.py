@@ -39,9 +39,12 @@ CHILD = textwrap.dedent("""
 
 # the suite side: stream_process on that child
 DRIVER = textwrap.dedent("""
-    import sys
+    import signal, sys
     from pathlib import Path
     from eval_encoder import suite
+    # as from a terminal: a test run started in the background (`make test &`) hands its
+    # children SIGINT ignored, and Python then leaves it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     suite.stream_process([sys.executable, sys.argv[1], sys.argv[2]], Path(sys.argv[3]))
 """)
 

@@ -118,9 +118,9 @@ def stream_process(cmd: Sequence[str], log_path: Path, echo: bool = True) -> Tup
             preexec_fn=die_with_parent()) as proc, _live(proc):
         output = _Output(sink, echo)
         try:
-            while chunk := proc.stdout.read1(65536):
-                output.write(chunk)
-            code = proc.wait()
+            while _pass_on(proc, output, SIGNAL_POLL_S, until_closed=True):
+                pass
+            code = _wait_polling(proc)
         except KeyboardInterrupt as exc:
             _stop_group(proc, getattr(exc, "signum", signal.SIGINT), output)
             raise
@@ -192,13 +192,33 @@ def _stop_group(proc: subprocess.Popen, signum: int, output: _Output) -> None:
         pass
 
 
-def _pass_on(proc: subprocess.Popen, output: _Output, timeout: float) -> bool:
-    """Pass on what the child wrote within ``timeout`` seconds; True if anything came."""
+# How often the main thread wakes from waiting on a trainer. A stop signal may land on any of
+# the suite's threads (torch's OpenMP pool among them); Python only notes it there and runs the
+# handler when the main thread next runs, which a read() or waitpid() blocked for hours never
+# does. Waiting in short slices lets Ctrl-C and SIGTERM act within this time.
+SIGNAL_POLL_S = 0.5
+
+
+def _wait_polling(proc: subprocess.Popen) -> int:
+    """``proc.wait()`` in slices of SIGNAL_POLL_S, so that signals are handled meanwhile."""
+    while True:
+        try:
+            return proc.wait(timeout=SIGNAL_POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _pass_on(proc: subprocess.Popen, output: _Output, timeout: float,
+             until_closed: bool = False) -> bool:
+    """Pass on what the child wrote within ``timeout`` seconds; True if anything came (with
+    ``until_closed``: True until the child closes its output)."""
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     chunk = proc.stdout.read1(65536) if ready else b""
     if chunk:
         output.write(chunk)
-    elif ready:  # end of output while the process is still ending: do not spin
+    if until_closed:  # ready with nothing to read: the output is closed
+        return bool(chunk) or not ready
+    if ready and not chunk:  # end of output while the process is still ending: do not spin
         time.sleep(timeout)
     return bool(chunk)
 
