@@ -126,3 +126,13 @@ def check_names(cfg) -> None:
     check = getattr(factory, "check_model_name", None)
     if callable(check):
         check(cfg.model_name)
+
+
+def method_label(cfg) -> str:
+    """A record's leaderboard method: the recipe's label, else ``<family>/<model name>`` with
+    the family's canonical name (an alias such as llava_vit_sampling gives sampling), so a
+    failed run lands in the same row as a complete one."""
+    if cfg.method_label:
+        return cfg.method_label
+    family = ENCODERS.canonical(cfg.model_family) if cfg.model_family in ENCODERS else cfg.model_family
+    return f"{family}/{cfg.model_name}"

@@ -77,7 +77,7 @@ from eval_encoder.launch.process import (LAUNCHER_ENV, STOP_GRACE_S, Interrupted
                                          die_with_parent, sigterm_interrupts, stream_process)
 from eval_encoder.launch.torchrun import parse_nnodes
 from eval_encoder.logs import setup_logging
-from eval_encoder.registry import RegistryError, check_names, did_you_mean
+from eval_encoder.registry import RegistryError, check_names, did_you_mean, method_label
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def failure_record(argv: Sequence[str], config_hash: str, message: str, wall_s: 
         "dataset": {"name": cfg.dataset},
         "encoder": {"family": cfg.model_family, "model_name": cfg.model_name,
                     "model_weight": cfg.model_weight, "spec": None},
-        "method": cfg.method_label or f"{cfg.model_family}/{cfg.model_name}",
+        "method": method_label(cfg),
         "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
         "token_budget": None, "heads": [], "reported": None,
         "config": rec.config_block(cfg), "sources": dict(cfg.sources), "config_hash": config_hash,

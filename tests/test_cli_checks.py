@@ -352,3 +352,16 @@ def test_a_recipe_with_a_misspelt_model_name_fails_when_loaded(tmp_path):
     with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: .*Did you mean "
                                           r"'ov_encoder_tiny'"):
         suite.load_recipe(str(path))
+
+
+def test_a_records_method_names_the_canonical_family():
+    """A failed run under an alias lands in the row of the complete runs (which name the
+    family the encoder reports), unless the recipe labels the method itself."""
+    import eval_encoder.encoders  # noqa: F401  (registers the families)
+    from eval_encoder.config import ProbeConfig
+    from eval_encoder.registry import method_label
+
+    cfg = ProbeConfig(model_family="llava_vit_sampling", model_name="ov_encoder_tiny")
+    assert method_label(cfg) == "sampling/ov_encoder_tiny"
+    cfg.method_label = "Tiny OV"
+    assert method_label(cfg) == "Tiny OV"

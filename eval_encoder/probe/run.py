@@ -30,7 +30,7 @@ from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
 from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import ProbeTrainer, RunFailed, accuracy, check_scored_once, make_heads
 from eval_encoder.resources import MissingData
-from eval_encoder.registry import CLIP_SOURCES, ENCODERS, RegistryError, check_names
+from eval_encoder.registry import CLIP_SOURCES, ENCODERS, RegistryError, check_names, method_label
 from eval_encoder.video.dataset import ClipDataset
 from eval_encoder.video.loader import make_loader, pick_backend, val_order
 from eval_encoder.video.steps import StepPlan, StepPlanError, chunk, make_plan, train_batches
@@ -424,7 +424,7 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
         "wall_time_s": round(time.time() - wall_start, 2),
         "dataset": {"name": cfg.dataset}, "config_hash": requested_hash,
         # row labels as requested, so a failed run still lands in the right leaderboard row
-        "method": cfg.method_label or f"{cfg.model_family}/{cfg.model_name}",
+        "method": method_label(cfg),
         "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
         # the codec options stay until the encoder says whether it reads them (fill_record)
         "protocol": protocol.describe(cfg), "config": rec.config_block(cfg),
