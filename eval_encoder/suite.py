@@ -978,17 +978,25 @@ def _state_of(args) -> Tuple[str, SuiteState, Dict[str, Entry]]:
     return name, state, state.read()
 
 
+def _nothing_started(state: SuiteState) -> int:
+    print(f"no suite state at {state.path}: nothing was started there", file=sys.stderr)
+    return 1
+
+
+def _usage_error(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
 def status_main(argv: Sequence[str]) -> int:
     """``suite status <recipe>``: each dataset's job, its state now, and its record or log."""
     args = _follow_parser("status", status_main.__doc__).parse_args(list(argv))
     try:
         name, state, entries = _state_of(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     if not entries:
-        print(f"no suite state at {state.path}: nothing was started there", file=sys.stderr)
-        return 1
+        return _nothing_started(state)
     rows = [("dataset", "status", "job", "now", "record / log")]
     rows += [_status_row(name, e) for e in entries.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -1034,11 +1042,9 @@ def collect_main(argv: Sequence[str]) -> int:
                 outcomes.update(zip([e.dataset for e in followed], drive.follow(followed)))
         outcomes.update(_not_followed(name, entries, outcomes))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
     if not entries:
-        print(f"no suite state at {state.path}: nothing was started there", file=sys.stderr)
-        return 1
+        return _nothing_started(state)
     return _summary(name, [outcomes[k] for k in entries if k in outcomes], args.save_report, False)
 
 

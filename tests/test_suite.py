@@ -251,12 +251,18 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     assert len(list((report / "runs").rglob("*.json"))) == 2
 
 
-def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
+def one_clip_data_root(tmp_path):
+    """A data root whose ucf101 and hmdb51 manifests list one clip per split."""
     root = tmp_path / "data"
     for name in ("ucf101", "hmdb51"):
         (root / name).mkdir(parents=True)
         for split in ("train", "val"):
             (root / name / f"{split}_new.csv").write_text("videos/a.mp4,0\n")
+    return root
+
+
+def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
+    root = one_clip_data_root(tmp_path)
     recipe = suite.load_recipe(str(write_recipe(tmp_path)))
     report = str(tmp_path / "report")
     fake = FakeTrainer()
@@ -310,11 +316,7 @@ def test_a_killed_suite_resumes_its_dataset_from_the_checkpoint(demo_data, tmp_p
 
 
 def test_seeds_run_every_dataset_once_per_seed(tmp_path):
-    root = tmp_path / "data"
-    for name in ("ucf101", "hmdb51"):
-        (root / name).mkdir(parents=True)
-        for split in ("train", "val"):
-            (root / name / f"{split}_new.csv").write_text("videos/a.mp4,0\n")
+    root = one_clip_data_root(tmp_path)
     recipe = suite.load_recipe(str(write_recipe(tmp_path)))
     fake = FakeTrainer()
     for extra in suite.seed_extras([1, 2, 1], []):

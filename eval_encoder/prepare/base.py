@@ -142,6 +142,20 @@ def read_json(path: Path) -> Any:
         raise PrepareError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
+def json_objects(path: Path, keys: Sequence[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """``(where, entry)`` for each object of a JSON file holding a list of videos, each an
+    object with at least ``keys``; anything else is an error naming the file and entry."""
+    entries = read_json(path)
+    if not isinstance(entries, list):
+        raise PrepareError(f"{path}: expected a list of videos, got {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        where = f"{path}: entry {i}"
+        if not isinstance(entry, dict) or any(k not in entry for k in keys):
+            raise PrepareError(f"{where}: expected an object with "
+                               + " and ".join(repr(k) for k in keys))
+        yield where, entry
+
+
 def csv_rows(path: Path, required: Sequence[str]) -> Iterator[Tuple[int, Dict[str, str]]]:
     """``(line, row)`` of a CSV file with a header naming at least ``required``."""
     with open(path, encoding="utf-8-sig", newline="") as fh:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from eval_encoder.prepare.base import (AnnotationFiles, Format, Item, Prepared, PrepareError,
-                                       check_range, integer, read_json)
+                                       check_range, integer, json_objects, read_json)
 from eval_encoder.prepare.registry import register_format
 
 SPLIT_FILES = {"train": ("Diving48_V2_train.json",), "val": ("Diving48_V2_test.json",)}
@@ -29,14 +29,8 @@ def read_vocab(path: Path) -> List[str]:
 
 def read_split(path: Path, num_classes: int) -> List[Item]:
     """Items of one split file."""
-    entries = read_json(path)
-    if not isinstance(entries, list):
-        raise PrepareError(f"{path}: expected a list of videos, got {type(entries).__name__}")
     items = []
-    for i, entry in enumerate(entries):
-        where = f"{path}: entry {i}"
-        if not isinstance(entry, dict) or "vid_name" not in entry or "label" not in entry:
-            raise PrepareError(f"{where}: expected an object with 'vid_name' and 'label'")
+    for where, entry in json_objects(path, ("vid_name", "label")):
         label = check_range(integer(entry["label"], where), num_classes, where)
         vid = str(entry["vid_name"])
         items.append(Item(vid, (f"{vid}.mp4", vid), label))

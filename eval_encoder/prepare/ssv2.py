@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from eval_encoder.prepare.base import (AnnotationFiles, Format, Item, Prepared, PrepareError,
-                                       integer, read_json)
+                                       integer, json_objects, read_json)
 from eval_encoder.prepare.registry import register_format
 
 SPLIT_FILES = {"train": ("*train.json",), "val": ("*validation.json",)}
@@ -36,14 +36,8 @@ def template_class(template: str) -> str:
 
 def read_split(path: Path, index: Dict[str, int]) -> List[Item]:
     """Items of one split file."""
-    entries = read_json(path)
-    if not isinstance(entries, list):
-        raise PrepareError(f"{path}: expected a list of videos, got {type(entries).__name__}")
     items = []
-    for i, entry in enumerate(entries):
-        where = f"{path}: entry {i}"
-        if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
-            raise PrepareError(f"{where}: expected an object with 'id' and 'template'")
+    for where, entry in json_objects(path, ("id", "template")):
         name = template_class(entry["template"])
         if name not in index:
             raise PrepareError(f"{where}: template {entry['template']!r} is not in the label map")
