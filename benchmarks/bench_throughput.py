@@ -41,6 +41,7 @@ import torch  # noqa: E402
 
 from eval_encoder.compute import count_flops  # noqa: E402
 from eval_encoder.encoders import onevision  # noqa: E402
+from eval_encoder.encoders.onevision_config import onevision_config  # noqa: E402
 from eval_encoder.encoders.sampling import sampled_patch_positions  # noqa: E402
 
 SIZES = {  # model name, batch, clip frames per case
@@ -139,7 +140,7 @@ def known_peak(name: str) -> Optional[float]:
 
 def build(model_name: str, attn: str, device: torch.device):
     torch.manual_seed(0)
-    model = onevision.OneVisionEncoder(onevision.onevision_config(model_name),
+    model = onevision.OneVisionEncoder(onevision_config(model_name),
                                        attn_implementation=attn)
     return model.to(device).eval().requires_grad_(False)  # frozen, as the families run it
 

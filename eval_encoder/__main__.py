@@ -6,6 +6,8 @@ import inspect
 import sys
 from typing import List, Optional
 
+from eval_encoder.resources import MissingData
+
 PROG = "python -m eval_encoder"
 COMMANDS = {
     "probe": ("eval_encoder.probe.run", "run one attentive probe (same flags as attentive_probe.py)"),
@@ -38,7 +40,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    from eval_encoder.resources import MissingData
 
     try:
         return run_command(argv[0], argv[1:])

@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from eval_encoder import distributed as dist
+
 FORMAT = "eval_encoder.checkpoint"
 VERSION = 1
 KEEP = 2
@@ -182,8 +184,6 @@ class Checkpointer:
 
     def due(self) -> bool:
         """Whether a step checkpoint is due, the same answer on every rank (one collective)."""
-        from eval_encoder import distributed as dist
-
         flag = torch.tensor([1.0 if self.env.is_main and _now() - self.last >= self.every_s
                              else 0.0], dtype=torch.float64)
         if dist.active():
@@ -193,8 +193,6 @@ class Checkpointer:
 
     def save(self, run_state: Dict[str, Any], position: Position) -> None:
         """Gather every rank's part of ``run_state`` and write it (rank 0); collective."""
-        from eval_encoder import distributed as dist
-
         start = _now()
         per_rank = dist.all_gather_objects(run_state.pop("per_rank"))
         if self.env.is_main:

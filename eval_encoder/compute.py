@@ -12,7 +12,7 @@ sequences of N tokens costs per sequence:
   MLP               2 * N * (D * M * matrices) * L  (2 matrices, or 3 for a gated MLP)
 
 How a family turns a clip into sequences is a small function per encoder class, registered
-in :data:`COST_MODELS` (see :func:`register_cost`): the OneVision ViT encodes one sequence of
+in :data:`COST_MODELS` by the family's own module (see :func:`register_cost`): the OneVision ViT encodes one sequence of
 ``T * (S/p)^2`` patches (sampling) or of the K visible patches (codec), plus its pooling head;
 a timm image encoder encodes T sequences of prefix (class, register) + patch tokens, its
 shape read from its blocks; a transformers model is counted once on one frame with
@@ -22,7 +22,6 @@ its FLOPs were not counted.
 """
 from __future__ import annotations
 
-import functools
 import resource
 import sys
 import time
@@ -132,7 +131,6 @@ def encoder_cost(encoder: nn.Module, frames: int, tokens: int) -> Optional[Encod
     own = getattr(encoder, "flops_per_clip", None)
     if callable(own):
         return own(frames, tokens)
-    _register_builtin()
     for cls in type(encoder).__mro__:
         if cls in COST_MODELS:
             return COST_MODELS[cls](encoder, frames, tokens)
@@ -259,20 +257,6 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
         fn()
     return int(counter.get_total_flops())
-
-
-@functools.lru_cache(maxsize=None)
-def _register_builtin() -> None:
-    """The built-in families' cost models (imported here, once and late: the families import
-    the codec pipeline, which a reader of records does not need)."""
-    from eval_encoder.encoders.baselines import TimmFrameEncoder
-    from eval_encoder.encoders.codec import CodecEncoder
-    from eval_encoder.encoders.hf_backend import HFFrameEncoder
-    from eval_encoder.encoders.sampling import SamplingEncoder
-
-    for cls, fn in ((SamplingEncoder, sampling_cost), (CodecEncoder, codec_cost),
-                    (TimmFrameEncoder, timm_cost), (HFFrameEncoder, hf_cost)):
-        COST_MODELS.setdefault(cls, fn)
 
 
 def parameter_count(module: nn.Module) -> int:

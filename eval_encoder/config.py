@@ -1,24 +1,24 @@
-"""Typed run configuration: defaults < YAML recipe (--config) < command line.
+"""Typed run configuration: the fields of a probe run and of codec selection, with their
+metadata (help, choices, ranges), and the checked setting of values on them.
 
 Every flag of the upstream ``attentive_probe.py`` / ``attentive_probe_codec.py`` is a field
 here, with the upstream spelling and default, so their command lines keep working. Unknown
 YAML keys are errors naming the file. The resolved configuration, with the source of each
 value, is saved in the run record.
+
+This is the bottom of the house: it imports nothing of the project. Fields become flags in
+:mod:`eval_encoder.flags`; argv and a recipe become a checked configuration (protocol, dataset
+card, registry, launcher) in :mod:`eval_encoder.probe.args`.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import re
-import sys
+import difflib
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional
 
 import yaml
-
-from eval_encoder.codec.options import CodecOptions
-from eval_encoder.protocol import BEHAVIOURS
 
 
 class ConfigError(ValueError):
@@ -74,6 +74,63 @@ def _f(default: Any, help: str, **meta) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **meta})
     return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class CodecOptions:
+    """Options of codec-style patch selection, with the upstream flag names and defaults;
+    every field that changes the selected indices is part of the cache key."""
+
+    patch_size: int = _f(14, "selection grid patch size (the encoder's patch size)",
+                         check=AT_LEAST_1)
+    K_keep: int = _f(2048, "patches kept per clip from the 64-frame grid", check=AT_LEAST_1)
+    mv_compensate: str = _f("similarity", "camera-motion removal",
+                            choices=["none", "median", "mean", "similarity", "affine"])
+    mv_use_inconsistency: bool = _f(False, "score motion by its local variance (inconsistency) "
+                                           "instead of its magnitude")
+    mv_incon_ksize: int = _f(3, "odd window (>= 3, in 8-pixel motion cells) of that variance",
+                             check=Bound(3))
+    res_use_grad: bool = _f(False, "use the residual's gradient magnitude instead of |r|")
+    fuse_mode: str = _f("weighted", "how motion and residual energy are fused",
+                        choices=["weighted", "max", "sum", "geomean"])
+    w_mv: float = _f(1.0, "weight of motion energy in the weighted fusion", check=NON_NEGATIVE)
+    w_res: float = _f(1.0, "weight of residual energy in the weighted fusion", check=NON_NEGATIVE)
+    center_prior: float = _f(0.3, "weight of the centred Gaussian prior (0: off)",
+                             check=NON_NEGATIVE)
+    center_sigma: float = _f(0.35, "sigma of the centre prior, as a fraction of min(H, W)",
+                             check=POSITIVE)
+    static_fallback: int = _f(1, "1: near-static clips take uniform frames whole",
+                              check=Bound(0, 1))
+    static_abs_thresh: float = _f(126.0, "static test: absolute energy threshold",
+                                  check=NON_NEGATIVE)
+    static_rel_thresh: float = _f(0.38, "static test: relative energy threshold",
+                                  check=NON_NEGATIVE)
+    static_uniform_frames: int = _f(4, "frames taken whole by the static fallback",
+                                    check=AT_LEAST_1)
+    mv_reference: str = _f("source", "motion of each sampled frame against its source-rate "
+                           "predecessor, or against the previous sampled frame",
+                           choices=["source", "sampled"])
+    codec_frame_ids: Optional[str] = _f(None, "64 frame ids from linspace: truncated (published) "
+                                        "or rounded; default: from --protocol",
+                                        choices=["trunc", "round"])
+    zero_frames: Optional[str] = _f(None, "frames whose map is zero: 'gop16' (published: sampled "
+                                    "frames on a 16-frame GOP's intra frame, first 8, and repeated "
+                                    "ids) or 'unreferenced' (no predecessor, repeats); default: "
+                                    "from --protocol", choices=["gop16", "unreferenced"])
+    mv_floor: Optional[float] = _f(None, "floor (px) of the motion map's 95th-percentile "
+                                   "normaliser; default: from --protocol", check=POSITIVE)
+    map_grid: Optional[str] = _f(None, "'pixel': every map stage at pixel resolution as published "
+                                 "(8-bit map, cubic a=-0.75 resize); 'cell': on 8-pixel motion "
+                                 "cells, float, resampled like the pixels; default: from --protocol",
+                                 choices=["pixel", "cell"])
+    map_resolution: Optional[str] = _f(None, "resolution of the re-encode, vectors, residual and "
+                                       "map: the source's, or the map's own (shorter side "
+                                       "area-downscaled to the resize size, never upscaled); "
+                                       "default: from --protocol", choices=["source", "map"])
+    topk_ties: Optional[str] = _f(None, "top-K order among equal scores: numpy's argpartition "
+                                  "(published) or stable (lower index first); default: from "
+                                  "--protocol", choices=["partition", "stable"])
+    cache_dir: Optional[str] = _f(None, "folder for cached patch indices (.npy)")
 
 
 @dataclass
@@ -200,155 +257,25 @@ class ProbeConfig:
 
 _SKIP = {"codec", "sources"}
 
-# the codec options' ranges (their fields live in eval_encoder/codec/options.py; the ranges are
-# checked here, with every other flag's, when the command line or a YAML file is read)
-CODEC_BOUNDS: Dict[str, Bound] = {
-    "patch_size": AT_LEAST_1, "K_keep": AT_LEAST_1, "mv_incon_ksize": Bound(3),
-    "w_mv": NON_NEGATIVE, "w_res": NON_NEGATIVE, "center_prior": NON_NEGATIVE,
-    "center_sigma": POSITIVE, "static_fallback": Bound(0, 1), "static_abs_thresh": NON_NEGATIVE,
-    "static_rel_thresh": NON_NEGATIVE, "static_uniform_frames": AT_LEAST_1, "mv_floor": POSITIVE,
-}
 
-# where an option left unset (None) gets its value, for --help
-DEFAULT_FROM: Dict[str, str] = {
-    **dict.fromkeys((row.option.split(".")[-1] for row in BEHAVIOURS), "from --protocol"),
-    **dict.fromkeys(("train_data_csv_path", "val_data_csv_path", "batch_size", "default_epoch"),
-                    "from the dataset card"),
-    **dict.fromkeys(("input_size", "embedding_size", "frames_token_num", "mean", "std"),
-                    "from the encoder spec"),
-    "short_side_size": "the crop size", "global_batch_size": "batch_size x processes",
-    "checkpoint_dir": "<save_report>/checkpoints", "data_root": "none: required",
-}
-# dataset card attribute behind an option the card fills (--help shows the card's value)
-CARD_DEFAULTS = {"batch_size": "default_batch_size", "default_epoch": "default_epochs",
-                 "num_classes": "num_classes", "train_data_csv_path": "train_manifest",
-                 "val_data_csv_path": "val_manifest"}
-
-
-def _own_fields(cls) -> List[dataclasses.Field]:
+def own_fields(cls) -> List[dataclasses.Field]:
+    """The fields of ``cls`` that are options (not the nested codec options or the sources)."""
     return [f for f in fields(cls) if f.name not in _SKIP]
 
 
 def bound_of(f: dataclasses.Field) -> Optional[Bound]:
     """The range a field's numbers must lie in (None: any)."""
-    return f.metadata.get("check") or CODEC_BOUNDS.get(f.name)
+    return f.metadata.get("check")
 
 
-def _checked(convert: Callable[[str], Any], bound: Optional[Bound]) -> Callable[[str], Any]:
-    """An argparse ``type`` converting with ``convert`` then checking ``bound``; argparse
-    turns the error into "argument --name: must be >= 1, got 0"."""
-    if bound is None:
-        return convert
-
-    def check(text: str) -> Any:
-        value = convert(text)
-        why = bound.problem(value)
-        if why:
-            raise argparse.ArgumentTypeError(why)
-        return value
-
-    check.__name__ = convert.__name__  # argparse names the type in "invalid int value"
-    return check
-
-
-def default_text(f: dataclasses.Field, known: Optional[Dict[str, Tuple[Any, str]]] = None) -> str:
-    """``[default: value (where from)]`` for --help: ``known`` (values a recipe or dataset card
-    gives this command line), else the built-in default, else where an unset value comes from.
-    Shown in the help only: parsing keeps SUPPRESS, so defaults < YAML < command line holds."""
-    if known and f.name in known:
-        value, origin = known[f.name]
-        return f"[default: {_show(value)}, from {origin}]"
-    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    if value is not None:
-        return f"[default: {_show(value)}, built-in]"
-    return f"[default: {DEFAULT_FROM.get(f.name, 'unset')}]"
-
-
-def _show(value: Any) -> str:
-    text = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-    return text.replace("%", "%%")  # argparse %-formats help texts
-
-
-def add_field(parser: argparse.ArgumentParser, f: dataclasses.Field,
-              known: Optional[Dict[str, Tuple[Any, str]]] = None) -> None:
-    """Add dataclass field ``f`` as ``--name`` (help, nargs, choices and range from its
-    metadata; the help ends with the default and where it comes from, see default_text)."""
-    meta = f.metadata
-    said = re.sub(r" ?\(default: [^)]*\)|;? default: from --protocol", "", meta.get("help") or "")
-    kwargs: Dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                              "help": f"{said} {default_text(f, known)}".strip()}
-    ftype = str(f.type)
-    if "bool" in ftype:
-        kwargs["type"] = _parse_bool
-        kwargs["nargs"] = "?"
-        kwargs["const"] = True
-    else:
-        convert = float if "float" in ftype else int if "int" in ftype else str
-        kwargs["type"] = _checked(convert, bound_of(f))
-    if "nargs" in meta:
-        kwargs["nargs"] = meta["nargs"]
-    if "choices" in meta:
-        kwargs["choices"] = meta["choices"]
-    parser.add_argument(f"--{f.name}", **kwargs)
-
-
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); argparse words the error."""
     low = str(text).lower()
     if low in ("1", "true", "yes", "on"):
         return True
     if low in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
-
-
-def build_parser(prog: str = "attentive_probe.py",
-                 known: Optional[Dict[str, Tuple[Any, str]]] = None) -> argparse.ArgumentParser:
-    """The command-line parser: every ProbeConfig and CodecOptions field as ``--name``, and
-    -v/-q. ``known``: {option: (value, origin)} that a recipe or dataset card supplies, for
-    the help's defaults (see :func:`help_defaults`)."""
-    from eval_encoder.logs import add_verbosity_flags
-
-    parser = argparse.ArgumentParser(prog, description="Attentive probe of a frozen video encoder")
-    for f in _own_fields(ProbeConfig):
-        add_field(parser, f, known)
-    group = parser.add_argument_group("codec patch selection (codec family)")
-    for f in fields(CodecOptions):
-        add_field(group, f, known)
-    add_verbosity_flags(parser)
-    return parser
-
-
-def help_defaults(argv: Sequence[str], base: Optional[Dict[str, Any]] = None
-                  ) -> Dict[str, Tuple[Any, str]]:
-    """For --help: the values this command line's --config recipe and dataset card (given, or
-    the default one) would supply, as {option: (value, origin)}. Unreadable files add nothing:
-    the help must always print."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    pre.add_argument("--dataset")
-    given = vars(pre.parse_known_args(list(argv))[0])
-    known = {k: (v, "this script's own defaults") for k, v in (base or {}).items()}
-    if given["config"]:
-        try:
-            known.update({k: (v, f"recipe {given['config']}")
-                          for k, v in load_yaml(given["config"]).items()})
-        except ConfigError:
-            pass
-    dataset = given["dataset"] or (known.get("dataset") or (ProbeConfig.dataset, ""))[0]
-    for option, value in _card_defaults(str(dataset)).items():
-        known.setdefault(option, value)  # the card fills only what the recipe leaves unset
-    return known
-
-
-def _card_defaults(dataset: str) -> Dict[str, Tuple[Any, str]]:
-    from eval_encoder.video.manifest import ManifestError, load_card
-
-    try:
-        card = load_card(dataset)
-    except (ManifestError, ValueError, OSError):
-        return {}
-    return {option: (getattr(card, attr), f"dataset card {card.path}")
-            for option, attr in CARD_DEFAULTS.items()}
 
 
 def _coerce(name: str, value: Any, f: dataclasses.Field, origin: str) -> Any:
@@ -372,7 +299,7 @@ def _convert(name: str, value: Any, f: dataclasses.Field, origin: str) -> Any:
             inner = float if "float" in ftype else str
             return [inner(v) for v in items]
         if "bool" in ftype:
-            return _parse_bool(value)
+            return parse_bool(value)
         if "float" in ftype:
             return float(value)
         if "int" in ftype:
@@ -400,7 +327,7 @@ def load_yaml(path: str) -> Dict[str, Any]:
 
 def apply_values(cfg: ProbeConfig, values: Dict[str, Any], origin: str) -> None:
     """Set ``values`` on ``cfg`` (flat names, codec options included); unknown keys raise."""
-    own = {f.name: f for f in _own_fields(ProbeConfig)}
+    own = {f.name: f for f in own_fields(ProbeConfig)}
     codec = {f.name: f for f in fields(CodecOptions)}
     for name, value in values.items():
         if name in own:
@@ -408,65 +335,10 @@ def apply_values(cfg: ProbeConfig, values: Dict[str, Any], origin: str) -> None:
         elif name in codec:
             setattr(cfg.codec, name, _coerce(name, value, codec[name], origin))
         else:
-            import difflib
-
             close = difflib.get_close_matches(name, [*own, *codec], n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise ConfigError(f"{origin}: unknown option {name!r}{hint}")
         cfg.sources[name] = origin
-
-
-def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
-                 base: Optional[Dict[str, Any]] = None) -> ProbeConfig:
-    """Resolve a ProbeConfig from ``base`` values, an optional --config YAML and ``argv``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    known = help_defaults(argv, base) if {"-h", "--help"} & set(argv) else None
-    parser = build_parser(prog, known)
-    ns = vars(parser.parse_args(argv))
-    cfg = ProbeConfig()
-    if base:
-        apply_values(cfg, base, "caller")
-    yaml_path = ns.get("config")
-    if yaml_path:
-        apply_values(cfg, {k: v for k, v in load_yaml(yaml_path).items() if k != "config"},
-                     f"yaml:{yaml_path}")
-    apply_values(cfg, ns, "command line")
-    canonical_weight(cfg)
-    check_launcher_flags(cfg)
-    from eval_encoder.protocol import apply_protocol
-
-    apply_protocol(cfg)
-    return cfg
-
-
-def canonical_weight(cfg: ProbeConfig) -> None:
-    """Replace a ``--model_weight`` alias (registry.WEIGHT_ALIASES) by the canonical name, so
-    both spellings hash, resolve and record as one model; the source says it was an alias."""
-    from eval_encoder.registry import WEIGHT_ALIASES
-
-    canonical = WEIGHT_ALIASES.get(cfg.model_weight)
-    if canonical:
-        origin = cfg.sources.get("model_weight", "default")
-        cfg.sources["model_weight"] = f"{origin} (as {cfg.model_weight}, an alias)"
-        cfg.model_weight = canonical
-
-
-def check_launcher_flags(cfg: ProbeConfig) -> None:
-    """--rank/--local_rank/--world_size and the multi-node flags are torchrun's job; given,
-    they must agree with it."""
-    env = {"rank": "RANK", "global_rank": "RANK", "local_rank": "LOCAL_RANK", "world_size": "WORLD_SIZE"}
-    for name, var in env.items():
-        given = getattr(cfg, name)
-        if given is None:
-            continue
-        actual = int(os.environ.get(var, "1" if var == "WORLD_SIZE" else "0"))
-        if given != actual:
-            raise ConfigError(
-                f"--{name} {given} disagrees with the launcher (${var}={actual}); "
-                "launch with torchrun and leave rank flags out")
-    from eval_encoder.launch.torchrun import check_rendezvous_flags
-
-    check_rendezvous_flags(cfg, os.environ)
 
 
 def require(condition: bool, message: str) -> None:

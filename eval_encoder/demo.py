@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
+
+from eval_encoder.encoders.onevision import OneVisionEncoder
+from eval_encoder.encoders.onevision_config import onevision_config
+from eval_encoder.logs import setup_logging
 
 log = logging.getLogger("eval_encoder.demo")
 
@@ -105,10 +110,6 @@ def generate(out: Path) -> Path:
 
 def save_tiny_encoder(out: Path, seed: int = 0) -> Path:
     """A randomly initialised tiny OneVision Encoder saved in the published format."""
-    import torch
-
-    from eval_encoder.encoders.onevision import OneVisionEncoder, onevision_config
-
     folder = out / "weights" / "ov_encoder_tiny"
     if not (folder / "config.json").is_file():
         torch.manual_seed(seed)
@@ -141,8 +142,6 @@ def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Se
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from eval_encoder.logs import setup_logging
-
     setup_logging()
     parser = argparse.ArgumentParser("python -m eval_encoder demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

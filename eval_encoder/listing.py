@@ -9,13 +9,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+import yaml
 
 from eval_encoder import resources
 from eval_encoder.config import ConfigError, load_yaml
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
+from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
+from eval_encoder.logs import add_verbosity_flags
+from eval_encoder.protocol import BEHAVIOURS, DEVIATIONS, markdown_tables
 from eval_encoder.registry import ENCODERS
+from eval_encoder.video.manifest import ManifestError, cards_dir, known_datasets, load_card
 
 SECTIONS = ("families", "models", "datasets", "recipes")
 # listed only when asked for by name: long texts rather than a catalogue
@@ -36,7 +43,6 @@ def load_families(encoder_modules: Sequence[str] = ()) -> None:
     """Register every family: built-in ones, the hf backend, entry points, user modules."""
     importlib.import_module("eval_encoder.encoders")
     importlib.import_module("eval_encoder.encoders.hf_backend")
-    from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 
     load_encoder_modules(encoder_modules)
     load_entry_points()
@@ -66,10 +72,6 @@ def model_rows() -> List[dict]:
 
 def dataset_rows() -> List[dict]:
     """Every dataset card; a card that cannot be read gives a row with its error."""
-    import yaml
-
-    from eval_encoder.video.manifest import ManifestError, cards_dir, known_datasets, load_card
-
     rows = []
     for name in known_datasets():
         try:
@@ -114,10 +116,6 @@ def canonical_family(name: str) -> str:
 
 def protocol_rows() -> List[dict]:
     """The protocol table: behaviours each protocol switches, then differences kept in both."""
-    from dataclasses import asdict
-
-    from eval_encoder.protocol import BEHAVIOURS, DEVIATIONS
-
     switched = [{"kind": "switched", **asdict(r), "flag": r.flag} for r in BEHAVIOURS]
     kept = [{"kind": "kept in both", **asdict(d), "paper": "published", "clean": "ours"}
             for d in DEVIATIONS]
@@ -247,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--family", help="only this family's models (name or alias)")
     parser.add_argument("--encoder_module", nargs="+", default=[],
                         help="import these modules first, so their encoders are listed too")
-    from eval_encoder.logs import add_verbosity_flags
 
     add_verbosity_flags(parser)  # -v/-q
     return parser
@@ -262,8 +259,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}")
     if args.markdown:
-        from eval_encoder.protocol import markdown_tables
-
         print(markdown_tables(), end="")
         return 0
     load_families(args.encoder_module)

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
+from eval_encoder.config import ConfigError
+
 PROTOCOLS = ("paper", "clean")
 DEFAULT = "paper"
 REPORTED = "paper"  # the protocol that produced the paper's reported numbers
@@ -260,8 +262,6 @@ def _choices(holder, name: str):
 
 def apply_protocol(cfg) -> None:
     """Fill every behaviour option still unset (None) from ``cfg.protocol``; check the values."""
-    from eval_encoder.config import ConfigError
-
     if cfg.protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol {cfg.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     for row in BEHAVIOURS:

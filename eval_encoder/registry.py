@@ -6,14 +6,9 @@ registering a name twice is an error instead of a silent overwrite.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable, Dict, Generic, Iterable, Iterator, Optional, Tuple, TypeVar
 
-
-def did_you_mean(name: str, known, cutoff: float = 0.5) -> str:
-    """`` Did you mean 'a', 'b'?`` for up to three close matches of ``name``, else ''."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
-    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+from eval_encoder.text import did_you_mean
 
 T = TypeVar("T")
 
@@ -103,29 +98,10 @@ def register_encoder(name: str, aliases: Iterable[str] = ()) -> Callable:
 
 
 # Hub ids that name the same weights: alias -> canonical id (the recipes' spelling). A run
-# given an alias resolves, hashes and records the canonical id (config.canonical_weight).
+# given an alias resolves, hashes and records the canonical id (probe.args.canonical_weight).
 WEIGHT_ALIASES: Dict[str, str] = {
     "lmms-lab/onevision-encoder-large": "lmms-lab-encoder/onevision-encoder-large",
 }
-
-
-def check_names(cfg) -> None:
-    """Fail before anything is written when ``--model_family`` or ``--model_name`` is unknown.
-
-    Users' families are loaded first (``--encoder_module``, entry points), so they are known
-    like the built-in ones. Each family says which model names it takes through an optional
-    ``check_model_name(name)`` on its factory, which raises with suggestions (OneVision sizes;
-    the baselines' table or any timm architecture). A family without one (``hf``: any hub id
-    or folder; users' own) takes any name.
-    """
-    from eval_encoder.encoders import load_encoder_modules, load_entry_points
-
-    load_encoder_modules(cfg.encoder_module)
-    load_entry_points()
-    factory = ENCODERS.get(cfg.model_family)
-    check = getattr(factory, "check_model_name", None)
-    if callable(check):
-        check(cfg.model_name)
 
 
 def method_label(cfg) -> str:

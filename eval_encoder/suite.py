@@ -68,8 +68,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import yaml
 
 from eval_encoder import record as rec
-from eval_encoder.config import (ConfigError, ProbeConfig, apply_values, build_parser, load_yaml,
-                                 parse_config)
+from eval_encoder.config import ConfigError, ProbeConfig, apply_values, load_yaml
+from eval_encoder.encoders import check_names
+from eval_encoder.flags import build_parser
+from eval_encoder.probe.args import parse_config
 from eval_encoder.launch import (LAUNCHERS, TORCHRUN_KEYS, Ended, Entry, Job, LaunchError,
                                  Launcher, LocalLauncher, SuiteState, Task, Topology)
 from eval_encoder.launch.base import TRAINER, settings_from, write_atomic
@@ -77,7 +79,8 @@ from eval_encoder.launch.process import (LAUNCHER_ENV, STOP_GRACE_S, Interrupted
                                          die_with_parent, sigterm_interrupts, stream_process)
 from eval_encoder.launch.torchrun import parse_nnodes
 from eval_encoder.logs import setup_logging
-from eval_encoder.registry import RegistryError, check_names, did_you_mean, method_label
+from eval_encoder.registry import RegistryError, method_label
+from eval_encoder.text import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +353,8 @@ def data_changed(record: Dict[str, Any], data_root: str) -> Optional[str]:
     The config hash leaves the data root out (the same data may move), so the card version
     and the manifests' contents are compared here instead.
     """
-    from eval_encoder.video.manifest import file_sha256, load_card, split_paths
+    from eval_encoder.files import file_sha256
+    from eval_encoder.video.manifest import load_card, split_paths
 
     stored = record.get("dataset") or {}
     config = record.get("config") or {}

@@ -22,12 +22,14 @@ from eval_encoder import __main__ as cli
 from eval_encoder import leaderboard as lb
 from eval_encoder import listing, logs, suite
 from eval_encoder.codec.options import CodecOptions
-from eval_encoder.config import (ConfigError, ProbeConfig, bound_of, build_parser,
-                                 parse_config)
-from eval_encoder.probe.run import batch_warnings
+from eval_encoder.config import ConfigError, ProbeConfig, bound_of
+from eval_encoder.flags import build_parser
+from eval_encoder.probe.args import parse_config
+from eval_encoder.probe.data import batch_warnings
 from eval_encoder.probe.run import main as probe_main
 from eval_encoder.record import config_hash, read_record
-from eval_encoder.registry import WEIGHT_ALIASES, RegistryError, check_names
+from eval_encoder.encoders import check_names
+from eval_encoder.registry import WEIGHT_ALIASES, RegistryError
 from eval_encoder.video.steps import make_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -330,7 +332,7 @@ def test_demo_takes_a_free_port_not_a_fixed_one():
 def test_one_log_line_per_epoch_with_loss_lr_speed_and_eta(caplog):
     from types import SimpleNamespace
 
-    from eval_encoder.probe.run import log_epoch
+    from eval_encoder.probe.training import log_epoch
 
     def head(name, lr):
         return SimpleNamespace(name=name, optimizer=SimpleNamespace(param_groups=[{"lr": lr}]))

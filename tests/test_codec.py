@@ -22,7 +22,7 @@ from eval_encoder.codec.saliency import _design, camera_motion, int_percentile
 from eval_encoder.codec.select import (FLAG_CACHE_RECOMPUTED, FLAG_K_CLIPPED, FLAG_SHORT_CLIP,
                                        FLAG_STATIC_FALLBACK, patch_scores, uniform_frame_patches)
 from eval_encoder.codec.synthetic import moving_square, texture, write_video
-from eval_encoder.config import parse_config
+from eval_encoder.probe.args import parse_config
 from eval_encoder.video.decode import ClipDecodeError
 from eval_encoder.video.transforms import TransformSpec, resize_crop
 

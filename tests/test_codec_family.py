@@ -6,7 +6,8 @@ import torch
 import eval_encoder.encoders  # noqa: F401  (registers the families and the codec source)
 from eval_encoder.codec.select import FLAG_NAMES, FLAG_SHORT_CLIP
 from eval_encoder.codec.synthetic import moving_square, write_video
-from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.config import ConfigError
+from eval_encoder.probe.args import parse_config
 from eval_encoder.encoders import build_encoder
 from eval_encoder.encoders.onevision import index_positions
 from eval_encoder.record import read_record

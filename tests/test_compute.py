@@ -11,8 +11,10 @@ import torch
 
 from eval_encoder import compute
 from eval_encoder import record as rec
-from eval_encoder.config import ProbeConfig, parse_config
+from eval_encoder.config import ProbeConfig
+from eval_encoder.probe.args import parse_config
 from eval_encoder.encoders import baselines as bl
+from eval_encoder.encoders import weights
 from eval_encoder.encoders.base import EncoderSpec, VideoEncoder
 from eval_encoder.encoders.codec import CodecEncoder, codec_spec
 from eval_encoder.encoders.onevision import OneVisionEncoder, OneVisionConfig
@@ -175,22 +177,20 @@ def test_weight_file_digest_is_cached_by_identity(tmp_path, monkeypatch):
     weight = tmp_path / "w.safetensors"
     weight.write_bytes(b"abc" * 100)
     cache = tmp_path / "cache" / "weight_sha256.json"
-    first = rec.describe_weights(str(weight), cache)
+    first = weights.describe_weights(str(weight), cache)
     assert first["path"] == str(weight.resolve()) and first["sha256"] == _sha(b"abc" * 100)
     assert first["files"] == [{"name": "w.safetensors", "bytes": 300, "sha256": _sha(b"abc" * 100)}]
     stored = json.loads(cache.read_text())
     assert stored["files"][str(weight.resolve())]["inode"] == weight.stat().st_ino
     # unchanged file: read from the cache, never hashed again
-    import eval_encoder.video.manifest as manifest
-
-    real = manifest.file_sha256
-    monkeypatch.setattr(manifest, "file_sha256", lambda p: pytest.fail(f"rehashed {p}"))
-    assert rec.describe_weights(str(weight), cache)["sha256"] == first["sha256"]
+    real = weights.file_sha256
+    monkeypatch.setattr(weights, "file_sha256", lambda p: pytest.fail(f"rehashed {p}"))
+    assert weights.describe_weights(str(weight), cache)["sha256"] == first["sha256"]
     # a changed file (same size, new mtime) is hashed again
     weight.write_bytes(b"abd" * 100)
     os.utime(weight, ns=(1, 1))
-    monkeypatch.setattr(manifest, "file_sha256", real)
-    assert rec.describe_weights(str(weight), cache)["sha256"] == _sha(b"abd" * 100)
+    monkeypatch.setattr(weights, "file_sha256", real)
+    assert weights.describe_weights(str(weight), cache)["sha256"] == _sha(b"abd" * 100)
 
 
 def test_weight_folder_digest_is_over_its_weight_files_in_order(tmp_path, monkeypatch):
@@ -200,14 +200,14 @@ def test_weight_folder_digest_is_over_its_weight_files_in_order(tmp_path, monkey
     (folder / "sub" / "a.bin").write_bytes(b"a")
     (folder / "config.json").write_text("{}")  # not a weight file
     monkeypatch.chdir(tmp_path)
-    out = rec.describe_weights("model", None)  # relative to the working directory
+    out = weights.describe_weights("model", None)  # relative to the working directory
     assert out["path"] == str(folder.resolve())
     assert [f["name"] for f in out["files"]] == ["b.safetensors", "sub/a.bin"]
     lines = f"b.safetensors {_sha(b'b')}\nsub/a.bin {_sha(b'a')}\n"
     assert out["sha256"] == _sha(lines.encode())
     for nothing in ("random", "random (seed 3)", None):
-        assert rec.describe_weights(nothing, None)["path"] is None
-    assert rec.describe_weights("no/such/place.safetensors", None)["sha256"] is None
+        assert weights.describe_weights(nothing, None)["path"] is None
+    assert weights.describe_weights("no/such/place.safetensors", None)["sha256"] is None
 
 
 # ----------------------------------------------------------------------------- config block

@@ -1,7 +1,8 @@
 """Registry, config precedence and dataset-card checks."""
 import pytest
 
-from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.config import ConfigError
+from eval_encoder.probe.args import parse_config
 from eval_encoder.registry import Registry, RegistryError
 from eval_encoder.video.manifest import ManifestError, load_card, read_manifest
 

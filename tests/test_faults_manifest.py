@@ -1,7 +1,7 @@
 """Fault 1: a byte order mark or an invisible character in a manifest's paths."""
 import pytest
 
-from eval_encoder.probe.run import check_files_exist
+from eval_encoder.probe.data import check_files_exist
 from eval_encoder.probe.trainer import RunFailed
 from eval_encoder.video.decode import ClipDecodeError, check_opens
 from eval_encoder.video.manifest import invisible_characters, invisible_note, read_manifest

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from eval_encoder.demo import render_clip, write_video
+from eval_encoder.probe import data as data_mod
 from eval_encoder.probe import run as run_mod
 from eval_encoder.probe.run import main as probe_main
 from eval_encoder.probe.trainer import Counters, RunFailed
@@ -140,12 +141,12 @@ def test_below_the_limit_a_warning_names_them_and_the_run_goes_on(dataset, caplo
         _clip(root / f"v{i}.mp4", i)
     (root / "v3.mp4").write_bytes(b"junk" * 40)
     (root / "val.csv").write_text("".join(f"v{i}.mp4,{i % 2}\n" for i in range(8)))
-    from eval_encoder.config import parse_config
+    from eval_encoder.probe.args import parse_config
     from eval_encoder.video.manifest import load_card
 
     _, _, flags = dataset
     cfg = parse_config(flags + ["--max_skip_fraction", "0.2"])
-    manifests = run_mod.read_manifests(cfg, load_card("tiny"))
+    manifests = data_mod.read_manifests(cfg, load_card("tiny"))
     assert len(manifests.val) == 8
     assert "1 val clips cannot be read" in caplog.text and "v3.mp4" in caplog.text
 
@@ -156,7 +157,7 @@ def test_a_training_time_skip_failure_carries_every_clip():
                                for k in range(7)}
     trainer = type("T", (), {"counters": counters})()
     with pytest.raises(RunFailed) as info:
-        run_mod._skip_check(trainer, "val", clips=9, views=2, limit=0.1)
+        data_mod.skip_check(trainer, "val", clips=9, views=2, limit=0.1)
     assert "7 of 9 val clips" in str(info.value) and "/d/v4.mp4" in str(info.value)
     assert "/d/v5.mp4" not in str(info.value)  # the message stays short
     listed = info.value.samples["val"]["skipped"]

@@ -65,17 +65,7 @@ def test_a_source_without_packet_counts_still_names_the_clip():
     assert counters.truncated["train"] == {5: {"frames_used": 31, "packets": None}}
 
 
-def _fill_record_lists_truncated() -> bool:
-    import inspect
-
-    from eval_encoder.probe import run
-
-    return "truncated_clips" in inspect.getsource(run.fill_record)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _fill_record_lists_truncated(),
-                    reason="run.fill_record does not call trainer.truncated_clips yet")
 def test_a_run_record_names_its_truncated_clips(clips, tmp_path, monkeypatch):
     from eval_encoder.probe.run import main as probe_main
     from eval_encoder.record import read_record

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from eval_encoder.encoders import onevision
+from eval_encoder.encoders.onevision_config import onevision_config
 from eval_encoder.encoders.sampling import sampled_patch_positions
 
 pytestmark = [pytest.mark.gpu,
@@ -30,7 +31,7 @@ CUDA = torch.device("cuda", 0)
 
 def _model(attn: str = "sdpa"):
     torch.manual_seed(0)
-    config = onevision.onevision_config("ov_encoder_base")
+    config = onevision_config("ov_encoder_base")
     return onevision.OneVisionEncoder(config, attn_implementation=attn).eval().requires_grad_(False)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.config import ConfigError
+from eval_encoder.probe.args import parse_config
 from eval_encoder.demo import free_port, generate, probe_command, save_tiny_encoder
 from eval_encoder.launch.torchrun import Topology, command
 from eval_encoder.record import read_record

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from eval_encoder.config import ConfigError, ProbeConfig
-from eval_encoder.encoders.onevision import (ONEVISION_MODEL_NAMES, OneVisionConfig,
-                                             OneVisionEncoder, VideoRope3D, apply_rope,
-                                             grid_positions, index_positions, onevision_config,
+from eval_encoder.encoders.onevision import (OneVisionConfig, OneVisionEncoder, VideoRope3D,
+                                             apply_rope, grid_positions, index_positions,
                                              rotate_half_interleaved)
+from eval_encoder.encoders.onevision_config import ONEVISION_MODEL_NAMES, onevision_config
 from eval_encoder.encoders.sampling import (build_onevision_model, build_sampling,
                                             sampled_patch_positions)
 from eval_encoder.registry import ENCODERS

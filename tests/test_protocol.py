@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from eval_encoder import listing, protocol
-from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.config import ConfigError
+from eval_encoder.probe.args import parse_config
 from eval_encoder.record import config_hash, read_record
 
 README = Path(__file__).resolve().parents[1] / "results" / "README.md"

@@ -127,7 +127,8 @@ def test_initialisation_replays_the_published_draws():
 
 
 def test_probe_size_other_than_one_is_refused():
-    from eval_encoder.config import ConfigError, parse_config
+    from eval_encoder.config import ConfigError
+    from eval_encoder.probe.args import parse_config
     from eval_encoder.encoders.base import EncoderSpec
     from eval_encoder.probe.run import check_encoder_flags
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from eval_encoder.config import ConfigError, ProbeConfig
-from eval_encoder.probe.run import build_loaders, transform_spec
+from eval_encoder.probe.data import build_loaders, transform_spec
 from eval_encoder.video.dataset import ClipDataset
 from eval_encoder.video.loader import val_order
 from eval_encoder.video.steps import StepPlanError, make_plan, train_batches

@@ -15,7 +15,8 @@ import yaml
 
 from eval_encoder import leaderboard as lb
 from eval_encoder import suite
-from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.config import ConfigError
+from eval_encoder.probe.args import parse_config
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, new_run_id, read_record, write_record
 from eval_encoder.video.manifest import load_card
 
@@ -268,7 +269,7 @@ def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
     fake = FakeTrainer()
     suite.run_suite(recipe, str(root), report, launcher=fake)
     # the fake trainer records the manifests' hashes as the real one does
-    from eval_encoder.video.manifest import file_sha256
+    from eval_encoder.files import file_sha256
     for path in Path(report, "runs").rglob("*.json"):
         data = read_record(str(path))
         name = data["dataset"]["name"]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import eval_encoder.encoders  # noqa: F401  (registers the built-in families)
-from eval_encoder.config import ConfigError, parse_config
+from eval_encoder.config import ConfigError
+from eval_encoder.probe.args import parse_config
 from eval_encoder.encoders import user
 from eval_encoder.registry import ENCODERS
 
@@ -60,6 +61,15 @@ def test_dotted_module_name_and_repeated_loading(monkeypatch):
     first = user.load_encoder_modules(["examples.my_encoders"])
     again = user.load_encoder_modules(["examples.my_encoders"])  # no double registration
     assert first == again and "my_patch_encoder" in ENCODERS
+
+
+def test_one_file_by_path_and_by_dotted_name_is_imported_once(monkeypatch):
+    """A file given by path and then by dotted name (or the other way) is one module: its
+    encoders register once, whichever spelling came first."""
+    monkeypatch.syspath_prepend(str(EXAMPLE.parents[1]))
+    by_path = user.load_encoder_modules([str(EXAMPLE)])
+    by_name = user.load_encoder_modules(["examples.my_encoders"])
+    assert by_path == by_name and "my_patch_encoder" in ENCODERS
 
 
 def test_missing_module_is_named():

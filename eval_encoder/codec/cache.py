@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from eval_encoder.codec.motion import X264_PARAMS, X264_QP
 from eval_encoder.codec.options import NOT_IN_KEY, CodecOptions
 from eval_encoder.codec.select import Selection
 
@@ -55,8 +56,6 @@ def _library_versions() -> str:
 def selection_params(num_frames: int, K: int, patch_size: int, input_size: int,
                      short_side: int, opts: CodecOptions) -> Dict:
     """Everything, besides the video, that the selected indices depend on."""
-    from eval_encoder.codec.motion import X264_PARAMS, X264_QP
-
     options = {k: v for k, v in asdict(opts).items() if k not in NOT_IN_KEY}
     options.update(K_keep=K, patch_size=patch_size)
     return {"method": METHOD_VERSION, "num_frames": num_frames, "input_size": input_size,

@@ -23,7 +23,7 @@ from typing import List, Optional, Tuple
 
 from eval_encoder.codec.options import CodecOptionError, CodecOptions, make_options
 from eval_encoder.codec.pipeline import Selector
-from eval_encoder.config import add_field
+from eval_encoder.flags import add_field
 from eval_encoder.video.decode import ClipDecodeError
 from eval_encoder.video.manifest import ManifestError, load_card, read_manifest, split_paths
 

@@ -1,61 +1,17 @@
-"""Options of codec-style patch selection, with the upstream flag names and defaults.
-
-Every field here that changes the selected indices is part of the cache key.
+"""Options of codec-style patch selection: made from keyword values under a protocol, and
+checked. The fields (upstream flag names and defaults) are
+:class:`eval_encoder.config.CodecOptions`; every one that changes the selected indices is part
+of the cache key.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional
+import difflib
+from dataclasses import fields
 
+from eval_encoder.config import CodecOptions
+from eval_encoder.protocol import resolve_codec
 
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
-@dataclass
-class CodecOptions:
-    patch_size: int = _f(14, "selection grid patch size (the encoder's patch size)")
-    K_keep: int = _f(2048, "patches kept per clip from the 64-frame grid")
-    mv_compensate: str = _f("similarity", "camera-motion removal",
-                            choices=["none", "median", "mean", "similarity", "affine"])
-    mv_use_inconsistency: bool = _f(False, "score motion by its local variance (inconsistency) "
-                                           "instead of its magnitude")
-    mv_incon_ksize: int = _f(3, "odd window (>= 3, in 8-pixel motion cells) of that variance")
-    res_use_grad: bool = _f(False, "use the residual's gradient magnitude instead of |r|")
-    fuse_mode: str = _f("weighted", "how motion and residual energy are fused",
-                        choices=["weighted", "max", "sum", "geomean"])
-    w_mv: float = _f(1.0, "weight of motion energy in the weighted fusion")
-    w_res: float = _f(1.0, "weight of residual energy in the weighted fusion")
-    center_prior: float = _f(0.3, "weight of the centred Gaussian prior (0: off)")
-    center_sigma: float = _f(0.35, "sigma of the centre prior, as a fraction of min(H, W)")
-    static_fallback: int = _f(1, "1: near-static clips take uniform frames whole")
-    static_abs_thresh: float = _f(126.0, "static test: absolute energy threshold")
-    static_rel_thresh: float = _f(0.38, "static test: relative energy threshold")
-    static_uniform_frames: int = _f(4, "frames taken whole by the static fallback")
-    mv_reference: str = _f("source", "motion of each sampled frame against its source-rate "
-                           "predecessor, or against the previous sampled frame",
-                           choices=["source", "sampled"])
-    codec_frame_ids: Optional[str] = _f(None, "64 frame ids from linspace: truncated (published) "
-                                        "or rounded; default: from --protocol",
-                                        choices=["trunc", "round"])
-    zero_frames: Optional[str] = _f(None, "frames whose map is zero: 'gop16' (published: sampled "
-                                    "frames on a 16-frame GOP's intra frame, first 8, and repeated "
-                                    "ids) or 'unreferenced' (no predecessor, repeats); default: "
-                                    "from --protocol", choices=["gop16", "unreferenced"])
-    mv_floor: Optional[float] = _f(None, "floor (px) of the motion map's 95th-percentile "
-                                   "normaliser; default: from --protocol")
-    map_grid: Optional[str] = _f(None, "'pixel': every map stage at pixel resolution as published "
-                                 "(8-bit map, cubic a=-0.75 resize); 'cell': on 8-pixel motion "
-                                 "cells, float, resampled like the pixels; default: from --protocol",
-                                 choices=["pixel", "cell"])
-    map_resolution: Optional[str] = _f(None, "resolution of the re-encode, vectors, residual and "
-                                       "map: the source's, or the map's own (shorter side "
-                                       "area-downscaled to the resize size, never upscaled); "
-                                       "default: from --protocol", choices=["source", "map"])
-    topk_ties: Optional[str] = _f(None, "top-K order among equal scores: numpy's argpartition "
-                                  "(published) or stable (lower index first); default: from "
-                                  "--protocol", choices=["partition", "stable"])
-    cache_dir: Optional[str] = _f(None, "folder for cached patch indices (.npy)")
+__all__ = ["CodecOptionError", "CodecOptions", "NOT_IN_KEY", "check_options", "make_options"]
 
 
 # options that do not change the indices (left out of the cache key)
@@ -69,19 +25,13 @@ class CodecOptionError(ValueError):
 def make_options(protocol: str = "paper", **values) -> CodecOptions:
     """CodecOptions from keyword values, unset behaviours from ``protocol`` (paper | clean);
     an unknown name or a bad value raises CodecOptionError."""
-    from dataclasses import fields
-
     known = {f.name for f in fields(CodecOptions)}
     unknown = sorted(set(values) - known)
     if unknown:
-        import difflib
-
         hints = [difflib.get_close_matches(u, known, n=1) for u in unknown]
         said = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
                          for u, h in zip(unknown, hints))
         raise CodecOptionError(f"unknown codec option {said}; known: {', '.join(sorted(known))}")
-    from eval_encoder.protocol import resolve_codec
-
     opts = resolve_codec(CodecOptions(**values), protocol)
     check_options(opts)
     return opts

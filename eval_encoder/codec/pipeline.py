@@ -19,8 +19,14 @@ from eval_encoder.codec.motion import MotionField, motion_field, source_rate_fie
 from eval_encoder.codec.options import CodecOptionError, CodecOptions, check_options, make_options
 from eval_encoder.codec.saliency import saliency
 from eval_encoder.codec.schedule import frame_ids, zeroed
-from eval_encoder.codec.select import (FLAG_CACHE_RECOMPUTED, FLAG_SHORT_CLIP, Selection, choose,
-                                       patch_scores)
+from eval_encoder.codec.select import (
+    FLAG_CACHE_RECOMPUTED,
+    FLAG_SHORT_CLIP,
+    Selection,
+    choose,
+    patch_scores,
+)
+from eval_encoder.video.dataset import FLAG_TRUNCATED
 from eval_encoder.video.decode import ClipDecodeError, decode_formats, decode_picked
 from eval_encoder.video.manifest import Segment
 from eval_encoder.video.transforms import resize_plan
@@ -224,8 +230,6 @@ class Selector:
 
     def _flags(self, sel: Selection, damaged: bool, clip: ClipFrames) -> int:
         """Stored flags plus the per-load ones (damaged entry replaced, short clip)."""
-        from eval_encoder.video.dataset import FLAG_TRUNCATED
-
         flags = sel.flags | (FLAG_CACHE_RECOMPUTED if damaged else 0)
         flags |= FLAG_TRUNCATED if clip.truncated else 0
         return flags | (FLAG_SHORT_CLIP if clip.total < self.num_frames else 0)

@@ -6,7 +6,7 @@ from eval_encoder.encoders.base import EncoderSpec, VideoEncoder
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 from eval_encoder.registry import ENCODERS, register_encoder
 
-__all__ = ["EncoderSpec", "VideoEncoder", "build_encoder", "register_encoder"]
+__all__ = ["EncoderSpec", "VideoEncoder", "build_encoder", "check_names", "register_encoder"]
 
 
 def build_encoder(cfg) -> VideoEncoder:
@@ -23,3 +23,20 @@ def build_encoder(cfg) -> VideoEncoder:
         raise TypeError(f"encoder family {cfg.model_family!r} returned {type(encoder).__name__} "
                         "without an EncoderSpec in .spec")
     return encoder.freeze() if isinstance(encoder, VideoEncoder) else encoder
+
+
+def check_names(cfg) -> None:
+    """Fail before anything is written when ``--model_family`` or ``--model_name`` is unknown.
+
+    Users' families are loaded first (``--encoder_module``, entry points), so they are known
+    like the built-in ones. Each family says which model names it takes through an optional
+    ``check_model_name(name)`` on its factory, which raises with suggestions (OneVision sizes;
+    the baselines' table or any timm architecture). A family without one (``hf``: any hub id
+    or folder; users' own) takes any name.
+    """
+    load_encoder_modules(cfg.encoder_module)
+    load_entry_points()
+    factory = ENCODERS.get(cfg.model_family)
+    check = getattr(factory, "check_model_name", None)
+    if callable(check):
+        check(cfg.model_name)

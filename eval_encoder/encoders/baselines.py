@@ -42,10 +42,12 @@ import torch
 from torch import nn
 
 from eval_encoder.config import ConfigError
+from eval_encoder.compute import register_cost, timm_cost
 from eval_encoder.encoders.base import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD,
                                         EncoderSpec, VideoEncoder)
 from eval_encoder.encoders.weights import describe_key_mismatch, load_state_dict, resolve_weights
-from eval_encoder.registry import ENCODERS, Registry, RegistryError, did_you_mean
+from eval_encoder.registry import ENCODERS, Registry, RegistryError
+from eval_encoder.text import did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +319,9 @@ class TimmFrameEncoder(PerFrameEncoder):
 
 
 # --------------------------------------------------------------------------- building
+
+register_cost(TimmFrameEncoder)(timm_cost)
+
 
 def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_PASS,
                    **timm_kwargs) -> TimmFrameEncoder:

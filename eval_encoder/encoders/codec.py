@@ -13,6 +13,7 @@ from typing import Dict
 import torch
 
 import eval_encoder.codec.source  # noqa: F401  (registers the "codec" clip source)
+from eval_encoder.compute import codec_cost, register_cost
 from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VideoEncoder
 from eval_encoder.encoders.onevision import OneVisionEncoder
@@ -43,6 +44,9 @@ class CodecEncoder(VideoEncoder):
         # the indices already address the 64 x h x w grid, so each patch keeps its own
         # (t, h, w) RoPE position; only these K patches are embedded
         return self.model(pixels, visible_indices=visible.long()).last_hidden_state
+
+
+register_cost(CodecEncoder)(codec_cost)
 
 
 def codec_spec(cfg: ProbeConfig, model: OneVisionEncoder) -> EncoderSpec:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from eval_encoder.config import ConfigError
+from eval_encoder.compute import hf_cost, register_cost
 from eval_encoder.encoders.base import EncoderSpec
 from eval_encoder.encoders.baselines import (NO_WEIGHT, PREFIX_KEPT, PerFrameEncoder,
                                              as_triple, check_per_frame_flags,
@@ -64,6 +65,9 @@ class HFFrameEncoder(PerFrameEncoder):
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         out = self.vision(pixel_values=images, **self._kwargs)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+register_cost(HFFrameEncoder)(hf_cost)
 
 
 class HFFamily:

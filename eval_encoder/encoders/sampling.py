@@ -14,9 +14,11 @@ from typing import Dict
 import torch
 
 from eval_encoder.config import ConfigError, ProbeConfig
+from eval_encoder.compute import register_cost, sampling_cost
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VideoEncoder
-from eval_encoder.encoders.onevision import (ONEVISION_MODEL_NAMES, OneVisionConfig,
-                                             OneVisionEncoder, onevision_config)
+from eval_encoder.encoders.onevision import OneVisionEncoder
+from eval_encoder.encoders.onevision_config import (ONEVISION_MODEL_NAMES, OneVisionConfig,
+                                                    onevision_config)
 from eval_encoder.encoders.weights import resolve_weights
 from eval_encoder.registry import ENCODERS
 from eval_encoder.video.decode import to_rope_grid
@@ -113,6 +115,9 @@ class SamplingEncoder(VideoEncoder):
         p = self.spec.patch_size
         positions = sampled_patch_positions(rope_t, hgt // p, wid // p)
         return self.model(pixels, patch_positions=positions).last_hidden_state
+
+
+register_cost(SamplingEncoder)(sampling_cost)
 
 
 def sampling_spec(cfg: ProbeConfig, config: OneVisionConfig) -> EncoderSpec:

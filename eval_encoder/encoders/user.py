@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 from eval_encoder.config import ConfigError
 from eval_encoder.registry import ENCODERS
@@ -41,7 +41,7 @@ def load_encoder_modules(names: Iterable[str]) -> List[ModuleType]:
     modules = []
     for name in names or ():
         try:
-            module = _import_path(name) if name.endswith(".py") else importlib.import_module(name)
+            module = _import_path(name) if name.endswith(".py") else _import_dotted(name)
         except ModuleNotFoundError as exc:
             if not _names_module(name, exc.name):  # a dependency of the module is missing
                 exc.add_note(f"while importing --encoder_module {name!r}")
@@ -61,11 +61,36 @@ def _names_module(name: str, missing) -> bool:
     return not missing or name == missing or name.startswith(missing + ".")
 
 
+def _loaded_from(file: Path) -> Optional[ModuleType]:
+    """A module already imported from ``file`` (by path or by dotted name), if any: the same
+    file imported twice would register its encoders twice."""
+    for module in list(sys.modules.values()):
+        origin = getattr(module, "__file__", None)
+        if origin and Path(origin).resolve() == file:
+            return module
+    return None
+
+
+def _import_dotted(name: str) -> ModuleType:
+    """Import a dotted name, unless its file is already imported by path."""
+    if name not in sys.modules:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        found = _loaded_from(Path(origin).resolve()) if origin and origin.endswith(".py") else None
+        if found is not None:
+            return found
+    return importlib.import_module(name)
+
+
 def _import_path(path: str) -> ModuleType:
-    """Import a ``.py`` file once, under a module name derived from its resolved path."""
+    """Import a ``.py`` file once, under a module name derived from its resolved path (or the
+    module already imported from that file by its dotted name)."""
     file = Path(path).expanduser().resolve()
     if not file.is_file():
         raise ConfigError(f"--encoder_module {path!r}: no such file")
+    found = _loaded_from(file)
+    if found is not None:
+        return found
     stem = "".join(c if c.isalnum() else "_" for c in str(file.with_suffix("")))
     key = "eval_encoder_user_" + stem
     if key in sys.modules:

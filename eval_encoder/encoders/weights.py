@@ -9,15 +9,17 @@ through ``torch.load(weights_only=True)``. Wrappers left by training code
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
 
 from eval_encoder.config import ConfigError
+from eval_encoder.files import file_sha256, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -202,3 +204,97 @@ def describe_key_mismatch(missing: List[str], unexpected: List[str], limit: int 
             more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
             parts.append(f"{len(keys)} {label} key(s): {shown}{more}")
     return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- identity
+# which weights a run loaded: path, and the sha256 of each weight file (WEIGHT_SUFFIXES; the
+# files of a folder make its digest), remembered by file identity between runs
+HASH_CACHE_VERSION = 1
+
+
+def weight_hash_cache(save_report: str) -> Path:
+    """Where the sha256 of weight files are remembered (by file identity) between runs."""
+    return Path(save_report) / "cache" / "weight_sha256.json"
+
+
+def weight_files(path: Path) -> List[Path]:
+    """The weight files of a file (itself) or a folder (every weight file under it, sorted by
+    relative path, so a folder's digest does not depend on the order the disk lists them)."""
+    if path.is_file():
+        return [path]
+    return sorted((p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)),
+                  key=lambda p: p.relative_to(path).as_posix())
+
+
+def _identity(path: Path) -> Dict[str, int]:
+    st = path.stat()  # follows links: a hub cache's snapshot links name their blobs
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
+
+
+def _load_hash_cache(cache: Path) -> Dict[str, Dict[str, Any]]:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("weight hash cache %s is unreadable (%s); hashing afresh", cache, exc)
+        return {}
+    if not isinstance(data, dict) or data.get("version") != HASH_CACHE_VERSION:
+        return {}
+    return data.get("files") or {}
+
+
+def cached_sha256(files: List[Path], cache: Optional[Path]) -> Dict[Path, str]:
+    """sha256 of each file, read from ``cache`` when its path, size, mtime and inode are
+    unchanged and computed (then remembered) otherwise."""
+    known = _load_hash_cache(cache) if cache else {}
+    out, changed = {}, False
+    for f in files:
+        key, ident = str(f.resolve()), _identity(f)
+        hit = known.get(key)
+        if hit is None or {k: hit.get(k) for k in ident} != ident:
+            logger.info("sha256 of %s (%.1f MB)", f, ident["size"] / 1e6)
+            known[key], changed = dict(ident, sha256=file_sha256(str(f))), True
+        out[f] = known[key]["sha256"]
+    if cache and changed:
+        write_atomic(cache, json.dumps({"version": HASH_CACHE_VERSION, "files": known},
+                                       indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def describe_weights(loaded: Optional[str], cache: Optional[Path]) -> Dict[str, Any]:
+    """``path`` (absolute), ``sha256`` and ``files`` of the weights an encoder loaded.
+
+    A file's digest is its sha256; a folder's is the sha256 of its weight files' ``<relative
+    path> <sha256>`` lines in sorted order. ``loaded`` is what the encoder reports (a local
+    path, a hub id, ``random``); nothing local to hash gives a null path and digest.
+    """
+    local = _local_weights(loaded)
+    if local is None:
+        return {"path": None, "sha256": None, "files": [],
+                "note": f"no local weight file to hash ({loaded or 'not reported'})"}
+    files = weight_files(local)
+    digests = cached_sha256(files, cache)
+    names = [f.relative_to(local).as_posix() if local.is_dir() else f.name for f in files]
+    if local.is_file():
+        digest = digests[local]
+    else:
+        lines = "".join(f"{n} {digests[f]}\n" for n, f in zip(names, files))
+        digest = hashlib.sha256(lines.encode()).hexdigest()
+    return {"path": str(local), "sha256": digest,
+            "files": [{"name": n, "bytes": f.stat().st_size, "sha256": digests[f]}
+                      for n, f in zip(names, files)]}
+
+
+def _local_weights(loaded: Optional[str]) -> Optional[Path]:
+    """The absolute local path of ``loaded``: a path as it is, a hub id through the local hub
+    cache (never downloading); None for random weights or anything not found."""
+    if not loaded or loaded == "random" or loaded.startswith("random "):
+        return None
+    path = Path(os.path.expanduser(loaded))
+    if not path.exists():
+        try:
+            path = resolve_weights(loaded, allow_download=False)
+        except (ConfigError, ImportError):
+            return None
+    return path.resolve()

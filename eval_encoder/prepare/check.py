@@ -30,11 +30,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.prepare.base import Segment
 from eval_encoder.prepare.lines import Entry, format_time, read_entries
 from eval_encoder.prepare.write import write_atomic
-from eval_encoder.video.manifest import (ManifestError, invisible_note, load_card,
-                                         split_paths)
+from eval_encoder.video.manifest import ManifestError, invisible_note, load_card, split_paths
 
 log = logging.getLogger("eval_encoder.check")
 
@@ -334,7 +334,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="files opened at once")
     parser.add_argument("--max_missing_fraction", type=float, default=0.01,
                         help="share of a split's lines on missing/unreadable files that fails")
-    from eval_encoder.logs import add_verbosity_flags
 
     add_verbosity_flags(parser)  # -v/-q
     return parser
@@ -342,8 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m eval_encoder check``: print the report, write its JSON, 1 if a run would fail."""
-    from eval_encoder.logs import setup_logging
-
     setup_logging()
     args = build_parser().parse_args(argv)
     try:

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.prepare.base import AnnotationFiles, Format, PrepareError, VideoIndex
 from eval_encoder.prepare.check import DEFAULT_THREADS, check_and_report
 from eval_encoder.prepare.registry import FORMATS, TARGETS, load_formats, target
@@ -64,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
         for opt in fmt.options:
             parser.add_argument(f"--{opt.name}", choices=opt.choices, default=None,
                                 help=f"{opt.help} (default {opt.default})")
-    from eval_encoder.logs import add_verbosity_flags
 
     add_verbosity_flags(parser)  # -v/-q
     return parser
@@ -117,8 +117,6 @@ def prepare(args: argparse.Namespace) -> List[Dict]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m eval_encoder prepare``: write the target's datasets, then check each."""
-    from eval_encoder.logs import setup_logging
-
     setup_logging()
     args = build_parser().parse_args(argv)
     try:

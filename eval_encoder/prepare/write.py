@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from eval_encoder.files import write_atomic
 from eval_encoder.prepare.base import SPLITS, Item, Prepared, PrepareError, VideoIndex
 from eval_encoder.prepare.lines import format_line
-from eval_encoder.video.manifest import DatasetCard, file_sha256
+from eval_encoder.files import file_sha256
+from eval_encoder.video.manifest import DatasetCard
 
 log = logging.getLogger("eval_encoder.prepare")
 

@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from eval_encoder.stats import average_precision
-from eval_encoder.video.manifest import file_sha256
+from eval_encoder.files import file_sha256
+from eval_encoder.stats.clips import average_precision
 
 
 @dataclass

@@ -21,9 +21,11 @@ from torch import nn
 from tqdm import tqdm
 
 from eval_encoder import distributed as dist
+from eval_encoder.checkpoint import CheckpointError, decode, encode
 from eval_encoder.compute import LoaderClock
 from eval_encoder.probe.head import ClassificationHead, bank_logits, head_name
 from eval_encoder.probe.predictions import Scored, merge, score_clips, top1, top5
+from eval_encoder.video.dataset import FLAG_NAMES, FLAG_TRUNCATED
 
 log = logging.getLogger("eval_encoder.trainer")
 
@@ -118,8 +120,6 @@ class Counters:
     def note_flags(self, batch: Dict, split: str) -> None:
         """Count each flag of a batch once per sample (a clip seen in several epochs counts
         once) and keep the frame counts of truncated samples."""
-        from eval_encoder.video.dataset import FLAG_NAMES, FLAG_TRUNCATED
-
         pairs = zip(batch["flags"].view(-1).tolist(), batch["index"].view(-1).tolist())
         for row, (flags, index) in enumerate(pairs):
             for bit, name in FLAG_NAMES.items():
@@ -389,8 +389,6 @@ class ProbeTrainer:
 
     def restore(self, state: Dict, rank: int) -> None:
         """Load what :meth:`run_state` saved (``per_rank`` already decoded, one per rank)."""
-        from eval_encoder.checkpoint import CheckpointError
-
         names = [h["name"] for h in state["heads"]]
         if names != [h.name for h in self.heads]:
             raise CheckpointError(f"checkpoint heads {names} differ from this run's "
@@ -438,16 +436,12 @@ class ProbeTrainer:
 
 
 def _head_state(h: HeadState) -> Dict:
-    from eval_encoder.checkpoint import encode
-
     return {"name": h.name, "module": h.module.state_dict(), "optimizer": h.optimizer.state_dict(),
             "scheduler": h.scheduler.state_dict() if h.scheduler is not None else None,
             "status": h.status, "history": json.dumps(encode(h.history))}
 
 
 def _load_head(h: HeadState, saved: Dict) -> None:
-    from eval_encoder.checkpoint import decode
-
     h.module.load_state_dict(saved["module"])
     h.optimizer.load_state_dict(saved["optimizer"])
     if h.scheduler is not None:

@@ -8,7 +8,6 @@ Fields are split from the right, so a path may hold commas.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import unicodedata
@@ -19,6 +18,13 @@ from typing import List, Optional, Tuple
 import yaml
 
 from eval_encoder import resources
+from eval_encoder.text import did_you_mean
+
+
+# the metrics a card may name: what a run computes from its per-clip predictions
+# (eval_encoder/probe/predictions.py) and what the statistics read (eval_encoder/stats.py)
+METRIC_NAMES: Tuple[str, ...] = ("top1", "top5", "mean_class_acc", "map")
+DEFAULT_METRICS: Tuple[str, ...] = ("top1", "top5", "mean_class_acc")  # a card that names none
 
 
 class ManifestError(ValueError):
@@ -36,7 +42,7 @@ class DatasetCard:
     version: str = "1"
     metric: str = "top1"  # the table's column
     # what a run computes for its reported head (see eval_encoder/probe/predictions.py METRICS)
-    metrics: Tuple[str, ...] = ("top1", "top5", "mean_class_acc")
+    metrics: Tuple[str, ...] = DEFAULT_METRICS
     description: str = ""
     path: str = ""
 
@@ -87,8 +93,6 @@ def load_card(name: str) -> DatasetCard:
     """Read ``datasets/<name>.yaml``; an unknown name lists the known ones."""
     path = cards_dir() / f"{name}.yaml"
     if not path.is_file():
-        from eval_encoder.registry import did_you_mean
-
         known = known_datasets()
         hint = did_you_mean(name, known)
         raise ManifestError(f"unknown dataset {name!r}.{hint} Known: {', '.join(known)}")
@@ -114,12 +118,10 @@ def load_card(name: str) -> DatasetCard:
 
 
 def _metric_names(value, path: Path) -> Tuple[str, ...]:
-    from eval_encoder.probe.predictions import METRICS
-
     names = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    unknown = [n for n in names if n not in METRICS]
+    unknown = [n for n in names if n not in METRIC_NAMES]
     if unknown:
-        raise ManifestError(f"{path}: unknown metrics {unknown}; known: {sorted(METRICS)}")
+        raise ManifestError(f"{path}: unknown metrics {unknown}; known: {sorted(METRIC_NAMES)}")
     return names
 
 
@@ -215,14 +217,6 @@ def read_manifest(path: str, num_classes: int) -> List[ManifestEntry]:
     if not entries:
         raise ManifestError(f"manifest {path} has no entries")
     return entries
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_paths(card: DatasetCard, data_root: str, train_csv: Optional[str] = None,

@@ -1,0 +1,204 @@
+"""A probe run's data: the dataset card's defaults, both manifests checked before anything
+heavy loads (every clip opens, few enough unreadable), the train and val datasets fed by the
+clip source the encoder declares, and this rank's loaders under the step plan.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from eval_encoder import distributed as dist
+from eval_encoder.config import ConfigError, ProbeConfig, require
+from eval_encoder.probe.trainer import (
+    ProbeTrainer,
+    RunFailed,
+)
+from eval_encoder.registry import CLIP_SOURCES
+from eval_encoder.video import preflight
+from eval_encoder.video.dataset import ClipDataset
+from eval_encoder.video.loader import make_loader, pick_backend, val_order
+from eval_encoder.video.manifest import (
+    DatasetCard,
+    invisible_note,
+    load_card,
+    read_manifest,
+    split_paths,
+)
+from eval_encoder.video.steps import StepPlan, StepPlanError, chunk, make_plan, train_batches
+from eval_encoder.video.transforms import TransformSpec
+
+log = logging.getLogger("eval_encoder.run")
+
+
+@dataclass
+class Splits:
+    card: DatasetCard
+    video_root: str
+    train_csv: str
+    val_csv: str
+    train: ClipDataset
+    val: ClipDataset
+
+
+def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
+    """Fill class count, epochs and batch size from the dataset card where not given."""
+    card = load_card(cfg.dataset)
+    require(cfg.num_classes in (0, card.num_classes),
+            f"--num_classes {cfg.num_classes} disagrees with datasets/{card.name}.yaml "
+            f"({card.num_classes} classes)")
+    cfg.num_classes = card.num_classes
+    for name, value in (("batch_size", card.default_batch_size), ("default_epoch", card.default_epochs)):
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, value)
+            cfg.sources[name] = f"dataset card {card.path}"
+    require(cfg.batch_size > 0, f"--batch_size must be positive, got {cfg.batch_size}")
+    require(cfg.default_epoch > 0, f"--default_epoch must be positive, got {cfg.default_epoch}")
+    return card
+
+
+@dataclass
+class Manifests:
+    root: str
+    train_csv: str
+    val_csv: str
+    train: list
+    val: list
+
+
+def read_manifests(cfg: ProbeConfig, card: DatasetCard) -> Manifests:
+    """Read and check both manifests before anything heavy (encoder weights) is loaded."""
+    require(cfg.data_root is not None, "--data_root is required (the folder holding "
+            f"{card.name}/{card.train_manifest})")
+    root, train_csv, val_csv = split_paths(card, cfg.data_root, cfg.train_data_csv_path,
+                                           cfg.val_data_csv_path)
+    out = Manifests(root, train_csv, val_csv, read_manifest(train_csv, card.num_classes),
+                    read_manifest(val_csv, card.num_classes))
+    splits = {"train": out.train, "val": out.val}
+    # every clip opens with a video stream? (cached; each rank checks a share, as torchrun set)
+    failed = preflight.failures_by_split(
+        {name: [os.path.join(root, e.path) for e in entries] for name, entries in splits.items()},
+        cache=preflight.cache_file(cfg.save_report, card.name),
+        shard=(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))),
+        gather=dist.all_gather_objects)
+    try:
+        for name, entries in splits.items():
+            check_files_exist(entries, root, name, cfg.max_skip_fraction, failed[name])
+    except RunFailed as exc:  # the failed record says how many clips each split has
+        for name, entries in splits.items():
+            exc.samples.setdefault(name, {})["expected"] = len(entries)
+        raise
+    return out
+
+
+def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Splits:
+    """The train and val datasets, fed by the clip source the encoder declares."""
+    source_cls = CLIP_SOURCES.get(spec.clip_source)
+    source = source_cls(num_frames=spec.num_frames or cfg.num_frames,
+                        decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
+    train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed)
+    val = ClipDataset(m.val, m.root, source, train=False, seed=cfg.seed,
+                      temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
+    return Splits(card, m.root, m.train_csv, m.val_csv, train, val)
+
+
+def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
+    """Train and val loaders over this rank's batches (video/steps.py, video/loader.py), the
+    step plan, and the backend."""
+    tspec = transform_spec(cfg, spec)
+    require(cfg.drop_last is not None, "drop_last is unset: the protocol was not resolved "
+            "(it fills drop_last from --protocol)")
+    backend = pick_backend(cfg.loader, env.device)
+    cfg.sources.setdefault("loader_backend", backend)
+    extras = list(getattr(splits.train.source, "extras_keys", ()))  # declared by the source
+    n_train, n_val, views = len(splits.train), len(splits.val.entries), splits.val.views
+    try:
+        plan = make_plan(cfg.global_batch_size, cfg.batch_size, env.world_size, cfg.drop_last)
+        plan.steps(n_train)  # fail before training
+    except StepPlanError as exc:
+        raise ConfigError(str(exc)) from None
+    for warning in batch_warnings(plan, n_train, n_val * views):
+        log.warning("%s", warning)
+    if cfg.global_batch_size is None:
+        log.info("global batch %d = --batch_size %d x %d processes: results depend on the world "
+                 "size (--global_batch_size makes them independent of it)", plan.global_batch,
+                 cfg.batch_size, env.world_size)
+
+    def train_batches_of(epoch):  # validation never drops: every clip is scored once
+        return train_batches(n_train, epoch, env.rank, plan, cfg.seed)
+
+    def val_batches(_epoch):
+        return chunk(val_order(n_val, views, env.rank, env.world_size), cfg.batch_size)
+
+    common = dict(batch_size=cfg.batch_size, tspec=tspec, backend=backend, device=env.device,
+                  workers=cfg.dali_py_num_workers, dali_threads=cfg.dali_num_threads,
+                  seed=cfg.seed, extras_keys=extras)
+    return (make_loader(splits.train, train_batches_of, **common),
+            make_loader(splits.val, val_batches, **common)), plan, backend
+
+
+def batch_warnings(plan: StepPlan, n_train: int, n_val: int) -> List[str]:
+    """What a batch larger than a split means: the training steps an epoch then has, and
+    that validation runs in one batch per process (``n_val``: clips x views)."""
+    out = []
+    if plan.global_batch > n_train:
+        out.append(f"the global batch {plan.global_batch} ({plan.world} processes x "
+                   f"{plan.accumulation} micro-batches of --batch_size {plan.micro}) is larger "
+                   f"than the {n_train} training clips: {plan.steps(n_train)} optimiser "
+                   f"step(s) per epoch, of {n_train} clips")
+    per_rank = -(-n_val // plan.world)
+    if plan.micro > per_rank:
+        out.append(f"--batch_size {plan.micro} is larger than the {per_rank} validation "
+                   f"clip views per process ({n_val} over {plan.world}): 1 validation batch "
+                   "per process")
+    return out
+
+
+def check_files_exist(entries, root: str, split: str, limit: float,
+                      failed: Optional[Dict[str, str]] = None) -> None:
+    """Fail before any training when more clips cannot be read than the run may skip.
+
+    ``failed`` ({path: reason}, from the preflight) defaults to the clips whose file is
+    missing. The error names the first few; ``exc.samples[split]["skipped"]`` lists all,
+    for the failed record.
+    """
+    paths = [os.path.join(root, e.path) for e in entries]
+    if failed is None:
+        failed = {p: f"file not found{invisible_note(p)}" for p in paths if not os.path.isfile(p)}
+    listed = [{"clip": i, "line": e.line, "path": p, "reason": failed[p]}
+              for i, (e, p) in enumerate(zip(entries, paths)) if p in failed]
+    if len(listed) > limit * len(entries):
+        exc = RunFailed(preflight.limit_message(split, len(listed), len(entries), limit, listed))
+        exc.samples = {split: {"expected": len(entries), "skipped": listed}}
+        raise exc
+    if listed:
+        log.warning("%d %s clips cannot be read (first: %s: %s); they will be skipped and "
+                    "listed in the record", len(listed), split, listed[0]["path"],
+                    listed[0]["reason"])
+
+
+def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
+    """The encoder's crop and normalisation, with the protocol's pixel rounding and brightness."""
+    short = cfg.short_side_size or spec.input_size
+    require(short >= spec.input_size, f"--short_side_size {short} is smaller than the crop {spec.input_size}")
+    for name in ("round_pixels", "brightness_mode"):
+        require(getattr(cfg, name) is not None, f"{name} is unset: the protocol was not resolved "
+                f"(it fills {name} from --protocol)")
+    return TransformSpec(input_size=spec.input_size, short_side=short,
+                         mean=tuple(spec.mean), std=tuple(spec.std),
+                         round_pixels=cfg.round_pixels, brightness_mode=cfg.brightness_mode)
+
+
+def skip_check(trainer: ProbeTrainer, split: str, clips: int, views: int, limit: float) -> None:
+    """Fail (on every rank) once a split has more unreadable clips than allowed."""
+    merged = {}
+    for part in dist.all_gather_objects(trainer.counters.skipped[split]):
+        merged.update(part)
+    trainer.counters.skipped[split] = merged
+    lost = {index // views for index in merged}  # one failed view loses its whole clip
+    if len(lost) > limit * clips:
+        listed = [dict(v, clip=k // views) for k, v in sorted(merged.items())]
+        exc = RunFailed(preflight.limit_message(split, len(lost), clips, limit, listed))
+        exc.samples = {split: {"expected": clips, "skipped": listed}}  # all, for the record
+        raise exc

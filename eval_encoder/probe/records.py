@@ -1,0 +1,207 @@
+"""A probe run's record: what it starts with (the requested configuration, row labels,
+versions), what the finished run fills in (dataset, encoder, samples, compute, heads, the
+reported head and its per-clip predictions), and what a failed run keeps.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from eval_encoder import compute, protocol
+from eval_encoder import distributed as dist
+from eval_encoder import record as rec
+from eval_encoder.config import ProbeConfig
+from eval_encoder.encoders.weights import describe_weights, weight_hash_cache
+from eval_encoder.files import file_sha256
+from eval_encoder.probe.data import Manifests, Splits
+from eval_encoder.probe.predictions import compute as compute_metrics
+from eval_encoder.probe.trainer import (
+    ProbeTrainer,
+    RunFailed,
+)
+from eval_encoder.probe.training import Training
+from eval_encoder.registry import ENCODERS, method_label
+
+log = logging.getLogger("eval_encoder.run")
+
+
+def summarise_heads(trainer: ProbeTrainer, select: str):
+    """Per-head best/last scores, and the reported head with how it was chosen."""
+    rows = []
+    for h in trainer.heads:
+        evals = [e for e in h.history if e.get("top1") is not None and math.isfinite(e["top1"])]
+        best = max(evals, key=lambda e: e["top1"], default=None)
+        last = evals[-1] if evals and h.alive else None
+        rows.append({
+            "name": h.name, "lr": h.lr, "weight_decay": h.weight_decay, "status": h.status,
+            "best_top1": best and best["top1"], "best_top5": best and best["top5"],
+            "best_epoch": best and best["epoch"], "last_top1": last and last["top1"],
+            "last_top5": last and last["top5"], "history": h.history})
+    prefix = "best" if select == "best_val" else "last"
+    candidates = [r for r in rows if r["status"] == "ok" and r[f"{prefix}_top1"] is not None]
+    if not candidates:
+        raise RunFailed("no head finished with a finite score: " +
+                        "; ".join(f"{r['name']}: {r['status']}" for r in rows))
+    chosen = max(candidates, key=lambda r: r[f"{prefix}_top1"])
+    reported = {
+        "head": chosen["name"], "top1": chosen[f"{prefix}_top1"], "top5": chosen[f"{prefix}_top5"],
+        "epoch": chosen["best_epoch"] if prefix == "best" else chosen["history"][-1]["epoch"],
+        "selection": select, "chosen_on": "val",
+        "note": ("best epoch and best head chosen on the validation split that is reported "
+                 "(the upstream protocol; optimistic by the selection)") if prefix == "best" else
+                "last epoch; the head is chosen on the validation split that is reported",
+    }
+    return rows, reported
+
+
+def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -> Dict:
+    return {
+        "schema": rec.SCHEMA, "schema_version": rec.SCHEMA_VERSION,
+        "run_id": rec.new_run_id(cfg.dataset), "status": "failed", "error": None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_time_s": round(time.time() - wall_start, 2),
+        "dataset": {"name": cfg.dataset}, "config_hash": requested_hash,
+        # row labels as requested, so a failed run still lands in the right leaderboard row
+        "method": method_label(cfg),
+        "arch": cfg.arch_label or "", "res": cfg.input_size, "frames": cfg.num_frames,
+        # the codec options stay until the encoder says whether it reads them (fill_record)
+        "protocol": protocol.describe(cfg), "config": rec.config_block(cfg),
+        "sources": dict(cfg.sources),
+        "versions": rec.software_versions(), "git_commit": rec.git_commit(),
+        "world_size": env.world_size if env else int(os.environ.get("WORLD_SIZE", "1")),
+        "device": str(env.device) if env else None,
+        # every node's host name and processes (a collective: every rank builds this record)
+        "nodes": dist.nodes() if env else None,
+    }
+
+
+def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer: ProbeTrainer) -> None:
+    """Everything a reader needs to trust and reproduce the number."""
+    spec = encoder.spec
+    card = splits.card
+    record["dataset"] = {
+        "name": card.name, "version": card.version, "num_classes": card.num_classes,
+        "train_manifest": splits.train_csv, "val_manifest": splits.val_csv,
+        "train_manifest_sha256": file_sha256(splits.train_csv),
+        "val_manifest_sha256": file_sha256(splits.val_csv)}
+    frames = spec.num_frames or cfg.num_frames
+    budget = (cfg.codec.K_keep if spec.tokens_per_frame is None
+              else frames * (spec.tokens_per_frame + spec.prefix_tokens))
+    cost = compute.encoder_cost(encoder, frames, budget)
+    record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
+                         "model_weight": cfg.model_weight,
+                         # what the encoder says it loaded (not what was asked for)
+                         "weights": str(getattr(encoder, "weights", None)
+                                        or "not reported by the encoder"),
+                         "parameters": compute.parameter_count(encoder),
+                         "spec": spec.to_dict()}
+    record.update({
+        "method": cfg.method_label or f"{record['encoder']['family']}/{cfg.model_name}",
+        "arch": cfg.arch_label or (cost.arch if cost else ""), "res": spec.input_size,
+        "frames": frames, "token_budget": budget})
+    c = trainer.counters
+    views = splits.val.views
+    record["samples"] = {
+        "train": {"expected": len(splits.train.entries), "skipped": list(c.skipped["train"].values()),
+                  "flags": trainer.flag_counts("train"),
+                  "truncated": trainer.truncated_clips("train", splits.train)},
+        "val": {"expected": len(splits.val.entries), "scored": getattr(trainer, "scored_val", 0),
+                "views_per_clip": views,
+                "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
+                "flags": trainer.flag_counts("val"),
+                "truncated": trainer.truncated_clips("val", splits.val)}}
+    # summed over ranks: encoder passes per batch is the figure that matters
+    parts = dist.all_gather_objects((c.encoder_passes, c.batches))
+    record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
+    record["batches"] = {k: sum(p[1][k] for p in parts) for k in c.batches}
+    record["compute"] = compute_block(trainer, cost, budget, splits.val.views)
+    record["config"] = rec.config_block(cfg, codec=spec.clip_source == "codec")
+    record["sources"] = dict(cfg.sources)
+
+
+def compute_block(trainer: ProbeTrainer, cost, tokens: int, views: int) -> Dict:
+    """The record's ``compute`` (see eval_encoder/record.py): the encoder's tokens and FLOPs
+    per clip, clips/s and loader wait per split over all ranks, peak memory (the largest
+    rank's). A collective call."""
+    mine = (trainer.clock.state(), compute.peak_memory(trainer.env.device))
+    parts = dist.all_gather_objects(mine)
+    clocks = [p[0] for p in parts]
+    encoder = cost.to_dict() if cost is not None else {
+        "flops_method": None, "gflops_per_clip": None,
+        "note": f"no FLOP count known for {type(trainer.encoder).__name__} (see "
+                "eval_encoder/compute.py)"}
+    gflops = encoder["gflops_per_clip"]
+    return {"tokens_per_clip": tokens, "encoder": encoder,
+            "val_views_per_clip": views,
+            "gflops_per_val_clip": round(gflops * views, 4) if gflops is not None else None,
+            "train": compute.throughput(clocks, "train"),
+            "val": compute.throughput(clocks, "val", views),
+            "memory": compute.max_over([p[1] for p in parts])}
+
+
+def weights_identity(encoder, cfg: ProbeConfig) -> Dict:
+    """``weights_path`` (absolute), ``weights_sha256`` and ``weight_files`` of what the encoder
+    loaded; digests are remembered by file identity under ``<save_report>/cache``."""
+    found = describe_weights(getattr(encoder, "weights", None),
+                                 weight_hash_cache(cfg.save_report))
+    out = {"weights_path": found["path"], "weights_sha256": found["sha256"],
+           "weight_files": found["files"]}
+    if "note" in found:
+        out["weights_note"] = found["note"]
+    return out
+
+
+def write_outputs(record: Dict, cfg: ProbeConfig) -> None:
+    """The JSON record, plus upstream's one-line report for old tooling."""
+    path = rec.write_record(record, cfg.save_report)
+    log.info("run record: %s", path)
+    if record["status"] == "complete":
+        weight = os.path.basename(os.path.normpath(cfg.model_weight))
+        txt = os.path.join(cfg.save_report, f"report_attentive_probe_{weight}.txt")
+        os.makedirs(cfg.save_report, exist_ok=True)
+        with open(txt, "a", encoding="utf-8") as fh:
+            fh.write(f"{cfg.dataset} {record['reported']['top1']}\n")
+
+
+@dataclass
+class Progress:
+    """What a run has built so far: a failure record keeps what is known from it."""
+
+    manifests: Optional[Manifests] = None
+    training: Optional[Training] = None
+
+
+def failure_samples(record: Dict, progress: Progress, exc: Exception) -> None:
+    """``record["samples"]`` for a run that broke before :func:`fill_record`: expected counts,
+    clips skipped so far, and every clip the error lists (not only the few it names)."""
+    if "samples" in record:
+        return
+    m, t = progress.manifests, progress.training
+    samples = rec.samples_at_failure(
+        {name: len(getattr(m, name)) for name in ("train", "val")} if m else {},
+        t.trainer.counters.skipped if t else {}, getattr(exc, "samples", {}))
+    if samples:
+        record["samples"] = samples
+
+
+def attach_predictions(record: Dict, cfg: ProbeConfig, training: Training) -> None:
+    """Write the reported head's per-clip predictions beside the record, and its metrics
+    (the dataset card's) into it."""
+    trainer, splits = training.trainer, training.splits
+    names = [h.name for h in trainer.heads]
+    owner = (record["reported"]["epoch"], names.index(record["reported"]["head"]))
+    if owner not in training.predictions.by_owner:  # scored before a resume: not kept
+        record["predictions"], record["metrics"] = None, None
+        return
+    folder = rec.records_dir(cfg.save_report, splits.card.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['run_id']}.predictions.npz"
+    name, digest = training.predictions.write(str(path), owner, splits.val.entries, names)
+    chosen = training.predictions.by_owner[owner]
+    record["predictions"] = {"file": name, "sha256": digest, "head": record["reported"]["head"],
+                             "epoch": owner[0], "clips": len(chosen)}
+    record["metrics"] = compute_metrics(chosen, splits.card.metrics)

@@ -1,0 +1,229 @@
+"""Training a probe run's heads: build the trainer and its checkpointer, continue from a
+checkpoint, train every head on one encoder pass per batch, and score the heads on the
+validation split at the evaluation epochs (in one pass at the end by default).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from eval_encoder import checkpoint as ckpt
+from eval_encoder import record as rec
+from eval_encoder.config import ProbeConfig
+from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
+from eval_encoder.probe.head import head_grid
+from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
+from eval_encoder.probe.trainer import (
+    ProbeTrainer,
+    accuracy,
+    check_scored_once,
+    make_heads,
+)
+from eval_encoder.video.manifest import (
+    DatasetCard,
+)
+from eval_encoder.video.steps import StepPlan
+
+log = logging.getLogger("eval_encoder.run")
+
+
+def eval_epochs(cfg: ProbeConfig) -> List[int]:
+    """Epochs after which the heads are scored: every eval_freq-th and always the last."""
+    last = cfg.default_epoch - 1
+    return [e for e in range(cfg.default_epoch) if e % cfg.eval_freq == 0 or e == last]
+
+
+def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Splits,
+              modules: List, desc: str) -> Scored:
+    """One pass over the validation split scoring ``modules``; checks exactly-once."""
+    val_loader.set_epoch(0)
+    keep = needs_probs(splits.card.metrics)
+    scored = trainer.evaluate(val_loader, splits.val.views, modules, desc, keep_probs=keep)
+    skip_check(trainer, "val", len(splits.val.entries), splits.val.views, cfg.max_skip_fraction)
+    skipped_clips = {k // splits.val.views for k in trainer.counters.skipped["val"]}
+    check_scored_once(scored, len(splits.val.entries), skipped_clips)
+    trainer.scored_val = len(scored)
+    return scored
+
+
+def log_epoch(trainer: ProbeTrainer, epoch: int, epochs: int, losses: Dict) -> None:
+    """One line per epoch: the best head's loss, its learning rate, clips/s and the ETA."""
+    live = [h for h in trainer.heads if losses.get(h.name) is not None]
+    if not live:
+        return
+    best = min(live, key=lambda h: losses[h.name])
+    seconds, clips = trainer.last_epoch["seconds"], trainer.last_epoch["clips"]
+    eta = seconds * (epochs - epoch - 1)
+    log.info("epoch %d (%d of %d): loss %.4f (head %s, lr %.2e), %.1f clips/s, ETA %dm%02ds",
+             epoch, epoch + 1, epochs, losses[best.name], best.name,
+             best.optimizer.param_groups[0]["lr"],
+             clips / max(seconds, 1e-9), eta // 60, eta % 60)
+
+
+@dataclass
+class Training:
+    """What the training loop works on: the trainer, its loaders and step plan, the head
+    copies kept for ``--eval_mode end``, and the checkpointer (None: no checkpoints)."""
+
+    trainer: ProbeTrainer
+    loaders: tuple
+    plan: StepPlan
+    splits: Splits
+    checkpointer: Optional[ckpt.Checkpointer] = None
+    snapshots: List = field(default_factory=list)  # (epoch, head index, frozen copy)
+    predictions: PredictionStore = field(default_factory=PredictionStore)
+    start: ckpt.Position = ckpt.Position(0, 0)
+
+    def state(self) -> Dict:
+        """Everything a checkpoint holds besides the position (see eval_encoder/checkpoint.py)."""
+        state = self.trainer.run_state()
+        state["snapshots"] = [{"epoch": e, "head": i, "state": m.state_dict()}
+                              for e, i, m in self.snapshots]
+        state["rng"] = ckpt.rng_state()
+        return state
+
+    def restore(self, state: Dict, rank: int) -> None:
+        """Continue from a checkpoint's state (``per_rank`` still encoded)."""
+        state = dict(state, per_rank=[ckpt.decode(p) for p in json.loads(state["per_rank"])])
+        self.trainer.restore(state, rank)
+        for snap in state["snapshots"]:
+            module = copy.deepcopy(self.trainer.heads[snap["head"]].module).cpu()
+            module.load_state_dict(snap["state"])
+            self.snapshots.append((snap["epoch"], snap["head"], module))
+        ckpt.set_rng_state(state["rng"])
+        self.start = ckpt.Position(*state["position"])
+
+    def save(self, position: ckpt.Position) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.save(self.state(), position)
+
+    def after_step(self, epoch: int, step: int) -> None:
+        """A checkpoint inside the epoch when one is due (the epoch's end saves anyway)."""
+        steps = self.plan.steps(len(self.splits.train))
+        if self.checkpointer is not None and step < steps and self.checkpointer.due():
+            self.save(ckpt.Position(epoch, step))
+
+
+def train_and_score(cfg: ProbeConfig, run: Training) -> None:
+    """Train every head; score each head after every evaluation epoch.
+
+    ``--eval_mode end`` (default) keeps a copy of each live head at every evaluation epoch
+    and scores all copies in one validation pass at the end: the validation clips are
+    decoded and encoded once per run instead of once per evaluation, with the same numbers.
+    ``--eval_mode epoch`` scores after each evaluation epoch, as upstream did. A resumed run
+    starts at its checkpoint's position.
+    """
+    trainer, splits = run.trainer, run.splits
+    train_loader, val_loader = run.loaders
+    due = set(eval_epochs(cfg))
+    mode = snapshot_budget(cfg, trainer, len(due))
+    for epoch in range(run.start.epoch, cfg.default_epoch):
+        first = run.start.step if epoch == run.start.epoch else 0
+        train_loader.set_epoch(epoch, first * run.plan.accumulation)
+        losses = trainer.train_epoch(train_loader, epoch, first, run.after_step)
+        skip_check(trainer, "train", len(splits.train.entries), 1, cfg.max_skip_fraction)
+        for h in trainer.heads:
+            h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
+        log_epoch(trainer, epoch, cfg.default_epoch, losses)
+        live = [i for i, h in enumerate(trainer.heads) if h.alive]
+        if epoch in due and live and mode == "epoch":
+            modules = [trainer.heads[i].module for i in live]
+            scored = score_val(cfg, trainer, val_loader, splits, modules, f"val {epoch}")
+            _record_scores(run, scored, [(epoch, i) for i in live])
+        elif epoch in due and live:
+            run.snapshots += [(epoch, i, copy.deepcopy(trainer.heads[i].module).cpu())
+                              for i in live]
+        run.save(ckpt.Position(epoch + 1, 0))
+    if run.snapshots:
+        modules = [m.to(trainer.env.device) for _, _, m in run.snapshots]
+        scored = score_val(cfg, trainer, val_loader, splits, modules,
+                           f"val ({len(modules)} head snapshots)")
+        _record_scores(run, scored, [(e, i) for e, i, _ in run.snapshots])
+
+
+SNAPSHOT_BYTES = 2 << 30  # head copies kept for one validation pass at the end
+
+
+def snapshot_budget(cfg: ProbeConfig, trainer: ProbeTrainer, evals: int) -> str:
+    """``cfg.eval_mode``, unless keeping every head copy would exceed SNAPSHOT_BYTES."""
+    if cfg.eval_mode != "end":
+        return cfg.eval_mode
+    per_head = sum(p.numel() * p.element_size() for p in trainer.heads[0].module.parameters())
+    need = per_head * len(trainer.heads) * evals
+    if need > SNAPSHOT_BYTES:
+        log.warning("%d heads x %d evaluations would keep %.1f GiB of head copies; scoring "
+                    "after each epoch instead (--eval_mode epoch)", len(trainer.heads), evals,
+                    need / 2**30)
+        cfg.sources["eval_mode"] = "fallback: head copies over the memory budget"
+        cfg.eval_mode = "epoch"
+    return cfg.eval_mode
+
+
+def _record_scores(run: Training, scored: Scored, owners) -> None:
+    """Put module j's accuracy into the history of head ``owners[j] = (epoch, head)``, and
+    keep its per-clip predictions for the run's prediction file."""
+    trainer = run.trainer
+    run.predictions.add(scored, owners)
+    for j, (epoch, i) in enumerate(owners):
+        trainer.heads[i].history[epoch].update(accuracy(scored, j))
+    for epoch in sorted({e for e, _ in owners}):
+        best = max(trainer.heads[i].history[epoch]["top1"] for e, i in owners if e == epoch)
+        log.info("epoch %d: best head top-1 %.2f%% over %d clips", epoch, best, len(scored))
+
+
+def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, encoder, env,
+                     config_hash: str) -> Training:
+    """Data, loaders, step plan, heads, trainer and checkpointer of a run."""
+    spec = encoder.spec
+    splits = build_splits(cfg, card, manifests, spec)
+    loaders, plan, backend = build_loaders(cfg, splits, spec, env)
+    steps = plan.steps(len(splits.train))
+    heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
+                       card.num_classes, steps * cfg.default_epoch, cfg.default_min_lr,
+                       env.device, cfg.seed)
+    trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
+                           cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation)
+    log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs (global "
+             "batch %d: %d processes x %d micro-batches of %d), %s loader", cfg.model_name,
+             card.name, len(splits.train.entries), len(splits.val.entries), len(heads), steps,
+             cfg.default_epoch, plan.global_batch, env.world_size, plan.accumulation, plan.micro,
+             backend)
+    folder = (Path(cfg.checkpoint_dir) / card.name / config_hash if cfg.checkpoint_dir
+              else ckpt.default_dir(cfg.save_report, card.name, config_hash))
+    saver = ckpt.Checkpointer(folder, cfg.checkpoint_every_min, config_hash,
+                              semantic_config(cfg), env)
+    return Training(trainer, loaders, plan, splits, saver)
+
+
+def semantic_config(cfg: ProbeConfig) -> Dict:
+    """The options that change results (those the config hash covers), for checkpoints."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in rec.RUNTIME_KEYS}
+
+
+def resume(cfg: ProbeConfig, training: Training, env, config_hash: str) -> Optional[Dict]:
+    """Load ``--resume_checkpoint`` or the newest usable checkpoint of this configuration;
+    returns where the run continues from (None: from the start)."""
+    if cfg.resume_checkpoint:
+        path = Path(cfg.resume_checkpoint)
+        found = (path, ckpt.load(path))
+    else:
+        found = ckpt.newest_usable(training.checkpointer.folder)
+    if found is None:
+        return None
+    path, state = found
+    ckpt.check_matches(state, path, config_hash, semantic_config(cfg), env.world_size)
+    training.restore(state, env.rank)
+    log.info("resuming from %s: epoch %d, step %d", path, *state["position"])
+    return {"path": str(path), "epoch": training.start.epoch, "step": training.start.step}
+
+
+def remove_checkpoints(checkpointer: Optional[ckpt.Checkpointer]) -> None:
+    """A complete run's record is written: its checkpoints are no longer needed."""
+    if checkpointer is None:
+        return
+    for path in ckpt.find(checkpointer.folder):
+        path.unlink(missing_ok=True)
