@@ -15,8 +15,8 @@ COMMANDS = {
     "ls": ("eval_encoder.listing", "list encoder families, model names, datasets and recipes"),
     "codec": ("eval_encoder.codec.cli", "codec patch selection tools (precompute)"),
     "suite": ("eval_encoder.suite", "run a recipe over its datasets"),
-    "leaderboard": ("eval_encoder.leaderboard", "build leaderboard tables from run records"),
-    "compare": ("eval_encoder.compare", "paired comparison of two runs or leaderboard rows"),
+    "leaderboard": ("eval_encoder.report.cli", "build leaderboard tables from run records"),
+    "compare": ("eval_encoder.report.compare", "paired comparison of two runs or leaderboard rows"),
     "prepare": ("eval_encoder.prepare.cli", "official annotations -> manifests in a data root"),
     "check": ("eval_encoder.prepare.check", "health report of a dataset in a data root"),
 }

@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from eval_encoder import __main__ as cli
-from eval_encoder import leaderboard as lb
 from eval_encoder import listing, logs, suite
 from eval_encoder.codec.options import CodecOptions
 from eval_encoder.config import ConfigError, ProbeConfig, bound_of
@@ -30,6 +29,9 @@ from eval_encoder.probe.run import main as probe_main
 from eval_encoder.record import config_hash, read_record
 from eval_encoder.encoders import check_names
 from eval_encoder.registry import WEIGHT_ALIASES, RegistryError
+from eval_encoder.report.cli import main as leaderboard_main
+from eval_encoder.report.cli import make_board
+from eval_encoder.report.render import FORMATS, render
 from eval_encoder.video.steps import make_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,8 +129,8 @@ def test_a_failed_run_under_an_alias_records_the_canonical_id_and_the_leaderboar
     (path,) = (report / "runs" / "demo").glob("*.json")
     record = read_record(str(path))
     assert record["status"] == "failed" and record["config"]["model_weight"] == CANONICAL
-    board = lb.make_board(str(report / "runs"), datasets=["demo"])
-    md = lb.render(board, "md")
+    board = make_board(str(report / "runs"), datasets=["demo"])
+    md = render(board, "md")
     assert "Failed runs (1" in md and "not in the local Hugging Face cache" in md
 
 
@@ -242,11 +244,11 @@ def test_verbosity_flags_set_the_level_and_stay_out_of_the_config():
 
 def test_leaderboard_logs_plain_lines_and_q_silences_warnings(tmp_path, capsys):
     logs.setup_logging()
-    lb.main(["--runs", str(tmp_path / "none")])
+    leaderboard_main(["--runs", str(tmp_path / "none")])
     err = capsys.readouterr().err
     assert "no run records under" in err and "[rank" not in err
     try:
-        lb.main(["--runs", str(tmp_path / "none"), "-qq"])
+        leaderboard_main(["--runs", str(tmp_path / "none"), "-qq"])
         assert "no run records under" not in capsys.readouterr().err
     finally:
         logging.getLogger("eval_encoder").setLevel(logging.INFO)
@@ -286,13 +288,13 @@ def test_leaderboard_of_failed_runs_only_renders_every_format_with_reasons(tmp_p
     write_record(_failed("ssv2", "ConfigError: weights not cached\nsecond line"), str(tmp_path))
     write_record(_failed("k400", "RunFailed: 3 of 5 | val clips unreadable", labelled=False),
                  str(tmp_path))
-    for fmt in lb.FORMATS:
-        assert lb.main(["--runs", str(tmp_path / "runs"), "--format", fmt]) == 0
+    for fmt in FORMATS:
+        assert leaderboard_main(["--runs", str(tmp_path / "runs"), "--format", fmt]) == 0
         out = capsys.readouterr().out
         if fmt != "csv":
             assert "ConfigError: weights not cached" in out and "second line" not in out
             assert "val clips unreadable" in out
-    board = lb.make_board(str(tmp_path / "runs"))
+    board = make_board(str(tmp_path / "runs"))
     # a run that died before its encoder was built is labelled from its config
     assert [(f["dataset"], f["method"]) for f in board.failures] == [
         ("ssv2", "OV-L"), ("k400", "sampling/ov_encoder_large")]

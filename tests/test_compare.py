@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from eval_encoder import compare as cmp
+from eval_encoder.report import compare as cmp
 from eval_encoder.__main__ import COMMANDS
 from test_leaderboard import make_record, write_all
 from test_stats import attach, predictions
@@ -107,4 +107,4 @@ def test_action_line_from_verb_and_noun_runs(tmp_path):
 
 
 def test_compare_is_a_command():
-    assert COMMANDS["compare"][0] == "eval_encoder.compare"
+    assert COMMANDS["compare"][0] == "eval_encoder.report.compare"

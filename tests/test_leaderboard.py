@@ -14,10 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval_encoder import leaderboard as lb
+from eval_encoder.report.board import build_board
+from eval_encoder.report.cli import build_parser, main, make_board
+from eval_encoder.report.names import PAPER_DATASETS, LeaderboardError
+from eval_encoder.report.plots import (METHOD_COLOURS, OTHER_COLOURS, method_colour, plot_board,
+                                       plot_compute)
+from eval_encoder.report.records import UPGRADERS, _base_hash, load_records
+from eval_encoder.report.render import gflops_text, render, to_markdown
+from eval_encoder.report.reported import check_reported_avgs, load_reported
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, write_record
 
-PAPER = lb.PAPER_DATASETS
+PAPER = PAPER_DATASETS
 SHIPPED = Path(__file__).resolve().parents[1] / "results" / "paper_attentive_probe.csv"
 _counter = iter(range(10**6))
 
@@ -61,12 +68,12 @@ SCORES_A = [50.0, 40.0, 60.0, 10.0, 55.0, 45.0, 80.0, 70.0]  # mean 51.25
 def test_average_only_over_complete_rows_and_partial_marked(tmp_path):
     runs = write_all(tmp_path, full_row("Enc A", SCORES_A)
                      + full_row("Enc B", [51.0, 41.0, 61.0], frames=8))
-    board = lb.build_board(lb.load_records(runs))
+    board = build_board(load_records(runs))
     t = board.table.set_index("method")
     assert t.loc["Enc A", "avg"] == pytest.approx(51.25)
     assert bool(t.loc["Enc A", "complete"]) and t.loc["Enc A", "n_done"] == 8
     assert math.isnan(t.loc["Enc B", "avg"]) and t.loc["Enc B", "n_done"] == 3
-    md = lb.to_markdown(board)
+    md = to_markdown(board)
     assert "| Enc A | ViT-L/14 | 224 | paper | 51.2 | 50.0 | 40.0 |" in md  # 51.25 printed to one decimal
     assert "| Enc B | ViT-L/14 | 224 | paper | partial (3/8) | 51.0 | 41.0 | 61.0 |  |" in md
     assert "partial (n/8)" in md
@@ -78,12 +85,12 @@ def test_frame_blocks_latest_complete_wins_and_failures_shown(tmp_path):
     recs.append(make_record("ssv2", status="failed", created="2027-01-01T00:00:00Z"))  # complete kept
     recs.append(make_record("ssv2", 33.0, frames=16, created="2026-01-01T00:00:00Z"))
     recs.append(make_record("k400", status="failed", frames=16))
-    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)))
+    board = build_board(load_records(write_all(tmp_path, recs)))
     t = board.table
     assert list(t["frames"]) == [8, 16]
     assert t.loc[0, "ssv2"] == 50.0 and t.loc[0, "failed"] == ""
     assert t.loc[1, "failed"] == "k400"
-    md = lb.to_markdown(board)
+    md = to_markdown(board)
     assert md.index("**8 Frames**") < md.index("**16 Frames**")
     assert "| Enc A | ViT-L/14 | 224 | paper | partial (1/8) | 33.0 |  |  |  |  |  |  | fail | |" not in md
     assert "| partial (1/8) | 33.0 |  |  |  |  |  | fail |  |" in md
@@ -94,14 +101,14 @@ def test_deltas_against_reported(tmp_path):
     ov = [57.5, 59.0, 57.7, 12.4, 62.0, 53.3, 84.0, 82.2]  # paper: 57.0 59.4 57.7 12.4 61.9 53.3 84.4 82.2
     runs = write_all(tmp_path, full_row("OneVision Encoder", ov)
                      + [make_record("ssv2", 55.0, method="My Encoder")])
-    board = lb.make_board(str(runs), reported=True)
+    board = make_board(str(runs), reported=True)
     t = board.table
     delta = t[(t.source == "delta")]
     assert list(delta["method"]) == ["OneVision Encoder"]  # only matched rows get a delta
     row = delta.iloc[0]
     assert row["ssv2"] == pytest.approx(0.5) and row["diving48"] == pytest.approx(-0.4)
     assert row["avg"] == pytest.approx(sum(ov) / 8 - 58.5)
-    md = lb.to_markdown(board)
+    md = to_markdown(board)
     assert "| ↳ paper |  |  | paper | 58.5 | 57.0 | 59.4 |" in md
     assert "| ↳ Δ |  |  |  | +0.0 | +0.5 | -0.4 | +0.0 | +0.0 | +0.1 | +0.0 | -0.4 | +0.0 |" in md
     # measured-only rows come after the paper's rows of their block, unpaired
@@ -112,37 +119,37 @@ def test_deltas_against_reported(tmp_path):
 
 def test_formats_csv_roundtrip_and_tex(tmp_path):
     recs = full_row("Enc_A & co", SCORES_A) + [make_record("demo", 75.0, method="Enc_A & co")]
-    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)))
+    board = build_board(load_records(write_all(tmp_path, recs)))
     assert board.extras == ["demo"]
-    frame = pd.read_csv(io.StringIO(lb.render(board, "csv")))
+    frame = pd.read_csv(io.StringIO(render(board, "csv")))
     assert list(frame.columns[:6]) == ["frames", "method", "arch", "res", "protocol", "source"]
     assert frame.loc[0, "demo"] == 75.0 and frame.loc[0, "avg"] == 51.25  # extra not in AVG
-    tex = lb.render(board, "tex")
+    tex = render(board, "tex")
     assert r"\multicolumn{14}{c}{\textit{8 Frames}}" in tex
     assert r"Enc\_A \& co & ViT-L/14 & 224 & paper & 51.2 &" in tex
     assert tex.count(r"\\") >= 3 and tex.strip().endswith(r"\end{tabular}")
-    with pytest.raises(lb.LeaderboardError, match="unknown format"):
-        lb.render(board, "html")
+    with pytest.raises(LeaderboardError, match="unknown format"):
+        render(board, "html")
 
 
 def test_custom_benchmark_datasets(tmp_path):
     recs = [make_record("demo", 60.0), make_record("demo2", 70.0)]
-    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)), datasets=["demo", "demo2"])
+    board = build_board(load_records(write_all(tmp_path, recs)), datasets=["demo", "demo2"])
     assert board.table.loc[0, "avg"] == 65.0 and board.columns == ["demo", "demo2"]
-    with pytest.raises(lb.LeaderboardError, match="eight datasets"):
-        lb.build_board([], datasets=["demo"], reported=lb.load_reported())
+    with pytest.raises(LeaderboardError, match="eight datasets"):
+        build_board([], datasets=["demo"], reported=load_reported())
 
 
 def test_reported_only_renders_exactly_the_shipped_numbers():
-    board = lb.make_board("/nonexistent/runs", reported=True)
+    board = make_board("/nonexistent/runs", reported=True)
     with open(SHIPPED, encoding="utf-8") as fh:
         shipped = list(csv.DictReader(line for line in fh if not line.startswith("#")))
-    out = pd.read_csv(io.StringIO(lb.render(board, "csv")), dtype=str, keep_default_na=False)
+    out = pd.read_csv(io.StringIO(render(board, "csv")), dtype=str, keep_default_na=False)
     assert len(out) == len(shipped) == 12
     for got, want in zip(out.to_dict("records"), shipped):  # same order, same strings
         for col in ["frames", "method", "arch", "res", "avg", *PAPER]:
             assert got[col] == want[col], (col, got, want)
-    md_rows = [line for line in lb.to_markdown(board).splitlines()
+    md_rows = [line for line in to_markdown(board).splitlines()
                if line.startswith("| ") and "Frames" not in line and "Method" not in line]
     for line, want in zip(md_rows, shipped):
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -152,11 +159,11 @@ def test_reported_only_renders_exactly_the_shipped_numbers():
 
 
 def test_reported_avg_check_flags_only_dinov3_16():
-    checked = lb.check_reported_avgs(lb.load_reported())
+    checked = check_reported_avgs(load_reported())
     flagged = checked[checked.avg_flag]
     assert [(r.frames, r.method) for r in flagged.itertuples()] == [(16, "DINOv3")]
     assert flagged.iloc[0]["avg_mean"] == pytest.approx(57.6375)
-    md = lb.to_markdown(lb.build_board([], reported=lb.load_reported()))
+    md = to_markdown(build_board([], reported=load_reported()))
     assert "| DINOv3 | ViT-L | 224 | paper | 57.7 † |" in md
     assert "57.6375 (57.6 at one decimal)" in md
 
@@ -165,8 +172,8 @@ def test_reported_csv_errors_name_file_and_line(tmp_path):
     bad = tmp_path / "rep.csv"
     text = SHIPPED.read_text(encoding="utf-8").replace("57.9,53.2", "57.9,n/a", 1)
     bad.write_text(text, encoding="utf-8")
-    with pytest.raises(lb.LeaderboardError, match=r"rep\.csv:8: column 'diving48': 'n/a'"):
-        lb.load_reported(bad)
+    with pytest.raises(LeaderboardError, match=r"rep\.csv:8: column 'diving48': 'n/a'"):
+        load_reported(bad)
 
 
 def test_record_versions_and_fields_are_checked(tmp_path, monkeypatch):
@@ -177,16 +184,16 @@ def test_record_versions_and_fields_are_checked(tmp_path, monkeypatch):
         path = folder / "r.json"
         path.write_text(json.dumps({**rec, "schema_version": version}))
         with pytest.raises(ValueError, match=pattern) as err:
-            lb.load_records(tmp_path / "runs")
+            load_records(tmp_path / "runs")
         assert str(path) in str(err.value)
     old = {**rec, "schema_version": 0, "top1_old": 42.0}
     del old["method"]
     (folder / "r.json").write_text(json.dumps(old))
-    monkeypatch.setitem(lb.UPGRADERS, 0, lambda d: {**d, "method": "Upgraded"})
-    assert lb.load_records(tmp_path / "runs")[0]["method"] == "Upgraded"
+    monkeypatch.setitem(UPGRADERS, 0, lambda d: {**d, "method": "Upgraded"})
+    assert load_records(tmp_path / "runs")[0]["method"] == "Upgraded"
     (folder / "r.json").write_text(json.dumps({**rec, "reported": {"top1": None}}))
-    with pytest.raises(lb.LeaderboardError, match=r"r\.json: field 'reported'"):
-        lb.load_records(tmp_path / "runs")
+    with pytest.raises(LeaderboardError, match=r"r\.json: field 'reported'"):
+        load_records(tmp_path / "runs")
 
 
 def test_cli_writes_table_and_plot(tmp_path, capsys):
@@ -194,20 +201,20 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
                      + full_row("Enc B", [51.0, 41.0], frames=16)
                      + [make_record("k400", status="failed", method="Enc B", frames=16)])
     out, png = tmp_path / "board.md", tmp_path / "board.png"
-    assert lb.main(["--runs", str(runs), "--reported", "--out", str(out), "--plot", str(png)]) == 0
+    assert main(["--runs", str(runs), "--reported", "--out", str(out), "--plot", str(png)]) == 0
     assert "↳ Δ" in out.read_text() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = runs / "ssv2" / "broken.json"
     bad.write_text("{not json")
-    assert lb.main(["--runs", str(runs)]) == 2
+    assert main(["--runs", str(runs)]) == 2
     assert "broken.json: not a JSON run record" in capsys.readouterr().err
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    board = lb.build_board([], reported=lb.load_reported())
-    with pytest.raises(lb.LeaderboardError, match=r"needs matplotlib.*pip install"):
-        lb.plot_board(board, str(tmp_path / "x.png"))
+    board = build_board([], reported=load_reported())
+    with pytest.raises(LeaderboardError, match=r"needs matplotlib.*pip install"):
+        plot_board(board, str(tmp_path / "x.png"))
 
 
 def test_codec_budget_goes_to_its_frame_block_and_unlabelled_failures_are_placed(tmp_path):
@@ -218,7 +225,7 @@ def test_codec_budget_goes_to_its_frame_block_and_unlabelled_failures_are_placed
         del failed[key]  # the trainer stopped before its encoder was built
     failed["config"] = {"method_label": "OneVision Encoder-Codec", "arch_label": "ViT-L/14",
                         "input_size": 224, "num_frames": 16, "model_family": "codec"}
-    board = lb.build_board(lb.load_records(write_all(tmp_path, [codec, failed])))
+    board = build_board(load_records(write_all(tmp_path, [codec, failed])))
     (row,) = board.table.to_dict("records")
     assert row["frames"] == 16 and row["ssv2"] == 58.0 and row["failed"] == "k400"
 
@@ -235,7 +242,7 @@ def test_failed_run_of_a_recipe_joins_the_row_of_its_complete_runs(tmp_path):
     failed["config"] = config  # died before the encoder was built: no labels, no size
     other = dict(failed, config=dict(config, codec={"K_keep": 4096}),
                  dataset={"name": "hmdb51"}, run_id="other")
-    board = lb.build_board(lb.load_records(write_all(tmp_path, [done, failed, other])))
+    board = build_board(load_records(write_all(tmp_path, [done, failed, other])))
     rows = board.table.to_dict("records")
     assert [(r["frames"], r["res"], r["failed"]) for r in rows] == [(8, "224", "k400"), (64, "", "hmdb51")]
 
@@ -250,13 +257,14 @@ def test_failed_run_with_codec_options_joins_its_sampling_row(tmp_path):
     failed = {k: v for k, v in make_record("k400", status="failed").items()
               if k not in ("method", "arch", "res", "frames", "token_budget")}
     failed["config"] = dict(config, codec={"K_keep": 2048})
-    board = lb.build_board(lb.load_records(write_all(tmp_path, [done, failed])))
+    board = build_board(load_records(write_all(tmp_path, [done, failed])))
     (row,) = board.table.to_dict("records")
     assert row["res"] == "224" and row["ssv2"] == 58.0 and row["failed"] == "k400"
 
 
 def test_a_cell_with_runs_of_different_configurations_is_marked(tmp_path):
-    from eval_encoder.leaderboard import build_board, to_markdown
+    from eval_encoder.report.board import build_board
+    from eval_encoder.report.render import to_markdown
 
     def record(created, top1, chash):
         return {"schema": "eval_encoder.run_record", "schema_version": 1, "run_id": f"r{created}",
@@ -274,14 +282,14 @@ def test_a_cell_with_runs_of_different_configurations_is_marked(tmp_path):
 def test_protocol_is_part_of_the_row_and_only_paper_rows_get_deltas(tmp_path):
     recs = (full_row("OneVision Encoder", SCORES_A)
             + full_row("OneVision Encoder", [s + 1 for s in SCORES_A], protocol="clean"))
-    reported = lb.load_reported(SHIPPED)
-    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)), reported=reported)
+    reported = load_reported(SHIPPED)
+    board = build_board(load_records(write_all(tmp_path, recs)), reported=reported)
     t = board.table
     mine = t[(t.method == "OneVision Encoder") & (t.frames == 8)]
     assert sorted(zip(mine.source, mine.protocol)) == [
         ("delta", "paper"), ("measured", "clean"), ("measured", "paper"), ("reported", "paper")]
     assert not mine["mixed"].astype(bool).any()  # two protocols are two rows, not one mixed cell
-    md = lb.to_markdown(board)
+    md = to_markdown(board)
     assert "| OneVision Encoder | ViT-L/14 | 224 | clean | 52.2 |" in md
     assert "| OneVision Encoder | ViT-L/14 | 224 | paper | 51.2 |" in md
 
@@ -294,7 +302,7 @@ def test_departures_and_old_records_are_marked(tmp_path):
     for rec in old:
         del rec["protocol"]
         rec["config"] = {}
-    md = lb.to_markdown(lb.build_board(lb.load_records(write_all(tmp_path, starred + old))))
+    md = to_markdown(build_board(load_records(write_all(tmp_path, starred + old))))
     assert "| Enc A | ViT-L/14 | 224 | paper* | 51.2 |" in md and "paper*/clean*:" in md
     assert "| Enc B | ViT-L/14 | 224 | unstated | 51.2 |" in md and "- unstated:" in md
 
@@ -322,29 +330,29 @@ def test_ci_renders_intervals_in_md_csv_and_tex(tmp_path):
     recs = [_with_file(tmp_path, make_record(d, 100 * r / 400), r)
             for d, r in zip(PAPER, [200, 160, 240, 8, 220, 180, 320, 280])]
     runs = write_all(tmp_path, recs)
-    board = lb.make_board(str(runs), ci="exact")
+    board = make_board(str(runs), ci="exact")
     exact = stats.clopper_pearson(200, 400)  # ssv2: 200 of 400 right
-    cells = _cells(lb.render(board, "md"), "Enc A")
+    cells = _cells(render(board, "md"), "Enc A")
     assert cells[5] == f"50.0 ±{(exact.hi - exact.lo) / 2:.1f}"  # symmetric at 50%
     assert cells[4].startswith("50.2 ±")  # AVG (50.25): bootstrap
-    frame = pd.read_csv(io.StringIO(lb.render(board, "csv")))
+    frame = pd.read_csv(io.StringIO(render(board, "csv")))
     assert frame.loc[0, "ssv2_lo"] == pytest.approx(exact.lo, abs=1e-4)
     assert frame.loc[0, "ssv2_hi"] == pytest.approx(exact.hi, abs=1e-4)
     assert frame.loc[0, "avg_lo"] < 50.25 < frame.loc[0, "avg_hi"]
-    tex = lb.render(board, "tex")
+    tex = render(board, "tex")
     assert r"Enc A & ViT-L/14 & 224 & paper & 50.2 $\pm$" in tex and r"50.0 $\pm$" in tex
     assert "exact Clopper-Pearson" in tex and "AVG" in tex
     # 8 of 400 (charadesego): the sides differ by more than 20%, both are shown
     low = stats.clopper_pearson(8, 400)
     assert cells[8] == f"2.0 +{low.hi - 2.0:.1f}/-{2.0 - low.lo:.1f}" == "2.0 +1.9/-1.1"
     assert "bootstrap percentile interval over the validation clips (2,000 resamples" in (
-        lb.render(lb.make_board(str(runs), ci="bootstrap"), "md"))
+        render(make_board(str(runs), ci="bootstrap"), "md"))
 
 
 def test_records_without_predictions_show_no_interval_said_once(tmp_path):
     recs = ([_with_file(tmp_path, make_record(d, 50.0), 200) for d in PAPER[:4]]
             + [make_record(d, 50.0) for d in PAPER[4:]])  # older records: no file
-    md = lb.render(lb.make_board(str(write_all(tmp_path, recs)), ci="bootstrap"), "md")
+    md = render(make_board(str(write_all(tmp_path, recs)), ci="bootstrap"), "md")
     cells = _cells(md, "Enc A")
     assert cells[4] == "50.0" and re.fullmatch(r"50\.0 ±4\.\d", cells[5]) and cells[9] == "50.0"
     assert md.count("no interval: records without per-clip predictions") == 1
@@ -358,17 +366,17 @@ def test_seeds_show_mean_and_sd_and_other_configs_stay_mixed(tmp_path):
     rerun = _with_file(tmp_path, make_record("ssv2", 90.0, created="2025-01-01T00:00:00Z"), 360,
                        ids=ids, seed=2)  # an older run of seed 2: superseded
     runs = write_all(tmp_path, recs + [rerun])
-    plain = lb.render(lb.make_board(str(runs), datasets=["ssv2"]), "md")
+    plain = render(make_board(str(runs), datasets=["ssv2"]), "md")
     assert _cells(plain, "Enc A")[5] == "55.0 (3 seeds)" and "(n seeds): the mean" in plain
-    board = lb.make_board(str(runs), datasets=["ssv2"], ci="bootstrap")
-    cell = _cells(lb.render(board, "md"), "Enc A")[5]
+    board = make_board(str(runs), datasets=["ssv2"], ci="bootstrap")
+    cell = _cells(render(board, "md"), "Enc A")[5]
     assert re.fullmatch(r"55\.0 ±\d\.\d \(sd 5\.0, 3 seeds\)", cell)
     row = board.table.iloc[0]
     assert row["ssv2_sd"] == pytest.approx(5.0) and row["ssv2_seeds"] == 3
     assert row["avg_sd"] == pytest.approx(5.0) and row["avg_lo"] < 55.0 < row["avg_hi"]
     other = make_record("ssv2", 10.0, created="2027-01-01T00:00:00Z")
     other["config"] = {"protocol": "paper", "seed": 1, "lr": 0.1}  # another configuration
-    mixed = lb.render(lb.build_board(lb.load_records(runs) + [other], ["ssv2"]), "md")
+    mixed = render(build_board(load_records(runs) + [other], ["ssv2"]), "md")
     assert _cells(mixed, "Enc A")[5] == "10.0 *" and "more than one configuration" in mixed
 
 
@@ -377,35 +385,35 @@ def test_metric_column_from_records_or_files_and_undeclared_cells(tmp_path):
             _with_file(tmp_path, make_record("k400", 50.0), 200)]
     recs[1]["metrics"] = {"top1": 50.0, "top5": 80.0, "mean_class_acc": 47.5}
     runs = write_all(tmp_path, recs)
-    board = lb.make_board(str(runs), metric="mean_class_acc", datasets=["ssv2", "k400"])
+    board = make_board(str(runs), metric="mean_class_acc", datasets=["ssv2", "k400"])
     t = board.table.iloc[0]
     assert t["ssv2"] == pytest.approx(50.0) and t["k400"] == 47.5  # computed / as recorded
-    md = lb.render(lb.make_board(str(runs), metric="map", datasets=["ssv2", "k400"]), "md")
+    md = render(make_board(str(runs), metric="map", datasets=["ssv2", "k400"]), "md")
     assert _cells(md, "Enc A")[4:] == ["partial (0/2)", "", ""]
     # ssv2's card does not declare map, nor do k400's record's metrics
     assert "empty: map is not among the metrics declared for k400, ssv2" in md
-    with pytest.raises(lb.LeaderboardError, match="the paper reports top-1 only"):
-        lb.make_board(str(runs), reported=True, metric="top5")
+    with pytest.raises(LeaderboardError, match="the paper reports top-1 only"):
+        make_board(str(runs), reported=True, metric="top5")
 
 
 def test_action_column_from_verb_and_noun_runs(tmp_path):
     recs = [_with_file(tmp_path, make_record("epic_verb", 75.0), 300),
             _with_file(tmp_path, make_record("epic_noun", 50.0), 200)]
     runs = write_all(tmp_path, recs)
-    board = lb.make_board(str(runs), metric="action", ci="bootstrap")
+    board = make_board(str(runs), metric="action", ci="bootstrap")
     assert board.extras == ["epic_action"]
     assert board.table.loc[0, "epic_action"] == pytest.approx(50.0)  # the first 200 clips
-    md = lb.render(board, "md")
+    md = render(board, "md")
     assert "Epic Action" in md and "verb and noun both right" in md
-    assert lb.main(["--runs", str(runs), "--metric", "action", "--ci", "--plot",
+    assert main(["--runs", str(runs), "--metric", "action", "--ci", "--plot",
                     str(tmp_path / "b.png")]) == 0
     assert (tmp_path / "b.png").stat().st_size > 10_000
 
 
 def test_help_of_the_new_options_renders():
-    from eval_encoder import compare
+    from eval_encoder.report import compare
 
-    text = lb.build_parser().format_help()
+    text = build_parser().format_help()
     assert "--ci [{bootstrap,exact}]" in text and "95% interval" in text and "--metric" in text
     assert "RUN_OR_ROW_A" in compare.build_parser().format_help()
 
@@ -418,12 +426,12 @@ def _with_gflops(records, gflops):
 
 
 def test_method_colours_are_fixed_whatever_the_plot_holds():
-    assert lb.method_colour("OneVision Encoder") == lb.METHOD_COLOURS["OneVision Encoder"]
-    other = lb.method_colour("My Encoder (clean)")
-    assert other in lb.OTHER_COLOURS and other == lb.method_colour("My Encoder (clean)")
-    assert not set(lb.OTHER_COLOURS) & set(lb.METHOD_COLOURS.values())
+    assert method_colour("OneVision Encoder") == METHOD_COLOURS["OneVision Encoder"]
+    other = method_colour("My Encoder (clean)")
+    assert other in OTHER_COLOURS and other == method_colour("My Encoder (clean)")
+    assert not set(OTHER_COLOURS) & set(METHOD_COLOURS.values())
     # a spread of names uses more than one fallback colour
-    assert len({lb.method_colour(f"enc{i}") for i in range(40)}) > len(lb.OTHER_COLOURS) // 2
+    assert len({method_colour(f"enc{i}") for i in range(40)}) > len(OTHER_COLOURS) // 2
 
 
 def _scatter_colours(fig):
@@ -440,12 +448,12 @@ def _scatter_colours(fig):
 
 def test_plot_colours_units_ticks_and_range(tmp_path):
     near_top = [99.5, 98.0, 97.0, 99.9, 95.0, 94.0, 93.0, 92.0]
-    one = lb.build_board(lb.load_records(write_all(tmp_path / "a", full_row("Mine", near_top))))
-    two = lb.build_board(lb.load_records(write_all(
+    one = build_board(load_records(write_all(tmp_path / "a", full_row("Mine", near_top))))
+    two = build_board(load_records(write_all(
         tmp_path / "b", full_row("Other", SCORES_A) + full_row("Mine", near_top, frames=16))))
-    fig_one = lb.plot_board(one, str(tmp_path / "one.png"))
-    fig_two = lb.plot_board(two, str(tmp_path / "two.png"))
-    mine = lb.method_colour("Mine")
+    fig_one = plot_board(one, str(tmp_path / "one.png"))
+    fig_two = plot_board(two, str(tmp_path / "two.png"))
+    mine = method_colour("Mine")
     assert mine in _scatter_colours(fig_one) and mine in _scatter_colours(fig_two)
     assert _scatter_colours(fig_one) == {mine}
     panels = [ax for ax in fig_two.axes if ax.get_visible()]
@@ -460,18 +468,18 @@ def test_plot_colours_units_ticks_and_range(tmp_path):
 def test_gflops_column_and_dash_for_records_without_compute(tmp_path):
     recs = (_with_gflops(full_row("Enc A", SCORES_A), 1660.4)
             + full_row("Enc B", SCORES_A, frames=16))
-    board = lb.build_board(lb.load_records(write_all(tmp_path, recs)))
-    assert "GFLOPs" not in lb.render(board, "md") and "gflops" not in lb.render(board, "csv")
+    board = build_board(load_records(write_all(tmp_path, recs)))
+    assert "GFLOPs" not in render(board, "md") and "gflops" not in render(board, "csv")
     board.gflops = True
-    md = lb.render(board, "md")
+    md = render(board, "md")
     assert "| Protocol | GFLOPs/clip | AVG |" in md
     assert "| Enc A | ViT-L/14 | 224 | paper | 1660 | 51.2 |" in md
     assert "| Enc B | ViT-L/14 | 224 | paper | – | 51.2 |" in md
-    assert "paper & 1660 & 51.2" in lb.render(board, "tex")
-    assert "paper & -- & 51.2" in lb.render(board, "tex")
-    frame = pd.read_csv(io.StringIO(lb.render(board, "csv")))
+    assert "paper & 1660 & 51.2" in render(board, "tex")
+    assert "paper & -- & 51.2" in render(board, "tex")
+    frame = pd.read_csv(io.StringIO(render(board, "csv")))
     assert frame["gflops"].tolist()[0] == 1660.4 and math.isnan(frame["gflops"].tolist()[1])
-    assert lb.gflops_text(1.8326) == "1.83" and lb.gflops_text(41.23) == "41.2"
+    assert gflops_text(1.8326) == "1.83" and gflops_text(41.23) == "41.2"
 
 
 def test_accuracy_against_compute_plot(tmp_path, capsys):
@@ -482,11 +490,11 @@ def test_accuracy_against_compute_plot(tmp_path, capsys):
             + full_row("No compute", SCORES_A))
     runs = write_all(tmp_path, recs)
     png = tmp_path / "compute.png"
-    assert lb.main(["--runs", str(runs), "--reported", "--gflops", "--plot_compute", str(png)]) == 0
+    assert main(["--runs", str(runs), "--reported", "--gflops", "--plot_compute", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| OneVision Encoder | ViT-L/14 | 224 | paper | 1660 |" in capsys.readouterr().out
-    board = lb.make_board(str(runs), reported=True)
-    fig = lb.plot_compute(board, str(png))
+    board = make_board(str(runs), reported=True)
+    fig = plot_compute(board, str(png))
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
     assert list(panels)[:2] == ["AVG", "SSV2"]
     avg = panels["AVG"]
@@ -500,9 +508,9 @@ def test_accuracy_against_compute_plot(tmp_path, capsys):
     # the paper's numbers: rings at the measured rows' GFLOPs
     rings = [c for c in avg.collections if (c.get_facecolors()[:, :3] == 1).all()]
     assert len(rings) == 2
-    empty = lb.build_board(lb.load_records(write_all(tmp_path / "none", full_row("X", SCORES_A))))
-    with pytest.raises(lb.LeaderboardError, match="GFLOPs per clip"):
-        lb.plot_compute(empty, str(tmp_path / "none.png"))
+    empty = build_board(load_records(write_all(tmp_path / "none", full_row("X", SCORES_A))))
+    with pytest.raises(LeaderboardError, match="GFLOPs per clip"):
+        plot_compute(empty, str(tmp_path / "none.png"))
 
 
 def test_records_with_and_without_codec_options_share_a_cell(tmp_path):
@@ -515,11 +523,11 @@ def test_records_with_and_without_codec_options_share_a_cell(tmp_path):
         rec["encoder"]["spec"] = {"clip_source": "frames", "tokens_per_frame": 256}
     old["config"] = dict(base, codec={"K_keep": 2048}, sources={"seed": "default"})
     new["config"] = dict(base)
-    board = lb.build_board(lb.load_records(write_all(tmp_path, [old, new])))
-    md = lb.render(board, "md")
+    board = build_board(load_records(write_all(tmp_path, [old, new])))
+    md = render(board, "md")
     assert "| 52.0 |" in md and "more than one configuration" not in md
     codec_old, codec_new = dict(old), dict(new)
     for rec in (codec_old, codec_new):
         rec["encoder"] = {"spec": {"clip_source": "codec"}}
     codec_new["config"] = dict(base, codec={"K_keep": 4096})
-    assert lb._base_hash(codec_old) != lb._base_hash(codec_new)  # codec options matter there
+    assert _base_hash(codec_old) != _base_hash(codec_new)  # codec options matter there

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval_encoder import leaderboard as lb
 from eval_encoder import suite
 from eval_encoder.config import ConfigError
 from eval_encoder.probe.args import parse_config
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, new_run_id, read_record, write_record
+from eval_encoder.report.reported import load_reported
 from eval_encoder.video.manifest import load_card
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,7 +196,7 @@ def _block(probe: dict) -> int:
 
 
 def test_shipped_recipes_cover_every_paper_row_once():
-    reported = lb.load_reported()
+    reported = load_reported()
     want = {(r.frames, r.method, r.arch, r.res) for r in reported.itertuples()}
     got = []
     for path in sorted(PROBES.glob("*.yaml")):

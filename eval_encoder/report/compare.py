@@ -35,9 +35,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from eval_encoder import leaderboard as lb
 from eval_encoder import stats
-from eval_encoder.logs import setup_logging
+from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.report.cells import pick_latest
+from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
+from eval_encoder.report.records import (DEFAULT_RUNS, load_record, load_records, records_frame,
+                                         row_labels)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ def resolve(spec: str, runs: Path) -> Side:
     """A run (record path or run id under ``runs``) or a leaderboard row."""
     record = _as_record(spec, runs)
     if record is not None:
-        labels = lb.row_labels(record)
+        labels = row_labels(record)
         name = record["dataset"]["name"]
         return Side(f"run {record.get('run_id')} ({labels['method']}, {labels['frames']} "
                     f"frames, {labels['protocol']}; {name})", {name: [record]})
@@ -91,12 +94,12 @@ def resolve(spec: str, runs: Path) -> Side:
 def _as_record(spec: str, runs: Path) -> Optional[Dict[str, Any]]:
     path = Path(spec)
     if path.is_file():
-        return _complete(lb.load_record(path))
+        return _complete(load_record(path))
     found = sorted(Path(runs).glob(f"*/{path.stem if spec.endswith('.json') else spec}.json"))
     if len(found) > 1:
         raise CompareError(f"run id {spec!r} names {len(found)} records: "
                            + ", ".join(map(str, found)))
-    return _complete(lb.load_record(found[0])) if found else None
+    return _complete(load_record(found[0])) if found else None
 
 
 def _complete(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -108,14 +111,14 @@ def _complete(record: Dict[str, Any]) -> Dict[str, Any]:
 
 def _as_row(spec: str, runs: Path) -> Side:
     """The latest complete records of the leaderboard row named ``method[@frames][:protocol]``."""
-    records = lb.load_records(Path(runs))
-    picked = lb.pick_latest(lb.records_frame(records)) if records else None
+    records = load_records(Path(runs))
+    picked = pick_latest(records_frame(records)) if records else None
     done = picked[picked["status"] == "complete"] if picked is not None else None
     if done is None or done.empty:
         raise CompareError(f"{spec!r} is not a record file, and {runs} holds no complete run "
                            "to find it as a run id or leaderboard row")
     match = _matching(done, spec)
-    rows = match[lb.ROW_KEYS].drop_duplicates().to_dict("records")
+    rows = match[ROW_KEYS].drop_duplicates().to_dict("records")
     if len(rows) != 1:
         raise CompareError(_row_problem(spec, rows, done))
     row = rows[0]
@@ -142,7 +145,7 @@ def _row_problem(spec: str, rows: List[Dict[str, Any]], done) -> str:
     if rows:
         return (f"{spec!r} names {len(rows)} leaderboard rows; say which: "
                 + ", ".join(repr(name(r)) for r in rows))
-    known = sorted({name(r) for r in done[lb.ROW_KEYS].to_dict("records")})
+    known = sorted({name(r) for r in done[ROW_KEYS].to_dict("records")})
     return (f"{spec!r} is neither a record file, a run id nor a leaderboard row; rows: "
             + ", ".join(map(repr, known)))
 
@@ -156,7 +159,7 @@ def compare(a: Side, b: Side, metric: str = "top1", resamples: int = stats.RESAM
     if not shared:
         raise CompareError(f"nothing to compare: A has {', '.join(sorted(a.runs))}; "
                            f"B has {', '.join(sorted(b.runs))}")
-    order = {d: i for i, d in enumerate(lb.PAPER_DATASETS)}
+    order = {d: i for i, d in enumerate(PAPER_DATASETS)}
     shared.sort(key=lambda d: (order.get(d, len(order)), d))
     lines = [_dataset_line(d, a.runs[d], b.runs[d], view.metric, resamples, alpha)
              for d in shared]
@@ -247,7 +250,7 @@ def render(c: Comparison) -> str:
 
 def _text_line(line: Line) -> str:
     r = line.result
-    name = lb.DISPLAY_NAMES.get(line.dataset, line.dataset)
+    name = DISPLAY_NAMES.get(line.dataset, line.dataset)
     counts = (f"{r.only_a:>7}{r.only_b:>7}{_p_text(r.p):>10}" if r.p is not None
               else f"{'':>7}{'':>7}{'-':>10}")
     return (f"{name:<16}{r.clips:>7}{r.a:>7.1f}{r.b:>7.1f}{r.diff:>+8.1f}  "
@@ -285,16 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("a", metavar="RUN_OR_ROW_A",
                         help="a record path, a run id, or a row: 'method[@frames][:protocol]'")
     parser.add_argument("b", metavar="RUN_OR_ROW_B", help="the same, for B")
-    parser.add_argument("--runs", default=lb.DEFAULT_RUNS,
-                        help=f"folder of run records (default {lb.DEFAULT_RUNS})")
+    parser.add_argument("--runs", default=DEFAULT_RUNS,
+                        help=f"folder of run records (default {DEFAULT_RUNS})")
     parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
                         help="what to compare (default top1; action adds epic_action)")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="significance level (default 0.05; the interval is at 1 - alpha)")
     parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
                         help=f"bootstrap resamples (default {stats.RESAMPLES})")
-    from eval_encoder.logs import add_verbosity_flags
-
     add_verbosity_flags(parser)  # -v/-q
     return parser
 
