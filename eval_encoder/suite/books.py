@@ -14,6 +14,7 @@ from eval_encoder import record as rec
 from eval_encoder.config import parse_config
 from eval_encoder.launch import Ended, Entry, Job, Task
 from eval_encoder.registry import method_label
+from eval_encoder.video.manifest import file_sha256, load_card, split_paths
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ def data_changed(record: Dict[str, Any], data_root: str) -> Optional[str]:
     The config hash leaves the data root out (the same data may move), so the card version
     and the manifests' contents are compared here instead.
     """
-    from eval_encoder.video.manifest import file_sha256, load_card, split_paths
-
     stored = record.get("dataset") or {}
     config = record.get("config") or {}
     card = load_card(stored.get("name", ""))

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from eval_encoder.config import ConfigError
 from eval_encoder.launch import LAUNCHERS
-from eval_encoder.logs import setup_logging
+from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.suite.follow import collect_main, status_main
 from eval_encoder.suite.launchers import (DEFAULT_LAUNCHER, _add_launcher_options,
                                           _add_torchrun_flags, make_launcher, topology_from)
@@ -52,8 +52,6 @@ def build_suite_parser() -> argparse.ArgumentParser:
                              "`suite collect` follow the jobs")
     _add_torchrun_flags(parser.add_argument_group("processes and nodes (torchrun's flags)"))
     _add_launcher_options(parser)
-    from eval_encoder.logs import add_verbosity_flags
-
     add_verbosity_flags(parser)  # -v/-q
     return parser
 

@@ -11,6 +11,7 @@ from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, build_parser, parse_config
 from eval_encoder.launch import Launcher, Task, Topology
 from eval_encoder.launch.base import TRAINER
+from eval_encoder.protocol import departures
 from eval_encoder.suite.books import find_complete
 from eval_encoder.suite.recipes import OWNED, Recipe, write_probe_yaml
 
@@ -42,8 +43,6 @@ def expected_hash(argv: Sequence[str]) -> str:
 
 def protocol_label(argv: Sequence[str]) -> str:
     """The protocol the trainer will follow for ``argv``, as the leaderboard labels it."""
-    from eval_encoder.protocol import departures
-
     cfg = parse_config(list(argv))
     return cfg.protocol + ("*" if departures(cfg) else "")
 

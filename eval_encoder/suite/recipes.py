@@ -12,7 +12,9 @@ import yaml
 from eval_encoder.config import ConfigError, ProbeConfig, apply_values, load_yaml
 from eval_encoder.launch import LAUNCHERS, TORCHRUN_KEYS
 from eval_encoder.launch.base import settings_from, write_atomic
+from eval_encoder.listing import recipes_dir
 from eval_encoder.registry import RegistryError, check_names, did_you_mean
+from eval_encoder.video.manifest import cards_dir, load_card
 
 SUITE_KEY = "suite"
 SUITE_FIELDS = ("datasets", "per_dataset", "description", "launcher", *LAUNCHERS)
@@ -44,8 +46,6 @@ def recipe_path(name: str) -> str:
     so ``suite ov_encoder_large_8f`` works from any folder and after a wheel install."""
     if os.path.exists(name) or os.sep in name or name.endswith((".yaml", ".yml")):
         return name
-    from eval_encoder.listing import recipes_dir
-
     folder = recipes_dir()
     known = sorted(p.stem for p in folder.glob("*.yaml"))
     if name not in known:
@@ -125,8 +125,6 @@ def _launch_sections(suite: Dict[str, Any], path: str) -> Dict[str, Dict[str, An
 
 def _dataset_list(value: Any, where: str) -> List[str]:
     """A non-empty list of distinct dataset names, each with a card."""
-    from eval_encoder.video.manifest import cards_dir, load_card
-
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):

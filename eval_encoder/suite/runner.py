@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from tqdm import tqdm
+
+from eval_encoder import checkpoint as ckpt
 from eval_encoder.config import ConfigError
 from eval_encoder.launch import (LAUNCHERS, Entry, Job, LaunchError, Launcher, LocalLauncher,
                                  SuiteState, Task, Topology)
@@ -30,8 +33,6 @@ log = logging.getLogger(__name__)
 def say_resume(save_report: str, dataset: str, chash: str) -> None:
     """A dataset cut off mid-run continues from its checkpoint: say which (the trainer
     finds it itself, under the default checkpoint folder of this configuration)."""
-    from eval_encoder import checkpoint as ckpt
-
     found = ckpt.find(ckpt.default_dir(save_report, dataset, chash))
     if found:
         _say(f"{dataset}: resuming from the checkpoint {found[0]}")
@@ -268,8 +269,6 @@ class Drive:
         if self.launcher.echoes or total == 0:
             yield
             return
-        from tqdm import tqdm
-
         with tqdm(total=total, desc=self.recipe, unit="dataset", file=sys.stderr,
                   disable=None, dynamic_ncols=True) as bar:
             self.bar = bar

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from tqdm import tqdm
+
 from eval_encoder.suite.books import DONE, Outcome
 
 
 def _say(text: str) -> None:
-    from tqdm import tqdm
-
     with tqdm.external_write_mode(file=sys.stdout):  # above a progress bar, if one is shown
         print(f"== suite {text}", flush=True)
 
