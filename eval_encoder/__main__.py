@@ -14,7 +14,7 @@ COMMANDS = {
     "demo": ("eval_encoder.demo", "generate the demo data and a tiny encoder, then probe it"),
     "ls": ("eval_encoder.listing", "list encoder families, model names, datasets and recipes"),
     "codec": ("eval_encoder.codec.cli", "codec patch selection tools (precompute)"),
-    "suite": ("eval_encoder.suite", "run a recipe over its datasets"),
+    "suite": ("eval_encoder.suite.cli", "run a recipe over its datasets"),
     "leaderboard": ("eval_encoder.report.cli", "build leaderboard tables from run records"),
     "compare": ("eval_encoder.report.compare", "paired comparison of two runs or leaderboard rows"),
     "prepare": ("eval_encoder.prepare.cli", "official annotations -> manifests in a data root"),

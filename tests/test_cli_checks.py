@@ -19,19 +19,20 @@ import pytest
 import yaml
 
 from eval_encoder import __main__ as cli
-from eval_encoder import listing, logs, suite
+from eval_encoder import listing, logs
 from eval_encoder.codec.options import CodecOptions
 from eval_encoder.config import ConfigError, ProbeConfig, bound_of
+from eval_encoder.encoders import check_names
 from eval_encoder.flags import build_parser
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import batch_warnings
 from eval_encoder.probe.run import main as probe_main
 from eval_encoder.record import config_hash, read_record
-from eval_encoder.encoders import check_names
 from eval_encoder.registry import WEIGHT_ALIASES, RegistryError
 from eval_encoder.report.cli import main as leaderboard_main
 from eval_encoder.report.cli import make_board
 from eval_encoder.report.render import FORMATS, render
+from eval_encoder.suite import recipes, runner, show
 from eval_encoder.video.steps import make_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -304,12 +305,12 @@ def test_suite_summary_of_failed_runs_shows_the_table_with_reasons(tmp_path, cap
     sys.path.insert(0, str(Path(__file__).parent))
     from test_suite import FakeTrainer, write_recipe
 
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101", "hmdb51"))))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101", "hmdb51"))))
     report = tmp_path / "report"
-    outcomes = suite.run_suite(recipe, "/data", str(report),
+    outcomes = runner.run_suite(recipe, "/data", str(report),
                                launcher=FakeTrainer(ucf101="crash", hmdb51="own_fail"))
     capsys.readouterr()
-    assert suite._summary(recipe.name, outcomes, str(report), False) == 1
+    assert show._summary(recipe.name, outcomes, str(report), False) == 1
     out = capsys.readouterr().out
     assert "Failed runs (2" in out and "| fail | fail |" in out
     assert "CUDA out of memory" in out and "3 of 5 val clips could not be read" in out
@@ -355,7 +356,7 @@ def test_a_recipe_with_a_misspelt_model_name_fails_when_loaded(tmp_path):
     path = write_recipe(tmp_path, model_name="ov_encoder_tin")
     with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: .*Did you mean "
                                           r"'ov_encoder_tiny'"):
-        suite.load_recipe(str(path))
+        recipes.load_recipe(str(path))
 
 
 def test_a_records_method_names_the_canonical_family():

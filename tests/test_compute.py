@@ -241,7 +241,8 @@ RECIPE_HASHES = {
 
 def _recipe_hash(name, tmp_path, *extra):
     """The hash the suite expects for the recipe's ssv2 run (the trainer computes the same)."""
-    from eval_encoder.suite import load_recipe, trainer_argv, write_probe_yaml
+    from eval_encoder.suite.plan import trainer_argv
+    from eval_encoder.suite.recipes import load_recipe, write_probe_yaml
 
     recipe = load_recipe(str(RECIPES / f"{name}.yaml"))
     config = write_probe_yaml(recipe, "ssv2", str(tmp_path))

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval_encoder import suite
+from eval_encoder.launch.process import LAUNCHER_ENV
+from eval_encoder.suite import locks, recipes, runner
 from test_suite import FakeTrainer, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,11 +42,11 @@ CHILD = textwrap.dedent("""
 DRIVER = textwrap.dedent("""
     import signal, sys
     from pathlib import Path
-    from eval_encoder import suite
+    from eval_encoder.launch.process import stream_process
     # as from a terminal: a test run started in the background (`make test &`) hands its
     # children SIGINT ignored, and Python then leaves it ignored
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    suite.stream_process([sys.executable, sys.argv[1], sys.argv[2]], Path(sys.argv[3]))
+    stream_process([sys.executable, sys.argv[1], sys.argv[2]], Path(sys.argv[3]))
 """)
 
 
@@ -119,7 +120,7 @@ def test_kill_9_of_the_suite_ends_real_torchrun_workers(tmp_path):
         "[sys.executable, sys.argv[1], sys.argv[2]]",
         "[sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', "
         "sys.argv[1]]"))
-    env = {k: v for k, v in os.environ.items() if k not in suite.LAUNCHER_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     env["PYTHONPATH"] = str(REPO)
     driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(script), "-",
                                str(tmp_path / "x.log")], stdout=subprocess.DEVNULL, env=env,
@@ -143,14 +144,14 @@ class SlowTrainer(FakeTrainer):
 
 
 def test_two_suites_on_one_report_run_each_dataset_once(tmp_path):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101", "hmdb51", "k400"))))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101", "hmdb51", "k400"))))
     report = str(tmp_path / "report")
     fake = SlowTrainer()  # shared: it sees every run of both suites
     barrier = threading.Barrier(2)
 
     def one_suite(_):
         barrier.wait()
-        return suite.run_suite(recipe, "/data", report, launcher=fake)
+        return runner.run_suite(recipe, "/data", report, launcher=fake)
 
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(one_suite, range(2))
@@ -162,12 +163,12 @@ def test_two_suites_on_one_report_run_each_dataset_once(tmp_path):
 
 
 def test_no_wait_lock_leaves_a_busy_dataset_to_the_other_suite(tmp_path, capsys):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path)))
     report = str(tmp_path / "report")
     fake = FakeTrainer()
-    with suite.dataset_lock(report, recipe.name, "ucf101") as held:  # "another suite"
+    with locks.dataset_lock(report, recipe.name, "ucf101") as held:  # "another suite"
         assert held
-        outcomes = suite.run_suite(recipe, "/data", report, launcher=fake, wait_lock=False)
+        outcomes = runner.run_suite(recipe, "/data", report, launcher=fake, wait_lock=False)
     assert [(o.dataset, o.status) for o in outcomes] == [("ucf101", "busy"), ("hmdb51", "complete")]
     assert [d for d, _ in fake.calls] == ["hmdb51"]
     out = capsys.readouterr().out
@@ -176,12 +177,12 @@ def test_no_wait_lock_leaves_a_busy_dataset_to_the_other_suite(tmp_path, capsys)
 
 
 def test_a_waiting_suite_says_who_it_waits_for(tmp_path, capsys):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101",))))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101",))))
     report = str(tmp_path / "report")
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with suite.dataset_lock(report, recipe.name, "ucf101"):
+        with locks.dataset_lock(report, recipe.name, "ucf101"):
             held.set()
             release.wait(10)
 
@@ -189,7 +190,7 @@ def test_a_waiting_suite_says_who_it_waits_for(tmp_path, capsys):
     holder.start()
     assert held.wait(10)
     threading.Timer(0.5, release.set).start()
-    (outcome,) = suite.run_suite(recipe, "/data", report, launcher=FakeTrainer())
+    (outcome,) = runner.run_suite(recipe, "/data", report, launcher=FakeTrainer())
     holder.join()
     assert outcome.status == "complete"
     out = capsys.readouterr().out
@@ -197,14 +198,14 @@ def test_a_waiting_suite_says_who_it_waits_for(tmp_path, capsys):
 
 
 def test_concurrent_writers_of_the_probe_yaml_never_tear_it(tmp_path):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path)))
     report = str(tmp_path / "report")
     barrier = threading.Barrier(8)
 
     def write(_):
         barrier.wait()
         for _ in range(25):
-            path = suite.write_probe_yaml(recipe, "ucf101", report)
+            path = recipes.write_probe_yaml(recipe, "ucf101", report)
             assert yaml.safe_load(path.read_text())["num_frames"] == 2
 
     with ThreadPoolExecutor(8) as pool:

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval_encoder import suite
 from eval_encoder.config import ConfigError
 from eval_encoder.launch import LAUNCHERS, LocalLauncher, SlurmLauncher, Topology
 from eval_encoder.launch.slurm import exit_status
+from eval_encoder.suite import cli, recipes, runner
 from test_suite import write_recipe
 
 
 def _dry_run(tmp_path, capsys, *flags, **recipe_extra) -> str:
     path = write_recipe(tmp_path, datasets=("ucf101",), **recipe_extra)
-    code = suite.main([str(path), "--data_root", "/data", "--save_report",
+    code = cli.main([str(path), "--data_root", "/data", "--save_report",
                        str(tmp_path / "r"), "--dry_run", *flags])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -100,7 +100,7 @@ def test_a_local_multi_node_suite_passes_the_rendezvous_to_torchrun(tmp_path, ca
 ])
 def test_launcher_mistakes_are_clear_errors(tmp_path, capsys, flags, recipe, pattern):
     path = write_recipe(tmp_path, datasets=("ucf101",), **recipe)
-    code = suite.main([str(path), "--data_root", "/data", "--save_report", str(tmp_path / "r"),
+    code = cli.main([str(path), "--data_root", "/data", "--save_report", str(tmp_path / "r"),
                        *flags, *([] if "--no_wait" in flags else ["--dry_run"])])
     assert code == 2
     assert __import__("re").search(pattern, capsys.readouterr().err)
@@ -112,15 +112,15 @@ def test_sacct_exit_codes_become_one_status():
 
 def test_status_and_collect_say_when_nothing_was_started(tmp_path, capsys):
     for command in ("status", "collect"):
-        assert suite.main([command, "tiny", "--save_report", str(tmp_path)]) == 1
+        assert cli.main([command, "tiny", "--save_report", str(tmp_path)]) == 1
         assert "no suite state at" in capsys.readouterr().err
 
 
 def test_a_launcher_without_slurm_fails_the_dataset_saying_so(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch on it
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101",))))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101",))))
     launcher = SlurmLauncher(dict(_defaults(SlurmLauncher)), Topology())
-    (outcome,) = suite.run_suite(recipe, "/data", str(tmp_path / "r"), launcher=launcher)
+    (outcome,) = runner.run_suite(recipe, "/data", str(tmp_path / "r"), launcher=launcher)
     assert outcome.status == "failed" and "`sbatch` not found" in outcome.error
     assert not (tmp_path / "r" / "runs").exists()  # nothing ran: no record
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from eval_encoder import suite
 from eval_encoder.config import ConfigError
 from eval_encoder.launch import LocalLauncher, Topology
 from eval_encoder.record import read_record
+from eval_encoder.suite import cli, recipes, runner
 from test_suite import FakeTrainer, write_recipe
 
 
@@ -37,11 +38,11 @@ class OverlapTrainer(FakeTrainer):
 
 
 def _run(tmp_path, parallel, nproc=1, extra=(), datasets=("ucf101", "hmdb51", "k400"), **kw):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=datasets)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=datasets)))
     fake = OverlapTrainer(**kw)
     topology = Topology(nproc)
     launcher = LocalLauncher({"parallel": parallel}, topology, runner=fake)
-    outcomes = suite.run_suite(recipe, "/data", str(tmp_path / "r"), extra=list(extra),
+    outcomes = runner.run_suite(recipe, "/data", str(tmp_path / "r"), extra=list(extra),
                                launcher=launcher, topology=topology)
     return outcomes, fake
 
@@ -54,7 +55,7 @@ def test_parallel_runs_overlap_each_on_its_share_of_the_cpus(tmp_path, monkeypat
         ("ucf101", "complete"), ("hmdb51", "failed"), ("k400", "complete")]
     first, second = fake.spans["ucf101"], fake.spans["hmdb51"]
     assert second[0] < first[1] and first[0] < second[1]  # at the same time
-    prefixes = {d: cmd[:cmd.index(suite.sys.executable)] for d, cmd in fake.calls}
+    prefixes = {d: cmd[:cmd.index(sys.executable)] for d, cmd in fake.calls}
     assert prefixes["ucf101"] == ["/usr/bin/taskset", "-c", "0,1", "env", "OMP_NUM_THREADS=2"]
     assert prefixes["hmdb51"] == ["/usr/bin/taskset", "-c", "2,3", "env", "OMP_NUM_THREADS=2"]
     assert prefixes["k400"] in prefixes.values()  # a share freed by an ended run
@@ -86,7 +87,7 @@ def test_two_demo_datasets_run_side_by_side(tmp_path, capsys, monkeypatch):
     report = tmp_path / "report"
     args = [str(recipe), "--data_root", str(data), "--save_report", str(report), "--device",
             "cpu", "--loader", "torch", "--dali_py_num_workers", "0", "--parallel", "2"]
-    assert suite.main(args) == 0, capsys.readouterr().out[-3000:]
+    assert cli.main(args) == 0, capsys.readouterr().out[-3000:]
     out = capsys.readouterr().out
     assert out.count("complete in") == 2 and "| Tiny OV | ViT-T | 224 |" in out
     for name in ("demo", "demo2"):
@@ -115,16 +116,18 @@ def test_a_stopped_parallel_suite_stops_every_trainer(tmp_path):
     driver.write_text(textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from eval_encoder import suite
         from eval_encoder.launch import LocalLauncher, Topology
+        from eval_encoder.launch.process import stream_process
+        from eval_encoder.suite.recipes import load_recipe
+        from eval_encoder.suite.runner import run_suite
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_suite import write_recipe
-        recipe = suite.load_recipe(str(write_recipe(Path({str(tmp_path)!r}), datasets=("ucf101", "hmdb51"))))
+        recipe = load_recipe(str(write_recipe(Path({str(tmp_path)!r}), datasets=("ucf101", "hmdb51"))))
         child = ("import os, sys, time; from pathlib import Path; "
                  "Path({str(pids)!r}, str(os.getpid())).touch(); time.sleep(300)")
-        runner = lambda cmd, log: suite.stream_process([sys.executable, "-c", child], log, echo=False)
+        runner = lambda cmd, log: stream_process([sys.executable, "-c", child], log, echo=False)
         launcher = LocalLauncher({{"parallel": 2}}, Topology(), runner=runner)
-        suite.run_suite(recipe, "/data", {str(tmp_path / "r")!r}, launcher=launcher)
+        run_suite(recipe, "/data", {str(tmp_path / "r")!r}, launcher=launcher)
     """))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.PIPE,

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 import slurm_cluster
-from eval_encoder import suite
 from eval_encoder.record import read_record
+from eval_encoder.suite import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 def test_a_two_dataset_suite_runs_as_two_slurm_jobs(cluster, demo, tmp_path, capsys):
     report = tmp_path / "report"
     args = _args(_recipe(tmp_path, demo, ("demo", "demo2")), demo, report)
-    assert suite.main(args) == 0, capsys.readouterr().out[-3000:]
+    assert cli.main(args) == 0, capsys.readouterr().out[-3000:]
     out = capsys.readouterr().out
     records = {p.parent.name: read_record(str(p)) for p in (report / "runs").rglob("*.json")}
     assert sorted(records) == ["demo", "demo2"]
@@ -88,9 +88,9 @@ def test_a_two_dataset_suite_runs_as_two_slurm_jobs(cluster, demo, tmp_path, cap
         assert entry["log"].endswith(f"{name}.{entry['job']}.log")
         assert "srun ended with status 0" in Path(entry["log"]).read_text()
         assert (report / "suite" / "tiny" / f"{name}.sbatch").is_file()
-    assert suite.main(["status", str(tmp_path / "tiny.yaml"), "--save_report", str(report)]) == 0
+    assert cli.main(["status", str(tmp_path / "tiny.yaml"), "--save_report", str(report)]) == 0
     assert capsys.readouterr().out.count("complete") == 2
-    assert suite.main(args) == 0  # a rerun submits nothing
+    assert cli.main(args) == 0  # a rerun submits nothing
     assert capsys.readouterr().out.count("already complete") == 2
     assert _state(report) == state
 
@@ -98,7 +98,7 @@ def test_a_two_dataset_suite_runs_as_two_slurm_jobs(cluster, demo, tmp_path, cap
 def test_a_job_near_its_time_limit_requeues_itself_and_resumes(cluster, demo, tmp_path, capsys):
     report = tmp_path / "report"
     recipe = _recipe(tmp_path, demo, ("demo",), default_epoch=10, checkpoint_every_min=0)
-    assert suite.main(_args(recipe, demo, report, "--no_wait")) == 0
+    assert cli.main(_args(recipe, demo, report, "--no_wait")) == 0
     assert "submitted: job" in capsys.readouterr().out
     job = _state(report)["demo"]["job"]
     _wait_for(lambda: any(not p.name.endswith("s0000000.pt")
@@ -107,7 +107,7 @@ def test_a_job_near_its_time_limit_requeues_itself_and_resumes(cluster, demo, tm
     # what SLURM sends --signal=B:USR1@<s> before the time limit: the script requeues the job
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     collect = ["collect", str(recipe), "--save_report", str(report), "--wait", "--poll_s", "0.5"]
-    assert suite.main(collect) == 0, capsys.readouterr().out[-3000:]
+    assert cli.main(collect) == 0, capsys.readouterr().out[-3000:]
     (path,) = (report / "runs" / "demo").glob("*.json")
     record = read_record(str(path))
     assert record["status"] == "complete" and record["resumed_from"]["epoch"] >= 1
@@ -119,16 +119,16 @@ def test_a_job_near_its_time_limit_requeues_itself_and_resumes(cluster, demo, tm
 def test_a_cancelled_job_gets_a_failed_record_saying_why(cluster, demo, tmp_path, capsys):
     report = tmp_path / "report"
     recipe = _recipe(tmp_path, demo, ("demo2",), default_epoch=3)
-    assert suite.main(_args(recipe, demo, report, "--no_wait")) == 0
+    assert cli.main(_args(recipe, demo, report, "--no_wait")) == 0
     job = _state(report)["demo2"]["job"]
     capsys.readouterr()
-    assert suite.main(_args(recipe, demo, report, "--no_wait")) == 0  # not submitted twice
+    assert cli.main(_args(recipe, demo, report, "--no_wait")) == 0  # not submitted twice
     assert f"slurm job {job} of an earlier suite is running it: following it" in \
         capsys.readouterr().out and _state(report)["demo2"]["job"] == job
     subprocess.run(["scancel", job], check=True)
     capsys.readouterr()
     collect = ["collect", str(recipe), "--save_report", str(report), "--wait", "--poll_s", "0.5"]
-    assert suite.main(collect) == 1
+    assert cli.main(collect) == 1
     out = capsys.readouterr().out
     (path,) = (report / "runs" / "demo2").glob("*.json")
     record = read_record(str(path))
@@ -153,7 +153,7 @@ def test_measure_slurm_against_a_local_suite(cluster, demo, tmp_path, capsys):
             report = folder / launcher
             extra = ["--launcher", "local"] if launcher == "local" else ["--poll_s", "0.2"]
             start = time.monotonic()
-            assert suite.main(_args(recipe, demo, report)[:-2] + extra) == 0
+            assert cli.main(_args(recipe, demo, report)[:-2] + extra) == 0
             took[launcher] = time.monotonic() - start
         capsys.readouterr()
         state = _state(folder / "slurm")

@@ -13,11 +13,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eval_encoder import suite
 from eval_encoder.config import ConfigError
+from eval_encoder.launch.base import TRAINER
+from eval_encoder.launch.process import LAUNCHER_ENV, stream_process
 from eval_encoder.probe.args import parse_config
-from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, new_run_id, read_record, write_record
+from eval_encoder.record import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    config_hash,
+    new_run_id,
+    read_record,
+    write_record,
+)
 from eval_encoder.report.reported import load_reported
+from eval_encoder.suite import cli, plan, recipes, runner, show
 from eval_encoder.video.manifest import load_card
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +52,7 @@ class FakeTrainer:
         self.calls = []
 
     def __call__(self, cmd, log_path):
-        argv = cmd[cmd.index(str(suite.TRAINER)) + 1:]
+        argv = cmd[cmd.index(str(TRAINER)) + 1:]
         cfg = parse_config(argv)
         self.calls.append((cfg.dataset, list(cmd)))
         log_path.write_text("fake trainer output\n")
@@ -68,41 +77,41 @@ class FakeTrainer:
 
 
 def test_recipe_runs_then_rerun_skips_and_extra_flags_change_the_config(tmp_path):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path)))
     report = str(tmp_path / "report")
     fake = FakeTrainer()
-    first = suite.run_suite(recipe, "/data", report, launcher=fake)
+    first = runner.run_suite(recipe, "/data", report, launcher=fake)
     assert [(o.dataset, o.status) for o in first] == [("ucf101", "complete"), ("hmdb51", "complete")]
     # the trainer got the recipe's options through a --config file, without the suite key
     written = yaml.safe_load(Path(report, "suite", "tiny", "ucf101.yaml").read_text())
     assert "suite" not in written and written["num_frames"] == 2
     cmd = fake.calls[0][1]
-    assert cmd[:2] == [sys.executable, str(suite.TRAINER)] and "--dataset" in cmd
-    again = suite.run_suite(recipe, "/elsewhere", report, launcher=fake)  # data_root: runtime only
+    assert cmd[:2] == [sys.executable, str(TRAINER)] and "--dataset" in cmd
+    again = runner.run_suite(recipe, "/elsewhere", report, launcher=fake)  # data_root: runtime only
     assert [o.status for o in again] == ["skipped", "skipped"] and len(fake.calls) == 2
     assert [o.record_path for o in again] == [o.record_path for o in first]
-    changed = suite.run_suite(recipe, "/data", report, extra=["--default_lr_list", "0.01"],
+    changed = runner.run_suite(recipe, "/data", report, extra=["--default_lr_list", "0.01"],
                               launcher=fake)
     assert [o.status for o in changed] == ["complete", "complete"] and len(fake.calls) == 4
-    row = suite.recipe_row(again)
+    row = show.recipe_row(again)
     assert "| Tiny OV | ViT-T | 224 | paper | 41.5 | 41.0 | 42.0 |" in row
 
 
 def test_killed_run_resumes_with_the_missing_dataset_only(tmp_path):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path)))
     report = str(tmp_path / "report")
-    suite.run_suite(recipe, "/data", report, datasets=["ucf101"], launcher=FakeTrainer())
+    runner.run_suite(recipe, "/data", report, datasets=["ucf101"], launcher=FakeTrainer())
     fake = FakeTrainer()  # "killed" after ucf101: the rerun must only run hmdb51
-    outcomes = suite.run_suite(recipe, "/data", report, launcher=fake)
+    outcomes = runner.run_suite(recipe, "/data", report, launcher=fake)
     assert [o.status for o in outcomes] == ["skipped", "complete"]
     assert [d for d, _ in fake.calls] == ["hmdb51"]
 
 
 def test_failures_are_recorded_and_the_suite_goes_on(tmp_path):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101", "hmdb51", "k400"))))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101", "hmdb51", "k400"))))
     report = tmp_path / "report"
     fake = FakeTrainer(ucf101="crash", hmdb51="own_fail")
-    outcomes = suite.run_suite(recipe, "/data", str(report), launcher=fake)
+    outcomes = runner.run_suite(recipe, "/data", str(report), launcher=fake)
     assert [o.status for o in outcomes] == ["failed", "failed", "complete"]
     crashed = read_record(str(outcomes[0].record_path))  # written by the suite, schema v1
     assert crashed["status"] == "failed" and "exited with status 1" in crashed["error"]
@@ -110,25 +119,25 @@ def test_failures_are_recorded_and_the_suite_goes_on(tmp_path):
     assert crashed["config_hash"] == fake_hash(report, "tiny", "ucf101")
     assert len(list((report / "runs" / "hmdb51").glob("*.json"))) == 1  # the trainer's own, no copy
     assert "RunFailed" in outcomes[1].error
-    row = suite.recipe_row(outcomes)
+    row = show.recipe_row(outcomes)
     assert "| Tiny OV | ViT-T | 224 | paper | partial (1/3) | fail | fail |" in row
     # failed datasets are not "done": a rerun tries them again and skips the complete one
-    rerun = suite.run_suite(recipe, "/data", str(report), launcher=FakeTrainer())
+    rerun = runner.run_suite(recipe, "/data", str(report), launcher=FakeTrainer())
     assert [o.status for o in rerun] == ["complete", "complete", "skipped"]
 
 
 def fake_hash(report: Path, recipe: str, dataset: str) -> str:
-    argv = suite.trainer_argv(report / "suite" / recipe / f"{dataset}.yaml", dataset, "/data",
+    argv = plan.trainer_argv(report / "suite" / recipe / f"{dataset}.yaml", dataset, "/data",
                               str(report))
-    return suite.expected_hash(argv)
+    return plan.expected_hash(argv)
 
 
 def test_world_size_is_part_of_done_and_torchrun_is_used(tmp_path):
-    recipe = suite.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101",))))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path, datasets=("ucf101",))))
     report = str(tmp_path / "report")
-    suite.run_suite(recipe, "/data", report, launcher=FakeTrainer())
+    runner.run_suite(recipe, "/data", report, launcher=FakeTrainer())
     fake = FakeTrainer()
-    (outcome,) = suite.run_suite(recipe, "/data", report, nproc=2, launcher=fake)
+    (outcome,) = runner.run_suite(recipe, "/data", report, nproc=2, launcher=fake)
     assert outcome.status == "complete"
     cmd = fake.calls[0][1]
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -137,9 +146,9 @@ def test_world_size_is_part_of_done_and_torchrun_is_used(tmp_path):
 def test_per_dataset_options_reach_only_their_dataset(tmp_path):
     path = write_recipe(tmp_path, suite={"datasets": ["ucf101", "hmdb51"],
                                          "per_dataset": {"hmdb51": {"default_epoch": 3}}})
-    recipe = suite.load_recipe(str(path))
-    assert suite.probe_options(recipe, "ucf101")["default_epoch"] == 1
-    assert suite.probe_options(recipe, "hmdb51")["default_epoch"] == 3
+    recipe = recipes.load_recipe(str(path))
+    assert recipes.probe_options(recipe, "ucf101")["default_epoch"] == 1
+    assert recipes.probe_options(recipe, "hmdb51")["default_epoch"] == 3
 
 
 @pytest.mark.parametrize("change, pattern", [
@@ -157,19 +166,19 @@ def test_per_dataset_options_reach_only_their_dataset(tmp_path):
 def test_bad_recipes_are_clear_errors(tmp_path, change, pattern):
     path = write_recipe(tmp_path, **change)
     with pytest.raises(ConfigError, match=pattern):
-        suite.load_recipe(str(path))
+        recipes.load_recipe(str(path))
 
 
 def test_extra_flags_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="--dataset is set by the suite"):
-        suite.check_extra_flags(["--dataset", "ssv2"])
+        plan.check_extra_flags(["--dataset", "ssv2"])
     with pytest.raises(ConfigError, match="not trainer flags"):
-        suite.check_extra_flags(["--no_such_flag", "1"])
-    suite.check_extra_flags(["--device", "cpu", "--default_lr_list", "1e-3", "3e-4"])
+        plan.check_extra_flags(["--no_such_flag", "1"])
+    plan.check_extra_flags(["--device", "cpu", "--default_lr_list", "1e-3", "3e-4"])
 
 
 def test_stream_process_passes_output_through_and_keeps_the_tail(tmp_path, capfd):
-    code, tail = suite.stream_process(
+    code, tail = stream_process(
         [sys.executable, "-c", "import sys; print('step 1\\rstep 2'); sys.exit(3)"],
         tmp_path / "x.log")
     assert code == 3 and "step 2" in tail
@@ -180,10 +189,10 @@ def test_stream_process_passes_output_through_and_keeps_the_tail(tmp_path, capfd
 def test_main_dry_run_and_errors(tmp_path, capsys):
     path = write_recipe(tmp_path)
     args = [str(path), "--data_root", "/data", "--save_report", str(tmp_path / "r")]
-    assert suite.main([*args, "--dry_run", "--device", "cpu"]) == 0
+    assert cli.main([*args, "--dry_run", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "ucf101: to run" in out and "--device cpu" in out
-    assert suite.main([*args, "--datasets", "nope"]) == 2
+    assert cli.main([*args, "--datasets", "nope"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
 
 
@@ -200,13 +209,13 @@ def test_shipped_recipes_cover_every_paper_row_once():
     want = {(r.frames, r.method, r.arch, r.res) for r in reported.itertuples()}
     got = []
     for path in sorted(PROBES.glob("*.yaml")):
-        recipe = suite.load_recipe(str(path))
+        recipe = recipes.load_recipe(str(path))
         p = recipe.probe
         got.append((_block(p), p["method_label"], p["arch_label"], str(p["input_size"])))
         assert recipe.datasets == ["ssv2", "diving48", "perception_test", "epic_verb",
                                    "epic_noun", "hmdb51", "k400", "charadesego"]
         for dataset in recipe.datasets:  # every dataset's options resolve as the trainer's would
-            cfg = parse_config(["--dataset", dataset], base=suite.probe_options(recipe, dataset))
+            cfg = parse_config(["--dataset", dataset], base=recipes.probe_options(recipe, dataset))
             assert cfg.batch_size is None and cfg.default_epoch is None  # from the cards
             assert cfg.default_lr_list == [1e-4]
     assert sorted(got) == sorted(want) and len(got) == 12
@@ -218,7 +227,7 @@ def test_shipped_recipes_cover_every_paper_row_once():
 def demo_data(tmp_path_factory):
     """The demo datasets and tiny encoder, made by the demo command."""
     out = tmp_path_factory.mktemp("suite_demo")
-    env = {k: v for k, v in os.environ.items() if k not in suite.LAUNCHER_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     proc = subprocess.run([sys.executable, "-m", "eval_encoder", "demo", "--generate-only",
                            "--out", str(out)], capture_output=True, text=True, env=env,
                           timeout=300, cwd=REPO)
@@ -236,9 +245,9 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     args = [str(recipe), "--data_root", str(data), "--save_report", str(report),
             "--device", "cpu", "--loader", "torch", "--dali_py_num_workers", "0"]
     # a run "killed" after its first dataset: only demo has a record
-    assert suite.main([*args, "--datasets", "demo"]) == 0, capsys.readouterr().out[-3000:]
+    assert cli.main([*args, "--datasets", "demo"]) == 0, capsys.readouterr().out[-3000:]
     capsys.readouterr()
-    assert suite.main(args) == 0  # resumes: demo skipped, demo2 run
+    assert cli.main(args) == 0  # resumes: demo skipped, demo2 run
     out = capsys.readouterr().out
     assert "demo: [paper protocol] already complete" in out, out[-3000:]
     assert "demo2: [paper protocol] complete in" in out, out[-3000:]
@@ -247,7 +256,7 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     assert all(r["status"] == "complete" and r["config"]["default_epoch"] == 1 for r in records)
     cells = [f"{r['reported']['top1']:.1f}" for r in sorted(records, key=lambda r: r["dataset"]["name"])]
     assert "| Tiny OV | ViT-T | 224 |" in out and " | ".join(cells) in out.splitlines()[-1]
-    assert suite.main(args) == 0  # a rerun skips both and runs nothing
+    assert cli.main(args) == 0  # a rerun skips both and runs nothing
     assert capsys.readouterr().out.count("already complete") == 2
     assert len(list((report / "runs").rglob("*.json"))) == 2
 
@@ -264,10 +273,10 @@ def one_clip_data_root(tmp_path):
 
 def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
     root = one_clip_data_root(tmp_path)
-    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path)))
     report = str(tmp_path / "report")
     fake = FakeTrainer()
-    suite.run_suite(recipe, str(root), report, launcher=fake)
+    runner.run_suite(recipe, str(root), report, launcher=fake)
     # the fake trainer records the manifests' hashes as the real one does
     from eval_encoder.files import file_sha256
     for path in Path(report, "runs").rglob("*.json"):
@@ -276,10 +285,10 @@ def test_a_changed_manifest_is_not_taken_as_done(tmp_path):
         for split in ("train", "val"):
             data["dataset"][f"{split}_manifest_sha256"] = file_sha256(str(root / name / f"{split}_new.csv"))
         write_record(data, report, replace=True)  # the test edits the record in place
-    assert [o.status for o in suite.run_suite(recipe, str(root), report, launcher=FakeTrainer())] \
+    assert [o.status for o in runner.run_suite(recipe, str(root), report, launcher=FakeTrainer())] \
         == ["skipped", "skipped"]
     (root / "hmdb51" / "val_new.csv").write_text("videos/a.mp4,0\nvideos/b.mp4,1\n")
-    again = suite.run_suite(recipe, str(root), report, launcher=FakeTrainer())
+    again = runner.run_suite(recipe, str(root), report, launcher=FakeTrainer())
     assert [o.status for o in again] == ["skipped", "complete"]
 
 
@@ -296,7 +305,7 @@ def test_a_killed_suite_resumes_its_dataset_from_the_checkpoint(demo_data, tmp_p
     cmd = [sys.executable, "-m", "eval_encoder", "suite", str(recipe), "--data_root", str(data),
            "--save_report", str(report), "--device", "cpu", "--loader", "torch",
            "--dali_py_num_workers", "0"]
-    env = {k: v for k, v in os.environ.items() if k not in suite.LAUNCHER_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -318,21 +327,21 @@ def test_a_killed_suite_resumes_its_dataset_from_the_checkpoint(demo_data, tmp_p
 
 def test_seeds_run_every_dataset_once_per_seed(tmp_path):
     root = one_clip_data_root(tmp_path)
-    recipe = suite.load_recipe(str(write_recipe(tmp_path)))
+    recipe = recipes.load_recipe(str(write_recipe(tmp_path)))
     fake = FakeTrainer()
-    for extra in suite.seed_extras([1, 2, 1], []):
-        suite.run_suite(recipe, str(root), str(tmp_path / "report"), extra=extra, launcher=fake)
-    runs = sorted((name, parse_config(cmd[cmd.index(str(suite.TRAINER)) + 1:]).seed)
+    for extra in plan.seed_extras([1, 2, 1], []):
+        runner.run_suite(recipe, str(root), str(tmp_path / "report"), extra=extra, launcher=fake)
+    runs = sorted((name, parse_config(cmd[cmd.index(str(TRAINER)) + 1:]).seed)
                   for name, cmd in fake.calls)
     assert runs == [("hmdb51", 1), ("hmdb51", 2), ("ucf101", 1), ("ucf101", 2)]
     with pytest.raises(ConfigError, match="--seeds only"):
-        suite.seed_extras([1], ["--seed", "3"])
+        plan.seed_extras([1], ["--seed", "3"])
 
 
 def test_a_recipe_is_found_by_its_name_from_any_folder(tmp_path, monkeypatch):
     """`suite ov_encoder_large_8f` reads the shipped recipe (as after a wheel install); a file
     path still wins, and a misspelt name says what is close."""
-    from eval_encoder.suite import load_recipe
+    from eval_encoder.suite.recipes import load_recipe
 
     monkeypatch.chdir(tmp_path)
     by_name = load_recipe("ov_encoder_large_8f")

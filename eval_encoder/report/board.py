@@ -31,8 +31,13 @@ import pandas as pd
 
 from eval_encoder import stats
 from eval_encoder.report.cells import CellKey, measured_table, pick_latest, score_cells
-from eval_encoder.report.names import (ASYMMETRY, DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS,
-                                       LeaderboardError)
+from eval_encoder.report.names import (
+    ASYMMETRY,
+    DISPLAY_NAMES,
+    PAPER_DATASETS,
+    ROW_KEYS,
+    LeaderboardError,
+)
 from eval_encoder.report.records import records_frame
 from eval_encoder.report.reported import check_reported_avgs
 

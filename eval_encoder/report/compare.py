@@ -39,8 +39,13 @@ from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.report.cells import pick_latest
 from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
-from eval_encoder.report.records import (DEFAULT_RUNS, load_record, load_records, records_frame,
-                                         row_labels)
+from eval_encoder.report.records import (
+    DEFAULT_RUNS,
+    load_record,
+    load_records,
+    records_frame,
+    row_labels,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,83 @@
+"""What a suite will run: each dataset's trainer flags, the config hash and protocol they give,
+the task a launcher starts, one pass per seed, and the dry run that prints it all."""
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from eval_encoder import record as rec
+from eval_encoder.config import ConfigError
+from eval_encoder.flags import build_parser
+from eval_encoder.launch import Launcher, Task, Topology
+from eval_encoder.launch.base import TRAINER
+from eval_encoder.probe.args import parse_config
+from eval_encoder.protocol import departures
+from eval_encoder.suite.books import find_complete
+from eval_encoder.suite.recipes import OWNED, Recipe, write_probe_yaml
+
+
+def trainer_argv(config_yaml: Path, dataset: str, data_root: str, save_report: str,
+                 extra: Sequence[str] = ()) -> List[str]:
+    """The trainer's command-line flags (also what its config_hash is computed from)."""
+    return ["--config", str(config_yaml), "--dataset", dataset, "--data_root", str(data_root),
+            "--save_report", str(save_report), *extra]
+
+
+def check_extra_flags(extra: Sequence[str]) -> None:
+    """Flags passed through to the trainer must be trainer flags and not ones the suite owns."""
+    try:
+        given = vars(build_parser("attentive_probe.py").parse_args(list(extra)))
+    except SystemExit:
+        raise ConfigError(f"not trainer flags: {' '.join(extra)} "
+                          "(see attentive_probe.py --help)") from None
+    owned = sorted(set(given) & set(OWNED))
+    if owned:
+        raise ConfigError(f"--{owned[0]} is set by the suite; use --datasets, --data_root, "
+                          "--save_report or the recipe file")
+
+
+def expected_hash(argv: Sequence[str]) -> str:
+    """The config_hash the trainer will store for ``argv`` (same parse, same hash)."""
+    return rec.config_hash(parse_config(list(argv)).to_dict())
+
+
+def protocol_label(argv: Sequence[str]) -> str:
+    """The protocol the trainer will follow for ``argv``, as the leaderboard labels it."""
+    cfg = parse_config(list(argv))
+    return cfg.protocol + ("*" if departures(cfg) else "")
+
+
+def make_task(recipe: Recipe, dataset: str, data_root: str, save_report: str,
+              topology: Topology, extra: Sequence[str] = (), script: Path = TRAINER) -> Task:
+    """Write the dataset's ``--config`` file and describe its run for a launcher."""
+    argv = trainer_argv(write_probe_yaml(recipe, dataset, save_report), dataset, data_root,
+                        save_report, extra)
+    cfg = parse_config(argv)
+    # the rendezvous id keeps the datasets of a multi-node suite apart on one endpoint
+    topology = dataclasses.replace(topology, rdzv_id=f"{recipe.name}.{dataset}")
+    return Task(recipe.name, dataset, argv, rec.config_hash(cfg.to_dict()), topology,
+                Path(save_report) / "suite" / recipe.name, script, cfg.device,
+                cfg.dali_py_num_workers)
+
+
+def seed_extras(seeds: Optional[Sequence[int]], extra: Sequence[str]) -> List[List[str]]:
+    """The trainer flags of each seed's pass: one pass with ``extra`` alone without seeds."""
+    if not seeds:
+        return [list(extra)]
+    if "--seed" in extra:
+        raise ConfigError("give seeds with --seeds only, not also --seed")
+    return [[*extra, "--seed", str(seed)] for seed in dict.fromkeys(seeds)]
+
+
+def dry_run(recipe: Recipe, names: Sequence[str], args, extra: Sequence[str],
+            launcher: Launcher) -> None:
+    """Print what the suite would do for each dataset: the exact command or batch script."""
+    for name in names:
+        task = make_task(recipe, name, args.data_root, args.save_report, launcher.topology,
+                         extra)
+        done = find_complete(args.save_report, name, task.config_hash,
+                             task.topology.world_size, args.data_root)
+        state = f"done ({done[0]})" if done else "to run"
+        print(f"{name}: {state}\n{textwrap.indent(launcher.describe(task), '  ')}")
