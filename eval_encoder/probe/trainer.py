@@ -258,7 +258,7 @@ class ProbeTrainer:
 
     def _bars(self) -> bool:
         """Progress bars on rank 0 in an interactive terminal only (no carriage-return noise
-        in a log file); each epoch also gets one log line (see probe/run.py)."""
+        in a log file); each epoch also gets one log line (see probe/training.py)."""
         return self.env.is_main and sys.stderr.isatty()
 
     def accumulate(self, batch: Dict) -> None:

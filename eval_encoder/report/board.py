@@ -170,7 +170,7 @@ def _interval_notes(view: stats.View, ci: str, resamples: int) -> List[str]:
     notes = [first + "; AVG: each dataset resampled on its own, the resampled values averaged"]
     if stats.METRICS[view.metric].centred:
         notes.append(f"{view.metric} intervals: the bootstrap replicates are re-centred on the "
-                     "value (a resample's duplicated clips lift AP; see eval_encoder/stats.py)")
+                     "value (a resample's duplicated clips lift AP; see eval_encoder/stats/intervals.py)")
     return notes
 
 

@@ -22,7 +22,7 @@ from eval_encoder.text import did_you_mean
 
 
 # the metrics a card may name: what a run computes from its per-clip predictions
-# (eval_encoder/probe/predictions.py) and what the statistics read (eval_encoder/stats.py)
+# (eval_encoder/probe/predictions.py) and what the statistics read (eval_encoder/stats/measures.py)
 METRIC_NAMES: Tuple[str, ...] = ("top1", "top5", "mean_class_acc", "map")
 DEFAULT_METRICS: Tuple[str, ...] = ("top1", "top5", "mean_class_acc")  # a card that names none
 
