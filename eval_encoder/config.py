@@ -246,6 +246,10 @@ class ProbeConfig:
     method_label: Optional[str] = _f(None, "leaderboard method name (default: family/model name)")
     arch_label: Optional[str] = _f(None, "leaderboard architecture label, e.g. ViT-L/14")
     # --- codec selection (used by the codec family)
+    codec_version: Optional[str] = _f(None, "the published codec settings to follow, by the date "
+                                      "of their shell (`python -m eval_encoder ls codec`): they "
+                                      "fill every codec option left unset, per dataset; unset: "
+                                      "the codec options as given")
     codec: CodecOptions = field(default_factory=CodecOptions)
 
     # where each value came from: default / yaml:<file> / command line / dataset card / encoder

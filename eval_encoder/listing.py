@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from eval_encoder import resources
+from eval_encoder.codec import versions as codec_versions
 from eval_encoder.config import ConfigError, load_yaml
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
@@ -26,7 +27,7 @@ from eval_encoder.video.manifest import ManifestError, cards_dir, known_datasets
 
 SECTIONS = ("families", "models", "datasets", "recipes")
 # listed only when asked for by name: long texts rather than a catalogue
-EXTRA_SECTIONS = ("protocol",)
+EXTRA_SECTIONS = ("protocol", "codec")
 RECIPE_KEYS = ("model_family", "model_name", "protocol", "num_frames", "input_size", "dataset", "datasets",
                "description")
 UNREADABLE = "unreadable (see Problems)"
@@ -114,6 +115,13 @@ def canonical_family(name: str) -> str:
     return ENCODERS.canonical(name) if name in ENCODERS else name
 
 
+def codec_rows() -> List[dict]:
+    """The published versions of the codec settings, every dataset's values apart."""
+    return [{"name": v.name, "shell": v.shell, "probe": v.probe, "note": v.note,
+             **{k: codec_versions.cell(v, k) for k in codec_versions.VARYING}}
+            for v in codec_versions.VERSIONS]
+
+
 def protocol_rows() -> List[dict]:
     """The protocol table: behaviours each protocol switches, then differences kept in both."""
     switched = [{"kind": "switched", **asdict(r), "flag": r.flag} for r in BEHAVIOURS]
@@ -132,8 +140,15 @@ def _protocol_details(rows: List[dict]) -> str:
     return "Details\n" + "\n".join(out)
 
 
+def _codec_details(rows: List[dict]) -> str:
+    """What each published codec version did beyond its values."""
+    return "Details\n" + "\n".join(f"  {r['name']}: {r['note']}" for r in rows)
+
+
 # per section: extra text after its table
-DETAILS = {"protocol": _protocol_details}
+DETAILS = {"protocol": _protocol_details, "codec": _codec_details}
+# per section: its Markdown form (``--markdown``; results/README.md holds the same text)
+MARKDOWN = {"protocol": markdown_tables, "codec": codec_versions.markdown_table}
 
 
 def _stats(values) -> Optional[str]:
@@ -183,6 +198,8 @@ COLUMNS: Dict[str, List[Tuple[str, object]]] = {
                 ("datasets", lambda r: r.get("datasets", r.get("dataset")))],
     "protocol": [("behaviour", "name"), ("kind", "kind"), ("flag", "flag"), ("paper", "paper"),
                  ("clean", "clean")],
+    "codec": [("version", "name"), ("shell", "shell"),
+              *((option, option) for option in codec_versions.VARYING)],
 }
 
 
@@ -227,7 +244,7 @@ def model_notes(rows: List[dict]) -> List[str]:
 def collect(sections: Sequence[str]) -> Dict[str, List[dict]]:
     """The rows of each requested section, in :data:`SECTIONS` order."""
     makers = {"families": family_rows, "models": model_rows, "datasets": dataset_rows,
-              "recipes": recipe_rows, "protocol": protocol_rows}
+              "recipes": recipe_rows, "protocol": protocol_rows, "codec": codec_rows}
     return {s: makers[s]() for s in (*SECTIONS, *EXTRA_SECTIONS) if s in sections}
 
 
@@ -241,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what to list (default: " + ", ".join(SECTIONS) + ")")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", action="store_true",
-                        help="with protocol: the Markdown tables of results/README.md")
+                        help="with protocol or codec: the Markdown tables of results/README.md")
     parser.add_argument("--family", help="only this family's models (name or alias)")
     parser.add_argument("--encoder_module", nargs="+", default=[],
                         help="import these modules first, so their encoders are listed too")
@@ -259,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}")
     if args.markdown:
-        print(markdown_tables(), end="")
+        wanted = [s for s in args.sections if s in MARKDOWN] or ["protocol"]
+        print("\n".join(MARKDOWN[s]() for s in wanted), end="")
         return 0
     load_families(args.encoder_module)
     data = collect(args.sections or SECTIONS)

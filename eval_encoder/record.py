@@ -76,19 +76,26 @@ RUNTIME_KEYS = frozenset({
 
 # Options added after records were made, with the value that reproduces what those records
 # measured: at that value an option is left out of the hash, so earlier records keep their
-# hash (a suite does not rerun them); any other value is a new configuration.
-HASH_NEUTRAL = {("codec", "map_resolution"): "source"}
+# hash (a suite does not rerun them); any other value is a new configuration. Keys are
+# (section, option): "" for a top-level option, "codec" for a codec option.
+HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("", "codec_version"): None}
 
 
 def config_hash(config: Dict[str, Any]) -> str:
     """Hash of every option that changes the result (runtime-only options left out, and the
     later options of :data:`HASH_NEUTRAL` at their earlier behaviour)."""
-    semantic = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    semantic = _without_neutral({k: v for k, v in config.items() if k not in RUNTIME_KEYS}, "")
     if isinstance(semantic.get("codec"), dict):
-        semantic["codec"] = {k: v for k, v in semantic["codec"].items() if k != "cache_dir"
-                             and HASH_NEUTRAL.get(("codec", k), object()) != v}
+        semantic["codec"] = _without_neutral({k: v for k, v in semantic["codec"].items()
+                                              if k != "cache_dir"}, "codec")
     text = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _without_neutral(options: Dict[str, Any], section: str) -> Dict[str, Any]:
+    """``options`` without those at their :data:`HASH_NEUTRAL` value."""
+    missing = object()
+    return {k: v for k, v in options.items() if HASH_NEUTRAL.get((section, k), missing) != v}
 
 
 def config_block(cfg, codec: bool = True) -> Dict[str, Any]:

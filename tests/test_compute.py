@@ -232,8 +232,10 @@ RECIPE_HASHES = {
     "metaclip2_large14_8f": "c6073a0bf185fc47",
     "ov_encoder_large_16f": "e270525d124de8c9",
     "ov_encoder_large_8f": "5f0d86db702ccc8f",
-    "ov_encoder_large_codec_2k": "f64f3694e21590ca",
-    "ov_encoder_large_codec_4k": "5887a324f478e3c1",
+    # the codec rows now follow one published version (codec_version 2026-01-18) instead of
+    # a mix of two: a change of settings that must re-run (was f64f3694e21590ca, 5887a324f478e3c1)
+    "ov_encoder_large_codec_2k": "b1fb9328d9e12314",
+    "ov_encoder_large_codec_4k": "a600f4668bdc41cb",
     "siglip2_large_patch16_256_16f": "a200fa5032f9754e",
     "siglip2_large_patch16_256_8f": "6b8d86e52f248e43",
 }

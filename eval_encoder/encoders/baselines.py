@@ -196,10 +196,12 @@ for _m in (
                        "time (bicubic, no antialias)"),
     BaselineModel("dinov3_base", "dinov3", "vit_base_patch16_dinov3",
                   "timm/vit_base_patch16_dinov3.lvd1689m", _B, 16, 224, num_prefix_tokens=5,
-                  note="upstream: facebook/dinov3-vitb16-pretrain-lvd1689m (4 registers)"),
+                  note="facebook/dinov3-vitb16-pretrain-lvd1689m (4 registers), our "
+                       "assumption: the published shells pass no DINOv3 checkpoint"),
     BaselineModel("dinov3_large", "dinov3", "vit_large_patch16_dinov3",
                   "timm/vit_large_patch16_dinov3.lvd1689m", _L, 16, 224, num_prefix_tokens=5,
-                  note="upstream: facebook/dinov3-vitl16-pretrain-lvd1689m (4 registers)"),
+                  note="facebook/dinov3-vitl16-pretrain-lvd1689m (4 registers), our "
+                       "assumption: the published shells pass no DINOv3 checkpoint"),
     BaselineModel("aimv2_large_patch14_native_ap", "aimv2", "aimv2_large_patch14_224",
                   "timm/aimv2_large_patch14_224.apple_pt", _L, 14, 224,
                   note="upstream loads apple/aimv2-large-patch14-native, which timm lacks: "

@@ -1,9 +1,11 @@
 """Command line and recipe -> a checked probe configuration.
 
-defaults < ``base`` (a caller's values) < YAML recipe (``--config``) < command line; then a
-``--model_weight`` alias becomes its canonical name, launcher flags are checked against
-torchrun's environment, and every behaviour left unset takes the protocol's value. ``--help``
-shows the values the recipe and the dataset card would supply.
+defaults < ``base`` (a caller's values) < YAML recipe (``--config``: its top level, then its
+``suite.per_dataset`` entry for the run's dataset, as the suite reads it) < command line; then
+the recipe's codec version fills the codec options left unset, a ``--model_weight`` alias
+becomes its canonical name, launcher flags are checked against torchrun's environment, and
+every behaviour left unset takes the protocol's value. ``--help`` shows the values the recipe,
+its codec version and the dataset card would supply.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ import os
 import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from eval_encoder import recipe
+from eval_encoder.codec.versions import apply_codec_version, version_defaults
 from eval_encoder.config import ConfigError, ProbeConfig, apply_values, load_yaml
 from eval_encoder.flags import build_parser
+from eval_encoder.launch import LAUNCHERS
 from eval_encoder.launch.torchrun import check_rendezvous_flags
 from eval_encoder.protocol import apply_protocol
 from eval_encoder.registry import WEIGHT_ALIASES
@@ -37,14 +42,48 @@ def help_defaults(argv: Sequence[str], base: Optional[Dict[str, Any]] = None
     known = {k: (v, "this script's own defaults") for k, v in (base or {}).items()}
     if given["config"]:
         try:
-            known.update({k: (v, f"recipe {given['config']}")
-                          for k, v in load_yaml(given["config"]).items()})
+            known.update(_recipe_defaults(given["config"], given["dataset"], known))
         except ConfigError:
             pass
-    dataset = given["dataset"] or (known.get("dataset") or (ProbeConfig.dataset, ""))[0]
-    for option, value in _card_defaults(str(dataset)).items():
-        known.setdefault(option, value)  # the card fills only what the recipe leaves unset
+    dataset = str(given["dataset"] or (known.get("dataset") or (ProbeConfig.dataset, ""))[0])
+    version = (known.get("codec_version") or (None, ""))[0]
+    for option, value in {**version_defaults(version, dataset), **_card_defaults(dataset)}.items():
+        known.setdefault(option, value)  # these fill only what the recipe leaves unset
     return known
+
+
+def _recipe_defaults(path: str, dataset: Optional[str], known: Dict[str, Tuple[Any, str]]
+                     ) -> Dict[str, Tuple[Any, str]]:
+    """{option: (value, origin)} of a recipe for --help: its top level, then its dataset's
+    entry."""
+    options, entries = read_recipe(path)
+    out = {k: (v, f"recipe {path}") for k, v in options.items()}
+    name = str(dataset or (out.get("dataset") or known.get("dataset")
+                           or (ProbeConfig.dataset, ""))[0])
+    out.update({k: (v, f"recipe {path} ({recipe.SUITE_KEY}.{recipe.PER_DATASET}.{name})")
+                for k, v in entries.get(name, {}).items()})
+    return out
+
+
+def read_recipe(path: str) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
+    """A ``--config`` file's probe options and its per-dataset entries (a recipe's ``suite:``
+    block is checked; its other keys say how a suite runs it)."""
+    options, suite = recipe.split_suite(load_yaml(path))
+    options.pop("config", None)
+    if suite is None:
+        return options, {}
+    recipe.check_suite_keys(suite, path, LAUNCHERS)
+    return options, recipe.per_dataset_entries(suite, path)
+
+
+def apply_recipe(cfg: ProbeConfig, path: str, dataset: Optional[str]) -> None:
+    """Set a ``--config`` file's options on ``cfg``: its top level, then the entry of the run's
+    dataset (``dataset`` from the command line, else the recipe's or the default)."""
+    options, entries = read_recipe(path)
+    apply_values(cfg, options, f"yaml:{path}")
+    name = dataset or cfg.dataset
+    if name in entries:
+        apply_values(cfg, entries[name], recipe.entry_origin(path, name))
 
 
 def _card_defaults(dataset: str) -> Dict[str, Tuple[Any, str]]:
@@ -66,11 +105,10 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_pr
     cfg = ProbeConfig()
     if base:
         apply_values(cfg, base, "caller")
-    yaml_path = ns.get("config")
-    if yaml_path:
-        apply_values(cfg, {k: v for k, v in load_yaml(yaml_path).items() if k != "config"},
-                     f"yaml:{yaml_path}")
+    if ns.get("config"):
+        apply_recipe(cfg, ns["config"], ns.get("dataset"))
     apply_values(cfg, ns, "command line")
+    apply_codec_version(cfg)
     canonical_weight(cfg)
     check_launcher_flags(cfg)
     apply_protocol(cfg)

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from eval_encoder import recipe as recipe_file
 from eval_encoder.config import ConfigError, ProbeConfig, apply_values, load_yaml
 from eval_encoder.encoders import check_names
 from eval_encoder.launch import LAUNCHERS, TORCHRUN_KEYS
@@ -18,8 +19,8 @@ from eval_encoder.registry import RegistryError
 from eval_encoder.text import did_you_mean
 from eval_encoder.video.manifest import cards_dir, load_card
 
-SUITE_KEY = "suite"
-SUITE_FIELDS = ("datasets", "per_dataset", "description", "launcher", *LAUNCHERS)
+SUITE_KEY = recipe_file.SUITE_KEY
+SUITE_FIELDS = (*recipe_file.SUITE_FIELDS, *LAUNCHERS)
 # options the suite sets itself for every dataset; a recipe or extra flag must not
 OWNED = ("dataset", "data_root", "save_report", "config")
 DEFAULT_SAVE_REPORT = "results"
@@ -61,14 +62,8 @@ def load_recipe(path: str) -> Recipe:
     must be config fields, the suite key well formed, every dataset a known card. Errors are
     ConfigError naming the file and the key."""
     path = recipe_path(path)
-    data = load_yaml(path)
-    suite = data.pop(SUITE_KEY, None)
-    if not isinstance(suite, dict):
-        raise ConfigError(f"{path}: needs a '{SUITE_KEY}:' mapping with 'datasets: [...]'")
-    unknown = sorted(set(suite) - set(SUITE_FIELDS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown} under '{SUITE_KEY}:' "
-                          f"(allowed: {', '.join(SUITE_FIELDS)})")
+    data, suite = recipe_file.split_suite(load_yaml(path))
+    suite = recipe_file.check_suite_keys(suite, path, LAUNCHERS)
     owned = sorted(set(data) & set(OWNED))
     if owned:
         raise ConfigError(f"{path}: {owned} are set by the suite for each dataset; list datasets "
@@ -80,21 +75,22 @@ def load_recipe(path: str) -> Recipe:
     except (RegistryError, ConfigError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     datasets = _dataset_list(suite.get("datasets"), f"{path}: {SUITE_KEY}.datasets")
-    per_dataset = _per_dataset(suite.get("per_dataset") or {}, datasets, path)
+    per_dataset = _per_dataset(recipe_file.per_dataset_entries(suite, path), datasets, path)
     torchrun = {k: data.pop(k) for k in TORCHRUN_KEYS if k in data}
     return Recipe(Path(path), data, datasets, per_dataset, str(suite.get("description") or ""),
                   _launcher_name(suite.get("launcher"), path), _launch_sections(suite, path),
                   torchrun)
 
 
-def _per_dataset(per_dataset: Any, datasets: List[str], path: str) -> Dict[str, Dict[str, Any]]:
-    if not isinstance(per_dataset, dict):
-        raise ConfigError(f"{path}: {SUITE_KEY}.per_dataset must map dataset -> options")
+def _per_dataset(per_dataset: Dict[str, Dict[str, Any]], datasets: List[str], path: str
+                 ) -> Dict[str, Dict[str, Any]]:
+    """The per-dataset entries, checked: datasets of the recipe, probe options that the suite
+    does not set itself and torchrun does not own."""
     for name, options in per_dataset.items():
         where = f"{path}: {SUITE_KEY}.per_dataset.{name}"
         if name not in datasets:
             raise ConfigError(f"{where}: {name!r} is not in {SUITE_KEY}.datasets {datasets}")
-        if not isinstance(options, dict) or set(options) & set(OWNED):
+        if set(options) & set(OWNED):
             raise ConfigError(f"{where}: must be a mapping of probe options (not {list(OWNED)})")
         if set(options) & set(TORCHRUN_KEYS):
             raise ConfigError(f"{where}: {sorted(set(options) & set(TORCHRUN_KEYS))} are "
@@ -148,7 +144,7 @@ def _dataset_list(value: Any, where: str) -> List[str]:
 def probe_options(recipe: Recipe, dataset: str) -> Dict[str, Any]:
     """The probe options of ``dataset``: the recipe's, then its per-dataset entry (torchrun's
     keys are not among them: they go to torchrun)."""
-    return {**recipe.probe, **recipe.per_dataset.get(dataset, {})}
+    return recipe_file.dataset_options(recipe.probe, recipe.per_dataset, dataset)
 
 
 def write_probe_yaml(recipe: Recipe, dataset: str, save_report: str) -> Path:
