@@ -43,6 +43,9 @@ class Behaviour:
         return "--" + self.option.split(".")[-1]
 
 
+UNRELEASED = "<data_root>/<dataset>/*_new.csv lists, never released"
+
+
 @dataclass(frozen=True)
 class Deviation:
     """A difference from the published scripts that every protocol keeps."""
@@ -139,6 +142,63 @@ BEHAVIOURS: Tuple[Behaviour, ...] = (
 )
 
 
+# The data: the published train/val lists (``<data_root>/<dataset>/*_new.csv``) were never
+# released, so every dataset's lists are ours, written by ``prepare`` from the official
+# annotations. Sizes: the publisher's, and what ``prepare`` wrote from official files where
+# they could be had here (the file named in the row).
+DATA: Tuple[Deviation, ...] = (
+    Deviation(
+        "data: SSv2", UNRELEASED,
+        "every labelled clip of the official train.json and validation.json (validation as "
+        "val; the test file has no labels); class = the template without brackets",
+        "the official split, as every SSv2 evaluation uses it",
+        "168,913 train / 24,777 val written from the official lists (the publisher's figures "
+        "too)"),
+    Deviation(
+        "data: Diving48", UNRELEASED,
+        "Diving48 V2 labels: Diving48_V2_train.json, and Diving48_V2_test.json as val",
+        "V2 corrected V1's labels; the published probe names diving48 without a version",
+        "15,027 train / 1,970 val by the publisher (not run here: no copy of the V2 files); V1 "
+        "is not offered"),
+    Deviation(
+        "data: Perception Test", UNRELEASED,
+        "action-localisation segments, one line per annotated action, in seconds "
+        "(microsecond timestamps), train and valid by each video's split",
+        "the benchmark's action labels are on segments of long videos",
+        "73,503 segments in 11,353 videos over all splits by the publisher (per split not run "
+        "here); the challenge files cover part of valid, all_valid.json all of it: which files "
+        "are given decides the val split"),
+    Deviation(
+        "data: EPIC-Kitchens-100", UNRELEASED,
+        "action segments of EPIC_100_train.csv / EPIC_100_validation.csv by exact frame numbers, "
+        "labelled verb_class (epic_verb) or noun_class (epic_noun)",
+        "the official split; frames are exact where the timestamps are rounded",
+        "67,217 train by the publisher; 9,668 val written from EPIC_100_validation.csv "
+        "(epic-kitchens-100-annotations ea8b404), the publisher's figure"),
+    Deviation(
+        "data: HMDB51", UNRELEASED,
+        "split 1 of the three official splits (id 1 train, 2 val; id 0 left out)",
+        "the usual single-split protocol; the original reports the mean of three splits",
+        "3,570 train / 1,530 val written from the official split-1 files (the publisher's "
+        "figures); splits 2 and 3 are not offered"),
+    Deviation(
+        "data: Kinetics-400", UNRELEASED,
+        "the official train / validate CSVs, every clip found on disk (missing ones reported)",
+        "clips disappear from YouTube: the lists are whatever copy the user has",
+        "19,906 val written from the official kinetics-400_val.csv (246,534 train in the "
+        "CVDF copy); published copies keep 97.5-99.5% of the clips"),
+    Deviation(
+        "data: Charades-Ego", UNRELEASED,
+        "first-person videos (train_only1st, test_only1st), one single-label segment per "
+        "(video, action) annotation, overlapping segments kept",
+        "a single-label probe needs per-action segments; the egocentric benchmarks use the "
+        "first-person files (EgoVLP and LaViLa test whole videos, multi-label, by mAP)",
+        "68,536 action instances over both views by the publisher (not run here); the "
+        "published code also names only1st/only3rd sets, so the paper's view is not known",
+        "prepare --view, --overlap"),
+)
+
+
 DEVIATIONS: Tuple[Deviation, ...] = (
     Deviation(
         "validation coverage",
@@ -228,17 +288,28 @@ DEVIATIONS: Tuple[Deviation, ...] = (
         "1.6e-5 of resized values (those exactly on .5) differ by one level"),
     Deviation(
         "AIMv2 checkpoint",
-        "apple/aimv2-large-patch14-native through transformers",
-        "the recipe runs timm's AIMv2-L/14 224 (apple_pt); the native checkpoint runs through "
-        "--model_family hf",
+        "apple/aimv2-large-patch14-native through transformers, from an internal path, at 224 "
+        "px (aimv2_large_patch14_native_ap since 89169af; apple/aimv2-large-patch14-224 before)",
+        "our assumption: the recipe runs timm's AIMv2-L/14 224 (apple_pt); the native "
+        "checkpoint runs through --model_family hf",
         "timm has no native-resolution AIMv2 checkpoint",
         "not measured (no weights here)", "--model_family hf"),
+    Deviation(
+        "DINOv3 checkpoint",
+        "the shells pass no checkpoint, and the DINOv3 wrapper refuses to build without one "
+        "since 5f1ea80 (2025-12-25); before, it loaded an internal copy of DINOv3 ViT-L/16 "
+        "LVD-1689M",
+        "our assumption: timm's vit_large_patch16_dinov3.lvd1689m (that model, with its 4 "
+        "registers)",
+        "the released shells cannot load DINOv3 at all",
+        "not measured (no weights here)", "--model_weight"),
     Deviation(
         "resize of the shorter side",
         "--short_side_size parsed but ignored (the shorter side goes to the crop size)",
         "honoured; by default the crop size, as published",
         "a parsed flag must act",
         "none at the default", "--short_side_size"),
+    *DATA,
 )
 
 

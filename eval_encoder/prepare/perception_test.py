@@ -10,12 +10,12 @@ videos carry no labels and are counted, not written), else the file name's. A vi
 two files (``all_train.json`` and ``action_localisation_train.json``) is read once if its
 actions agree and is an error if they differ.
 
-Timestamps are taken as microseconds and written as seconds. The repository README calls
-them milliseconds, while the issue that asked for this module and third-party loaders of the
-released files (which divide by 1e6) say microseconds; so the unit is checked against the
-videos' own length (``num_frames / frame_rate`` in the metadata): if the median video's last
-action does not end between 5% and 105% of the video, reading fails and says which unit the
-numbers look like. Segments ending past their video are listed in the report's notes.
+Timestamps are taken as microseconds and written as seconds. The repository README called
+them milliseconds from 2023-06-30 to 2023-11-17 and says microseconds since (e104aeb), as the
+official loader (dividing by 1e6) does; since copies of the old text circulate, the unit is
+checked against the videos' own length (``num_frames / frame_rate`` in the metadata): if the
+median video's last action does not end between 5% and 105% of the video, reading fails and
+says which unit the numbers look like. Segments ending past their video are listed in the report's notes.
 Class names come from the ``label`` of each ``label_id`` (63 classes).
 """
 from __future__ import annotations
