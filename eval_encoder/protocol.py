@@ -53,6 +53,10 @@ class Deviation:
     why: str
     effect: str
     flag: str = "none"
+    # a ProbeConfig field that can take the published behaviour instead, and the value that
+    # keeps ours: any other value is a departure from the protocol (see :func:`departures`)
+    option: str = ""
+    keeps: Any = None
 
 
 BEHAVIOURS: Tuple[Behaviour, ...] = (
@@ -146,7 +150,8 @@ DEVIATIONS: Tuple[Deviation, ...] = (
         "the remainder: clips are scored 0..W times",
         "clips strided over ranks, no padding: every clip scored exactly once",
         "a measurement bug, not protocol",
-        "with W=8, about 34% of validation clips unscored per evaluation"),
+        "with W=8, about 34% of validation clips unscored per evaluation",
+        "--val_sampling published", option="val_sampling", keeps="exact"),
     Deviation(
         "training shards",
         "each rank permutes the list with seed+rank: a clip is seen 0..W times per epoch",
@@ -285,12 +290,16 @@ def resolve_codec(opts, protocol: str = DEFAULT):
 
 
 def departures(cfg) -> Dict[str, Any]:
-    """Options whose resolved value differs from ``cfg.protocol``'s (set on their own)."""
+    """Options whose resolved value differs from ``cfg.protocol``'s (set on their own), and
+    deviations taken back to the published behaviour (``--val_sampling published``)."""
     out = {}
     for row in BEHAVIOURS:
         holder, name = _holder(cfg, row.option)
         if getattr(holder, name) != row.value(cfg.protocol):
             out[name] = getattr(holder, name)
+    for dev in DEVIATIONS:  # a deviation reverted on request departs from both protocols
+        if dev.option and getattr(cfg, dev.option) != dev.keeps:
+            out[dev.option] = getattr(cfg, dev.option)
     return out
 
 
