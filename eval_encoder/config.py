@@ -198,6 +198,14 @@ class ProbeConfig:
     seed: int = _f(1, "seed for sampling, jitter and head init", check=NON_NEGATIVE)
     select: str = _f("best_val", "reported score: best epoch on val (upstream) or last epoch",
                      choices=["best_val", "last"])
+    val_sampling: str = _f("exact", "validation clips: 'exact' scores each once; 'published' scores each "
+                           "once too, then also measures every head snapshot as the published "
+                           "scripts' per-rank draws would have (clips 0..W times) and reports the "
+                           "best by that", choices=["exact", "published"])
+    published_world_size: int = _f(8, "--val_sampling published: the published run's processes W",
+                                   check=AT_LEAST_1)
+    published_batch_size: Optional[int] = _f(None, "--val_sampling published: its per-process "
+                                             "batch B", check=AT_LEAST_1)
     max_skip_fraction: float = _f(0.01, "fail when more than this fraction of a split is unreadable",
                                    check=FRACTION)
     # --- evaluation

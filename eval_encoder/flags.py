@@ -24,6 +24,7 @@ DEFAULT_FROM: Dict[str, str] = {
                     "from the encoder spec"),
     "short_side_size": "the crop size", "global_batch_size": "batch_size x processes",
     "checkpoint_dir": "<save_report>/checkpoints", "data_root": "none: required",
+    "published_batch_size": "global_batch_size / published_world_size, else batch_size",
 }
 
 

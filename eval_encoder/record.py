@@ -20,6 +20,13 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
               last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
   metrics   {top1, top5, mean_class_acc, map (where the card declares it)} of the reported head
+  val_sampling (only under --val_sampling published; see eval_encoder/probe/sampling.py)
+            {mode, world_size, batch, batch_from, clips, per_rank_share, items_per_evaluation,
+             evaluations_per_head, evaluation_epochs, seeds, evaluation,
+             reported {head, epoch, evaluation, seeds, items, published_top1, published_top5,
+                       exact_top1, exact_top5}}; each head's history entries then also hold
+             published_top1, published_top5, published_items, and ``reported`` is chosen on
+             (and reports) published_top1
   predictions {file (<run_id>.predictions.npz beside the record), sha256, head, epoch, clips}
   batch     {global_batch, micro_batch, world_size, accumulation_steps, drop_last}
   checkpoints {dir, saves, last_bytes, seconds}; resumed_from {path, epoch, step} or null
@@ -78,7 +85,9 @@ RUNTIME_KEYS = frozenset({
 # measured: at that value an option is left out of the hash, so earlier records keep their
 # hash (a suite does not rerun them); any other value is a new configuration. Keys are
 # (section, option): "" for a top-level option, "codec" for a codec option.
-HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("", "codec_version"): None}
+HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("", "codec_version"): None,
+                ("", "val_sampling"): "exact", ("", "published_world_size"): 8,
+                ("", "published_batch_size"): None}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from typing import Optional
 
 DATA = "_data"  # eval_encoder/_data/: links in the checkout, files in a wheel
 REPORTED = "paper_attentive_probe.csv"
+OPTIMISM = "val_sampling_optimism.csv"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ def _missing(folder: Folder, path: Path, override: bool) -> str:
 def reported_csv() -> Path:
     """The paper's reported numbers as shipped (``results/paper_attentive_probe.csv``)."""
     return shipped_root() / REPORTED
+
+
+def optimism_csv() -> Path:
+    """The simulated gain of the paper's validation draw per dataset, as shipped
+    (``results/val_sampling_optimism.csv``, written by benchmarks/bench_val_sampling.py)."""
+    return shipped_root() / OPTIMISM
 
 
 def source_checkout() -> Optional[Path]:

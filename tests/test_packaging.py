@@ -26,7 +26,7 @@ from eval_encoder.video.manifest import known_datasets, load_card
 REPO = Path(__file__).resolve().parents[1]
 # what a wheel is built from: the package (whose _data/ links point into the rest) and metadata
 BUILD_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "eval_encoder", "datasets", "probes",
-                "results/paper_attentive_probe.csv")
+                "results/paper_attentive_probe.csv", "results/val_sampling_optimism.csv")
 CANDIDATES = [Version(f"3.{minor}") for minor in range(6, 30)]
 
 
@@ -45,6 +45,7 @@ def test_shipped_data_is_the_checkouts_folders():
     assert resources.data_dir("datasets").resolve() == REPO / "datasets"
     assert resources.data_dir("probes").resolve() == REPO / "probes"
     assert resources.reported_csv().resolve() == REPO / "results" / "paper_attentive_probe.csv"
+    assert resources.optimism_csv().resolve() == REPO / "results" / "val_sampling_optimism.csv"
     assert known_datasets() == sorted(p.stem for p in (REPO / "datasets").glob("*.yaml"))
     assert resources.source_checkout() == REPO
     # the folders stay data: no __init__.py that would make `import datasets` find ours
@@ -222,6 +223,9 @@ def test_wheel_leaderboard_shows_the_papers_numbers(wheel_venv, tmp_path):
         cells = shown[(row["frames"], row["method"])]
         for column in ("avg", "ssv2", "diving48", "k400", "hmdb51"):
             assert float(cells[column]) == float(row[column]), (row["method"], column)
+    note = _run([python, "-m", "eval_encoder", "leaderboard", "--runs", tmp_path / "none",
+                 "--reported", "--val_optimism"], work, env).stdout
+    assert "paper's validation draw" in note and "Diving48 +" in note  # the wheel carries it
 
 
 @pytest.mark.slow

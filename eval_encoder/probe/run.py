@@ -28,10 +28,12 @@ from eval_encoder.probe.records import (
     weights_identity,
     write_outputs,
 )
+from eval_encoder.probe.sampling import check_flags, published_report, published_sampling
 from eval_encoder.probe.trainer import (
     RunFailed,
 )
 from eval_encoder.probe.training import (
+    eval_epochs,
     prepare_training,
     remove_checkpoints,
     resume,
@@ -75,9 +77,11 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     """Build, train, score and fill the record of one run (see :func:`run`)."""
     card = resolve_dataset(cfg)
     progress.manifests = read_manifests(cfg, card)
+    published = published_sampling(cfg, len(progress.manifests.val), eval_epochs(cfg))
     encoder = build_encoder(cfg).to(env.device)
     check_encoder_flags(cfg, encoder.spec)
     training = prepare_training(cfg, card, progress.manifests, encoder, env, requested_hash)
+    training.published = published
     progress.training = training
     record["resumed_from"] = resume(cfg, training, env, requested_hash)
     train_and_score(cfg, training)
@@ -85,6 +89,9 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     record["batch"] = training.plan.describe()
     record["checkpoints"] = training.checkpointer.describe()
     record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
+    if published is not None:  # chosen, and reported, on the published draw's accuracy
+        record["reported"], record["val_sampling"] = published_report(
+            record["heads"], cfg.select, published)
     if env.is_main:
         attach_predictions(record, cfg, training)
         record["encoder"].update(weights_identity(encoder, cfg))
@@ -132,6 +139,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         setup_logging()  # with the level -v/-q asked for
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
         check_names(cfg)  # nor does a misspelt family or model name
+        check_flags(cfg)  # nor flags of a validation draw the run does not make
     except (ConfigError, ManifestError, RegistryError, MissingData) as exc:
         log.error("%s", exc)
         return 2

@@ -17,6 +17,7 @@ from eval_encoder.config import ProbeConfig
 from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
 from eval_encoder.probe.head import head_grid
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
+from eval_encoder.probe.sampling import PublishedSampling
 from eval_encoder.probe.trainer import (
     ProbeTrainer,
     accuracy,
@@ -77,6 +78,7 @@ class Training:
     snapshots: List = field(default_factory=list)  # (epoch, head index, frozen copy)
     predictions: PredictionStore = field(default_factory=PredictionStore)
     start: ckpt.Position = ckpt.Position(0, 0)
+    published: Optional[PublishedSampling] = None  # --val_sampling published: its draw
 
     def state(self) -> Dict:
         """Everything a checkpoint holds besides the position (see eval_encoder/checkpoint.py)."""
@@ -164,12 +166,15 @@ def snapshot_budget(cfg: ProbeConfig, trainer: ProbeTrainer, evals: int) -> str:
 
 
 def _record_scores(run: Training, scored: Scored, owners) -> None:
-    """Put module j's accuracy into the history of head ``owners[j] = (epoch, head)``, and
-    keep its per-clip predictions for the run's prediction file."""
+    """Put module j's accuracy (and under ``--val_sampling published`` its published-sampled
+    accuracy) into the history of head ``owners[j] = (epoch, head)``, and keep its per-clip
+    predictions for the run's prediction file."""
     trainer = run.trainer
     run.predictions.add(scored, owners)
     for j, (epoch, i) in enumerate(owners):
         trainer.heads[i].history[epoch].update(accuracy(scored, j))
+        if run.published is not None:
+            trainer.heads[i].history[epoch].update(run.published.scores(scored.module(j), epoch, i))
     for epoch in sorted({e for e, _ in owners}):
         best = max(trainer.heads[i].history[epoch]["top1"] for e, i in owners if e == epoch)
         log.info("epoch %d: best head top-1 %.2f%% over %d clips", epoch, best, len(scored))

@@ -2,9 +2,13 @@
 and plots, beside the paper's numbers (see :mod:`eval_encoder.report.board` for what the
 table shows).
 
-Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--reported] [--format md|csv|tex]
-[--plot FILE.png] [--metric NAME] [--ci [bootstrap|exact]] [--resamples N] [--gflops]
-[--plot_compute FILE.png]``.
+Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--reported [--val_optimism]]
+[--format md|csv|tex] [--plot FILE.png] [--metric NAME] [--ci [bootstrap|exact]]
+[--resamples N] [--gflops] [--plot_compute FILE.png]``.
+
+``--val_optimism`` adds a footnote (md and tex) with the gain each dataset's paper number is
+expected to owe to the published scripts' validation draw (see
+:mod:`eval_encoder.report.optimism`).
 
 Compute: ``--gflops`` adds a GFLOPs/clip column, the encoder's GFLOPs per clip (one view) that
 the records' ``compute`` block holds (a dash where they hold none, and for the paper's rows);
@@ -22,7 +26,8 @@ from typing import Optional, Sequence
 from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.report.board import Board, build_board
-from eval_encoder.report.names import PAPER_DATASETS
+from eval_encoder.report.names import PAPER_DATASETS, LeaderboardError
+from eval_encoder.report.optimism import load_optimism, optimism_note
 from eval_encoder.report.plots import plot_board, plot_compute
 from eval_encoder.report.records import DEFAULT_RUNS, load_records
 from eval_encoder.report.render import FORMATS, render
@@ -40,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_RUNS})")
     parser.add_argument("--reported", action="store_true",
                         help="show the paper's numbers beside the measured ones, with deltas")
+    parser.add_argument("--val_optimism", action="store_true",
+                        help="with --reported: a footnote with each dataset's expected gain from "
+                             "the paper's validation draw (results/val_sampling_optimism.csv)")
     parser.add_argument("--reported_csv", default=str(REPORTED_CSV),
                         help="reported numbers "
                              "(default: the shipped results/paper_attentive_probe.csv)")
@@ -78,6 +86,13 @@ def make_board(runs: str, reported: bool = False, reported_csv: Path = REPORTED_
     return build_board(records, datasets or PAPER_DATASETS, rep, metric, ci, resamples)
 
 
+def val_optimism_note(reported: bool, datasets: Sequence[str]) -> str:
+    """``--val_optimism``'s footnote; it explains the paper's rows, so --reported is needed."""
+    if not reported:
+        raise LeaderboardError("--val_optimism explains the paper's numbers: give --reported too")
+    return optimism_note(load_optimism(), datasets)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m eval_encoder leaderboard``: print (or write) the table, optionally a plot."""
     args = build_parser().parse_args(argv)
@@ -87,6 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         board = make_board(args.runs, args.reported, args.reported_csv, datasets, args.metric,
                            args.ci, args.resamples)
         board.gflops = args.gflops
+        if args.val_optimism:
+            board.notes.append(val_optimism_note(args.reported, board.datasets))
         text = render(board, args.format)
         if args.plot:
             plot_board(board, args.plot)
