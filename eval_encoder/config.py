@@ -162,7 +162,8 @@ class ProbeConfig:
     num_frames: int = _f(8, "frames per clip", check=AT_LEAST_1)
     num_tokens: Optional[int] = _f(None, "if set, the tokens per clip the encoder must return",
                                   check=AT_LEAST_1)
-    input_size: Optional[int] = _f(None, "crop size (default: the encoder's)", check=AT_LEAST_1)
+    input_size: Optional[int] = _f(None, "crop size (default: the dataset card's, else the "
+                                  "encoder's)", check=AT_LEAST_1)
     token_layout: str = _f("family", "tokens per frame given to the head: the family's published "
                            "layout, patch tokens only, or every token", choices=["family", "patch", "all"])
     tubelet_size: int = _f(1, "temporal patch size; the encoders here take 1", check=AT_LEAST_1)

@@ -119,6 +119,32 @@ def test_overrides_are_recorded_and_defaults_are_the_familys():
     assert default.overrides == {} and default.input_size == 224 and default.tokens_per_frame == 196
 
 
+def test_a_timm_name_runs_at_the_cards_input_size_and_says_so(caplog):
+    """vit_small_patch14_dinov2 is built by timm for 518 px (1,369 tokens per frame); a run
+    without --input_size takes the dataset card's 224 (256 tokens), notes the native size in
+    the spec (which the record keeps) and warns once."""
+    import logging
+
+    from eval_encoder.probe.args import parse_config
+    from eval_encoder.probe.data import resolve_dataset
+    from eval_encoder.probe.run import say_input_size
+
+    cfg = parse_config(["--dataset", "hmdb51", "--model_family", "dinov2", "--model_name",
+                        "vit_small_patch14_dinov2", "--model_weight", "random"])
+    assert bl.resolve_model("dinov2", cfg.model_name).input_size == 518
+    card = resolve_dataset(cfg)
+    assert cfg.input_size == card.input_size == 224
+    assert cfg.sources["input_size"] == f"dataset card {card.path}"
+    spec = bl.build_baseline("dinov2", cfg, **TINY).spec
+    assert spec.input_size == 224 and spec.tokens_per_frame == 16 * 16
+    assert spec.overrides["input_size"] == f"dataset card {card.path} (family default 518)"
+    with caplog.at_level(logging.WARNING, logger="eval_encoder.run"):
+        say_input_size(spec)
+    said = [r.getMessage() for r in caplog.records if r.name == "eval_encoder.run"]
+    assert len(said) == 1 and "runs at 224 px, not at its native size" in said[0]
+    assert "family default 518" in said[0]
+
+
 def test_timm_architecture_inside_a_family_takes_the_familys_stats():
     enc = tiny("test_vit", family="dino_v2", input_size=32)
     assert enc.spec.family == "dinov2" and enc.spec.mean == IMAGENET_MEAN

@@ -52,11 +52,14 @@ class EncoderSpec:
     # where each value came from when it was overridden on the command line
     overrides: Dict[str, str] = field(default_factory=dict)
 
-    def with_overrides(self, **values) -> "EncoderSpec":
-        """Return a copy with command-line overrides applied and noted in ``overrides``."""
+    def with_overrides(self, sources: Optional[Dict[str, str]] = None,
+                       **values) -> "EncoderSpec":
+        """Return a copy with the run's values applied and noted in ``overrides``, each with
+        where it came from (``sources``, a config's; the command line when not named)."""
         changed = {k: v for k, v in values.items() if v is not None and getattr(self, k) != v}
         notes = dict(self.overrides)
-        notes.update({k: f"command line (family default {getattr(self, k)!r})" for k in changed})
+        notes.update({k: f"{(sources or {}).get(k, 'command line')} (family default "
+                         f"{getattr(self, k)!r})" for k in changed})
         return replace(self, **changed, overrides=notes)
 
     def to_dict(self) -> dict:

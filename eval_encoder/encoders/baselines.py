@@ -346,7 +346,8 @@ def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_P
                        embed_dim=int(getattr(model, "embed_dim", model.num_features)),
                        patch_size=int(model.patch_embed.patch_size[0]),
                        input_size=entry.input_size, mean=fam.mean, std=fam.std)
-    spec = spec.with_overrides(input_size=cfg.input_size, mean=as_triple(cfg.mean, "mean"),
+    spec = spec.with_overrides(cfg.sources, input_size=cfg.input_size,
+                               mean=as_triple(cfg.mean, "mean"),
                                std=as_triple(cfg.std, "std"))
     _warn_if_timm_stats_differ(entry, spec)
     spec = token_spec(spec, model, fam, cfg.token_layout)

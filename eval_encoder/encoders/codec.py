@@ -57,7 +57,7 @@ def codec_spec(cfg: ProbeConfig, model: OneVisionEncoder) -> EncoderSpec:
                        patch_size=config.patch_size, input_size=DEFAULT_INPUT_SIZE,
                        mean=CLIP_MEAN, std=CLIP_STD, clip_source="codec",
                        num_frames=CODEC_FRAMES, tokens_per_frame=None)
-    spec = spec.with_overrides(input_size=cfg.input_size,
+    spec = spec.with_overrides(cfg.sources, input_size=cfg.input_size,
                                mean=tuple(cfg.mean) if cfg.mean is not None else None,
                                std=tuple(cfg.std) if cfg.std is not None else None)
     _check(cfg, spec)

@@ -101,7 +101,7 @@ def build_hf(cfg) -> HFFrameEncoder:
     mean, std, proc_size = _processor_stats(transformers, source, local_only)
     size = check_patch_multiple(cfg.input_size or proc_size or native, patch)
     spec = _make_spec(cfg, source, int(vcfg.hidden_size), patch, proc_size or native, mean, std)
-    spec = spec.with_overrides(input_size=size if cfg.input_size else None)
+    spec = spec.with_overrides(cfg.sources, input_size=size if cfg.input_size else None)
     interpolate = size != native and "interpolate_pos_encoding" in inspect.signature(
         vision.forward).parameters
     encoder = HFFrameEncoder(vision, spec, "random" if random_init else source, interpolate)

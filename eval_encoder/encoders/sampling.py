@@ -125,7 +125,7 @@ def sampling_spec(cfg: ProbeConfig, config: OneVisionConfig) -> EncoderSpec:
     spec = EncoderSpec(family="sampling", model_name=cfg.model_name, embed_dim=config.hidden_size,
                        patch_size=config.patch_size, input_size=DEFAULT_INPUT_SIZE,
                        mean=CLIP_MEAN, std=CLIP_STD, clip_source="frames")
-    spec = spec.with_overrides(input_size=cfg.input_size,
+    spec = spec.with_overrides(cfg.sources, input_size=cfg.input_size,
                                mean=tuple(cfg.mean) if cfg.mean is not None else None,
                                std=tuple(cfg.std) if cfg.std is not None else None)
     size, patch = spec.input_size, spec.patch_size

@@ -27,7 +27,7 @@ from eval_encoder.video.manifest import ManifestError, load_card
 # dataset card attribute behind an option the card fills (--help shows the card's value)
 CARD_DEFAULTS = {"batch_size": "default_batch_size", "default_epoch": "default_epochs",
                  "num_classes": "num_classes", "train_data_csv_path": "train_manifest",
-                 "val_data_csv_path": "val_manifest"}
+                 "val_data_csv_path": "val_manifest", "input_size": "input_size"}
 
 
 def help_defaults(argv: Sequence[str], base: Optional[Dict[str, Any]] = None
@@ -92,7 +92,7 @@ def _card_defaults(dataset: str) -> Dict[str, Tuple[Any, str]]:
     except (ManifestError, ValueError, OSError):
         return {}
     return {option: (getattr(card, attr), f"dataset card {card.path}")
-            for option, attr in CARD_DEFAULTS.items()}
+            for option, attr in CARD_DEFAULTS.items() if getattr(card, attr) is not None}
 
 
 def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",

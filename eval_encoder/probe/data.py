@@ -43,14 +43,16 @@ class Splits:
 
 
 def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
-    """Fill class count, epochs and batch size from the dataset card where not given."""
+    """Fill class count, epochs, batch size and input size from the dataset card where not
+    given."""
     card = load_card(cfg.dataset)
     require(cfg.num_classes in (0, card.num_classes),
             f"--num_classes {cfg.num_classes} disagrees with datasets/{card.name}.yaml "
             f"({card.num_classes} classes)")
     cfg.num_classes = card.num_classes
-    for name, value in (("batch_size", card.default_batch_size), ("default_epoch", card.default_epochs)):
-        if getattr(cfg, name) is None:
+    for name, value in (("batch_size", card.default_batch_size),
+                        ("default_epoch", card.default_epochs), ("input_size", card.input_size)):
+        if getattr(cfg, name) is None and value is not None:
             setattr(cfg, name, value)
             cfg.sources[name] = f"dataset card {card.path}"
     require(cfg.batch_size > 0, f"--batch_size must be positive, got {cfg.batch_size}")

@@ -72,6 +72,16 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
         cfg.frames_token_num = spec.tokens_per_frame
 
 
+def say_input_size(spec) -> None:
+    """One warning when the encoder runs away from its own input size (the record's
+    ``encoder.spec.overrides.input_size`` says it too): the cost and the tokens change."""
+    note = spec.overrides.get("input_size")
+    if note:
+        log.warning("%s/%s runs at %d px, not at its native size: input size from %s; %s "
+                    "patch tokens per frame, position embeddings interpolated to that grid",
+                    spec.family, spec.model_name, spec.input_size, note, spec.tokens_per_frame)
+
+
 def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
               progress: Progress) -> None:
     """Build, train, score and fill the record of one run (see :func:`run`)."""
@@ -80,6 +90,8 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     published = published_sampling(cfg, len(progress.manifests.val), eval_epochs(cfg))
     encoder = build_encoder(cfg).to(env.device)
     check_encoder_flags(cfg, encoder.spec)
+    if env.is_main:
+        say_input_size(encoder.spec)
     training = prepare_training(cfg, card, progress.manifests, encoder, env, requested_hash)
     training.published = published
     progress.training = training

@@ -44,6 +44,9 @@ class DatasetCard:
     # what a run computes for its reported head (see eval_encoder/probe/predictions.py METRICS)
     metrics: Tuple[str, ...] = DEFAULT_METRICS
     description: str = ""
+    # the frame size a run takes when neither its recipe nor its command line gives one
+    # (None: the encoder's own); a model built for another size is run at this one
+    input_size: Optional[int] = None
     path: str = ""
 
 
