@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.report.board import Board, build_board
 from eval_encoder.report.names import PAPER_DATASETS, LeaderboardError
 from eval_encoder.report.optimism import load_optimism, optimism_note
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m eval_encoder leaderboard",
         description="Build the attentive-probe leaderboard from run records.")
     parser.add_argument("--runs", default=DEFAULT_RUNS,

@@ -37,6 +37,7 @@ import numpy as np
 
 from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.report.cells import pick_latest
 from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
 from eval_encoder.report.records import (
@@ -287,7 +288,7 @@ def summary(c: Comparison) -> str:
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m eval_encoder compare",
         description="Paired comparison of two runs or leaderboard rows on the same clips.")
     parser.add_argument("a", metavar="RUN_OR_ROW_A",
