@@ -57,6 +57,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 import uuid
@@ -65,6 +66,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from eval_encoder import resources
+from eval_encoder.config import results_root
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,22 @@ def git_commit() -> Optional[str]:
 
 
 def records_dir(save_report: str, dataset: str) -> Path:
-    return Path(save_report) / "runs" / dataset
+    return runs_dir(save_report) / dataset
+
+
+def runs_dir(save_report: Optional[str] = None) -> Path:
+    """``<save_report>/runs``, where records are written and ``leaderboard`` reads them
+    (``save_report`` None: the default results root, :func:`~eval_encoder.config.results_root`)."""
+    return Path(results_root() if save_report is None else save_report) / "runs"
+
+
+def leaderboard_command(save_report: str) -> str:
+    """The ``leaderboard`` command that shows the records under ``save_report``, from the
+    folder this process runs in: bare for the default results root, else with ``--runs``."""
+    command = "python -m eval_encoder leaderboard"
+    if Path(save_report).resolve() == Path(results_root()).resolve():
+        return command
+    return f"{command} --runs {shlex.quote(str(runs_dir(save_report)))}"
 
 
 class RecordExists(FileExistsError):

@@ -24,6 +24,7 @@ from eval_encoder.probe.records import (
     base_record,
     failure_samples,
     fill_record,
+    say_result,
     summarise_heads,
     weights_identity,
     write_outputs,
@@ -117,11 +118,9 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
         raise
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:
-        write_outputs(record, cfg)
+        path = write_outputs(record, cfg)
         remove_checkpoints(progress.training.checkpointer)
-        r = record["reported"]
-        log.info("%s %s: top-1 %.2f%% top-5 %.2f%% (head %s, epoch %s, chosen on %s)", cfg.dataset,
-                 cfg.model_name, r["top1"], r["top5"], r["head"], r["epoch"], r["chosen_on"])
+        say_result(record, cfg, path)
     return record
 
 

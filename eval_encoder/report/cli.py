@@ -30,7 +30,7 @@ from eval_encoder.report.board import Board, build_board
 from eval_encoder.report.names import PAPER_DATASETS, LeaderboardError
 from eval_encoder.report.optimism import load_optimism, optimism_note
 from eval_encoder.report.plots import plot_board, plot_compute
-from eval_encoder.report.records import DEFAULT_RUNS, load_records
+from eval_encoder.report.records import add_runs_flag, load_records
 from eval_encoder.report.render import FORMATS, render
 from eval_encoder.report.reported import REPORTED_CSV, load_reported
 
@@ -41,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="python -m eval_encoder leaderboard",
         description="Build the attentive-probe leaderboard from run records.")
-    parser.add_argument("--runs", default=DEFAULT_RUNS,
-                        help="folder of run records, <runs>/<dataset>/*.json "
-                             f"(default {DEFAULT_RUNS})")
+    add_runs_flag(parser)
     parser.add_argument("--reported", action="store_true",
                         help="show the paper's numbers beside the measured ones, with deltas")
     parser.add_argument("--val_optimism", action="store_true",
