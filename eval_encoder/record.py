@@ -48,7 +48,9 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   config (resolved, every value; without ``sources``, and without ``codec`` once the encoder
              is known not to read it), sources (where each value came from), config_hash (of
              the full resolved config, runtime options left out)
-  versions {python, torch, ...}, git_commit, world_size, device
+  versions {eval_encoder (this package's version), python, torch, ...},
+  git_commit (the checkout's commit, '+dirty' with uncommitted changes; null for an installed
+             copy, whose versions.eval_encoder says what ran), world_size, device
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from eval_encoder import resources
+from eval_encoder import __version__, resources
 from eval_encoder.config import results_root
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ def software_versions() -> Dict[str, str]:
     distributions' metadata (importing them only to read a version would cost seconds)."""
     from importlib import metadata
 
-    out = {"python": platform.python_version()}
+    out = {"eval_encoder": __version__, "python": platform.python_version()}
     for name, dists in VERSIONED.items():
         out[name] = "absent"
         for dist in dists:
