@@ -42,6 +42,7 @@ from eval_encoder.probe.training import (
 )
 from eval_encoder.registry import RegistryError
 from eval_encoder.resources import MissingData
+from eval_encoder.video.loader import loader_workers
 from eval_encoder.video.manifest import (
     ManifestError,
     load_card,
@@ -73,9 +74,21 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
         cfg.frames_token_num = spec.tokens_per_frame
 
 
+def cap_decode_workers(cfg: ProbeConfig) -> None:
+    """Cap ``--dali_py_num_workers`` to this rank's CPUs once per run, so that the cap is
+    said once (not by each loader) and the record holds the number used, with why."""
+    workers = loader_workers(cfg.dali_py_num_workers)
+    if workers != cfg.dali_py_num_workers:
+        origin = cfg.sources.get("dali_py_num_workers", "default")
+        cfg.sources["dali_py_num_workers"] = (f"{origin} ({cfg.dali_py_num_workers}, capped to "
+                                              "this process's share of the CPUs)")
+        cfg.dali_py_num_workers = workers
+
+
 def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
               progress: Progress) -> None:
     """Build, train, score and fill the record of one run (see :func:`run`)."""
+    cap_decode_workers(cfg)
     card = resolve_dataset(cfg)
     progress.manifests = read_manifests(cfg, card)
     published = published_sampling(cfg, len(progress.manifests.val), eval_epochs(cfg))
