@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 
 # DALI is required here: its parity tests fail rather than skip when it cannot be imported
 test: $(VENV)/.installed
-	EVAL_ENCODER_REQUIRE_DALI=1 $(PY) -m pytest -q
+	EVAL_ENCODER_REQUIRE_DALI=1 $(PY) -m pytest -q -rs
 
 # what `pip install -e '.[test]'` gives (no DALI): every module imports, the wheel installs and
 # runs the demo, the DALI tests skip and say why (the whole suite passes there too, but takes

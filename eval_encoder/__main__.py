@@ -6,7 +6,10 @@ import inspect
 import sys
 from typing import List, Optional
 
+from eval_encoder import __version__
+from eval_encoder.record import git_commit
 from eval_encoder.resources import MissingData
+from eval_encoder.text import did_you_mean
 
 PROG = "python -m eval_encoder"
 COMMANDS = {
@@ -21,6 +24,8 @@ COMMANDS = {
     "check": ("eval_encoder.prepare.check", "health report of a dataset in a data root"),
 }
 
+TOP_FLAGS = ("--help", "--version")
+
 
 def run_command(name: str, argv: List[str]) -> int:
     """Call the command's ``main``; one that takes ``prog`` (probe, shared with the upstream
@@ -30,17 +35,37 @@ def run_command(name: str, argv: List[str]) -> int:
     return int(main(argv, **kwargs) or 0)
 
 
+def version() -> str:
+    """``eval-encoder <version>``, with the checkout's commit when run from one."""
+    commit = git_commit()
+    return f"eval-encoder {__version__}" + (f" (git {commit})" if commit else "")
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return (f"usage: {PROG} <command> [options]   ({PROG} --version: the version)\n\n"
+            "commands:\n" + "\n".join(lines))
+
+
+def unknown_command(name: str) -> int:
+    """A short error for a command that is not one, with the closest commands; status 2."""
+    hint = did_you_mean(name, [*COMMANDS, *TOP_FLAGS])
+    print(f"{PROG}: error: unknown command {name!r}.{hint} ({PROG} --help lists the "
+          "commands)", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        width = max(map(len, COMMANDS))
-        lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
-        print(f"usage: {PROG} <command> [options]\n\ncommands:\n" + "\n".join(lines))
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nunknown command {argv[0]!r}", file=sys.stderr)
-            return 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
         return 0
-
+    if argv[0] in ("-V", "--version"):
+        print(version())
+        return 0
+    if argv[0] not in COMMANDS:
+        return unknown_command(argv[0])
     try:
         return run_command(argv[0], argv[1:])
     except MissingData as exc:  # an install without its data, a wrong override: say which

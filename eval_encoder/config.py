@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
@@ -23,6 +24,19 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used, with the reason."""
+
+
+# One results root for every command: probe, suite and demo write their records under
+# <root>/runs/, leaderboard and compare read them there. Upstream wrote to
+# fewshot_video_report/ActionRecognition; --save_report (probe, suite) still overrides it.
+RESULTS_ENV = "EVAL_ENCODER_RESULTS"
+DEFAULT_RESULTS = "results"
+
+
+def results_root() -> str:
+    """The default results root: ``$EVAL_ENCODER_RESULTS`` when set, else ``results`` (in the
+    folder a command runs from)."""
+    return os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS
 
 
 @dataclass(frozen=True)
@@ -229,7 +243,9 @@ class ProbeConfig:
     decord_num_threads: int = _f(2, "threads per video decoder (PyAV; upstream used decord)",
                                  check=AT_LEAST_1)
     print_freq: int = _f(10, "log every N steps", check=AT_LEAST_1)
-    save_report: str = _f("fewshot_video_report/ActionRecognition", "folder for records and reports")
+    save_report: str = field(default_factory=results_root, metadata={
+        "help": "results root: records go to <save_report>/runs/<dataset>/, where `leaderboard` "
+                "reads them", "env": RESULTS_ENV})
     checkpoint_dir: Optional[str] = _f(None, "folder for resume checkpoints (default: "
                                        "<save_report>/checkpoints); a rerun continues from there")
     resume_checkpoint: Optional[str] = _f(None, "resume from this checkpoint file")

@@ -9,9 +9,7 @@ about motion, still gives the probe something to find.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +20,17 @@ import torch
 
 from eval_encoder.encoders.onevision import OneVisionEncoder
 from eval_encoder.encoders.onevision_config import onevision_config
+from eval_encoder.config import ConfigError
 from eval_encoder.logs import setup_logging
+from eval_encoder.parsing import ArgumentParser
+from eval_encoder.probe.args import parse_config
 
 log = logging.getLogger("eval_encoder.demo")
+
+PROG = "python -m eval_encoder demo"
+EPILOG = ("Other flags go to the probe and win over the demo's (`python -m eval_encoder probe "
+          "--help` lists them), e.g. --protocol clean or --default_epoch 1.")
+TINY = "ov_encoder_tiny"
 
 DIRECTIONS = [(1, 0), (-1, 0), (0, 1), (0, -1)]  # class 0..3: right, left, down, up
 # each class also tints its square, so even the tiny random demo encoder has a cue it can pass on
@@ -110,10 +116,10 @@ def generate(out: Path) -> Path:
 
 def save_tiny_encoder(out: Path, seed: int = 0) -> Path:
     """A randomly initialised tiny OneVision Encoder saved in the published format."""
-    folder = out / "weights" / "ov_encoder_tiny"
+    folder = out / "weights" / TINY
     if not (folder / "config.json").is_file():
         torch.manual_seed(seed)
-        OneVisionEncoder(onevision_config("ov_encoder_tiny")).save_pretrained(folder)
+        OneVisionEncoder(onevision_config(TINY)).save_pretrained(folder)
     return folder
 
 
@@ -126,6 +132,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def probe_flags(data: Path, weights: Path, report: Path, extra: Sequence[str] = ()) -> List[str]:
+    """The upstream-style probe flags, scaled to the demo; the epochs are the demo card's."""
+    return [
+        "--eval_freq", "1", "--default_lr_list", "0.001", "0.0001", "--batch_size", "4",
+        "--default_weight_decay", "0", "--dali_py_num_workers", "0", "--model_family",
+        "llava_vit_sampling", "--dataset", "demo", "--num_frames", "4", "--model_weight", str(weights),
+        "--model_name", TINY, "--embedding_size", "128", "--frames_token_num", "256",
+        "--data_root", str(data), "--save_report", str(report), *extra]
+
+
 def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Sequence[str] = (),
                   port: Optional[int] = None) -> List[str]:
     """The upstream-style command line, scaled to the demo (``port``: a free one if None)."""
@@ -133,40 +149,45 @@ def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Se
     script = Path(__file__).resolve().parent / "attentive_probe.py"
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                 f"--master_port={port}"] if nproc > 1 else [sys.executable]
-    return launcher + [
-        str(script), "--eval_freq", "1", "--default_lr_list", "0.001", "0.0001", "--batch_size", "4",
-        "--default_weight_decay", "0", "--dali_py_num_workers", "0", "--model_family",
-        "llava_vit_sampling", "--dataset", "demo", "--num_frames", "4", "--model_weight", str(weights),
-        "--model_name", "ov_encoder_tiny", "--embedding_size", "128", "--frames_token_num", "256",
-        "--default_epoch", "10", "--data_root", str(data), "--save_report", str(report), *extra]
+    return launcher + [str(script), *probe_flags(data, weights, report, extra)]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
-    parser = argparse.ArgumentParser("python -m eval_encoder demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def check_probe_flags(out: Path, extra: Sequence[str]) -> None:
+    """Parse the probe's flags here, before anything is generated, so that a mistake in the
+    flags given to the demo is reported as the demo's (argparse exits with status 2)."""
+    flags = probe_flags(out / "data", out / "weights" / TINY, out / "report", extra)
+    try:
+        parse_config(flags, prog=PROG)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(PROG, description=__doc__, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=".demo", help="folder for data, weights and results")
     parser.add_argument("--nproc_per_node", type=int, default=1, help="processes (torchrun when > 1)")
     parser.add_argument("--generate-only", action="store_true", help="write the data and weights only")
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Generate the demo data and encoder, then run the probe on them; the probe's last lines
+    give the top-1, the record's path and the leaderboard command that shows it."""
+    setup_logging()
+    args, extra = build_parser().parse_known_args(argv)
     out = Path(args.out)
+    if not args.generate_only:
+        check_probe_flags(out, extra)
     data = generate(out)
     weights = save_tiny_encoder(out)
     log.info("demo data in %s, tiny encoder in %s", data, weights)
     if args.generate_only:
         return 0
-    report = out / "report"
-    cmd = probe_command(data, weights, report, args.nproc_per_node, extra)
+    cmd = probe_command(data, weights, out / "report", args.nproc_per_node, extra)
     log.info("running: %s", " ".join(cmd))
-    code = subprocess.call(cmd)
-    if code == 0:
-        latest = max((report / "runs" / "demo").glob("*.json"), key=os.path.getmtime)
-        record = json.loads(latest.read_text())
-        r = record["reported"]
-        print(f"demo: top-1 {r['top1']:.1f}%  top-5 {r['top5']:.1f}%  head {r['head']}  "
-              f"({record['samples']['val']['scored']}/{record['samples']['val']['expected']} val clips "
-              f"scored, {record['wall_time_s']:.1f} s)  record: {latest}")
-    return code
+    return subprocess.call(cmd)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from dataclasses import fields
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from eval_encoder.config import Bound, CodecOptions, ProbeConfig, bound_of, own_fields, parse_bool
 from eval_encoder.logs import add_verbosity_flags
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.protocol import BEHAVIOURS
 
 # where an option left unset (None) gets its value, for --help
@@ -54,6 +56,10 @@ def default_text(f: dataclasses.Field, known: Optional[Dict[str, Tuple[Any, str]
         value, origin = known[f.name]
         return f"[default: {_show(value)}, from {origin}]"
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    env = f.metadata.get("env")  # a default an environment variable replaces
+    if env:
+        origin = f"from ${env}" if os.environ.get(env) else f"built-in; ${env} replaces it"
+        return f"[default: {_show(value)}, {origin}]"
     if value is not None:
         return f"[default: {_show(value)}, built-in]"
     return f"[default: {DEFAULT_FROM.get(f.name, 'unset')}]"
@@ -92,7 +98,7 @@ def build_parser(prog: str = "attentive_probe.py",
     """The command-line parser: every ProbeConfig and CodecOptions field as ``--name``, and
     -v/-q. ``known``: {option: (value, origin)} that a recipe or dataset card supplies, for
     the help's defaults (see :func:`eval_encoder.probe.args.help_defaults`)."""
-    parser = argparse.ArgumentParser(prog, description="Attentive probe of a frozen video encoder")
+    parser = ArgumentParser(prog, description="Attentive probe of a frozen video encoder")
     for f in own_fields(ProbeConfig):
         add_field(parser, f, known)
     group = parser.add_argument_group("codec patch selection (codec family)")

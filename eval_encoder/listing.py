@@ -21,8 +21,10 @@ from eval_encoder.config import ConfigError, load_yaml
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 from eval_encoder.logs import add_verbosity_flags
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.protocol import BEHAVIOURS, DEVIATIONS, markdown_tables
 from eval_encoder.registry import ENCODERS
+from eval_encoder.text import did_you_mean
 from eval_encoder.video.manifest import ManifestError, cards_dir, known_datasets, load_card
 
 SECTIONS = ("families", "models", "datasets", "recipes")
@@ -250,7 +252,7 @@ def collect(sections: Sequence[str]) -> Dict[str, List[dict]]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ls`` command line."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         "python -m eval_encoder ls", description="List encoder families, model names, "
         "dataset cards and probe recipes.")
     parser.add_argument("sections", nargs="*",
@@ -274,7 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     known = (*SECTIONS, *EXTRA_SECTIONS)
     unknown = [s for s in args.sections if s not in known]
     if unknown:
-        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}")
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(known)}."
+                     f"{did_you_mean(unknown[0], known)}")
     if args.markdown:
         wanted = [s for s in args.sections if s in MARKDOWN] or ["protocol"]
         print("\n".join(MARKDOWN[s]() for s in wanted), end="")

@@ -3,6 +3,10 @@
 Lines carry a ``[rank N]`` prefix only when several processes write (torchrun with
 ``WORLD_SIZE`` > 1); single-process tools (ls, leaderboard, suite, check, prepare) log plain
 lines. Every command line takes ``-v``/``-q`` through :func:`add_verbosity_flags`.
+
+A run's result (its final score, the record's path, the command that shows it) is not a log
+line: :func:`result` prints it to standard output at every verbosity short of ``-qq``, so ``-q``
+quiets the progress and keeps the answer, and ``-qq`` leaves errors only.
 """
 from __future__ import annotations
 
@@ -89,3 +93,10 @@ def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
                        help="more log lines (debug); repeatable")
     group.add_argument("-q", "--quiet", action=_Verbosity, step=10,
                        help="fewer log lines: -q warnings and errors only, -qq errors only")
+
+
+def result(text: str) -> None:
+    """Print a command's result to standard output, unless ``-qq`` (errors only) was asked
+    for; ``-q`` hides log lines, not results. Callers print on rank 0 only."""
+    if logging.getLogger("eval_encoder").getEffectiveLevel() < logging.ERROR:
+        print(text, flush=True)

@@ -48,7 +48,9 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   config (resolved, every value; without ``sources``, and without ``codec`` once the encoder
              is known not to read it), sources (where each value came from), config_hash (of
              the full resolved config, runtime options left out)
-  versions {python, torch, ...}, git_commit, world_size, device
+  versions {eval_encoder (this package's version), python, torch, ...},
+  git_commit (the checkout's commit, '+dirty' with uncommitted changes; null for an installed
+             copy, whose versions.eval_encoder says what ran), world_size, device
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import tempfile
 import uuid
@@ -64,7 +67,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from eval_encoder import resources
+from eval_encoder import __version__, resources
+from eval_encoder.config import results_root
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +141,7 @@ def software_versions() -> Dict[str, str]:
     distributions' metadata (importing them only to read a version would cost seconds)."""
     from importlib import metadata
 
-    out = {"python": platform.python_version()}
+    out = {"eval_encoder": __version__, "python": platform.python_version()}
     for name, dists in VERSIONED.items():
         out[name] = "absent"
         for dist in dists:
@@ -167,7 +171,22 @@ def git_commit() -> Optional[str]:
 
 
 def records_dir(save_report: str, dataset: str) -> Path:
-    return Path(save_report) / "runs" / dataset
+    return runs_dir(save_report) / dataset
+
+
+def runs_dir(save_report: Optional[str] = None) -> Path:
+    """``<save_report>/runs``, where records are written and ``leaderboard`` reads them
+    (``save_report`` None: the default results root, :func:`~eval_encoder.config.results_root`)."""
+    return Path(results_root() if save_report is None else save_report) / "runs"
+
+
+def leaderboard_command(save_report: str) -> str:
+    """The ``leaderboard`` command that shows the records under ``save_report``, from the
+    folder this process runs in: bare for the default results root, else with ``--runs``."""
+    command = "python -m eval_encoder leaderboard"
+    if Path(save_report).resolve() == Path(results_root()).resolve():
+        return command
+    return f"{command} --runs {shlex.quote(str(runs_dir(save_report)))}"
 
 
 class RecordExists(FileExistsError):

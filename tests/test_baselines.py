@@ -145,6 +145,28 @@ def test_a_timm_name_runs_at_the_cards_input_size_and_says_so(caplog):
     assert "family default 518" in said[0]
 
 
+def test_an_input_size_the_encoder_does_not_take_is_an_error_or_a_warning(caplog):
+    """A family that keeps its own size (the README's example encoder): a size the run asked
+    for is an error, the card's default a warning."""
+    import logging
+
+    from eval_encoder.encoders.base import EncoderSpec
+    from eval_encoder.probe.args import parse_config
+    from eval_encoder.probe.data import resolve_dataset
+    from eval_encoder.probe.run import check_input_size
+
+    spec = EncoderSpec(family="mine", model_name="m", embed_dim=8, patch_size=16, input_size=64)
+    with pytest.raises(ConfigError, match=r"mine/m runs at 64 px, not at the 96 px from command "
+                                          r"line: its family does not take --input_size"):
+        check_input_size(parse_config(["--input_size", "96"]), spec)
+    cfg = parse_config(["--dataset", "hmdb51"])
+    resolve_dataset(cfg)
+    with caplog.at_level(logging.WARNING, logger="eval_encoder.run"):
+        check_input_size(cfg, spec)
+    assert "not at the 224 px from dataset card" in caplog.text
+    assert "frames are resized to 64 px" in caplog.text
+
+
 def test_timm_architecture_inside_a_family_takes_the_familys_stats():
     enc = tiny("test_vit", family="dino_v2", input_size=32)
     assert enc.spec.family == "dinov2" and enc.spec.mean == IMAGENET_MEAN

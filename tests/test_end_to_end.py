@@ -172,6 +172,7 @@ def test_user_encoder_from_readme_runs_end_to_end(demo, tmp_path, monkeypatch):
         "--encoder_module", str(example), "--model_family", "my_patch_encoder", "--model_name", "tiny",
         "--model_weight", "random", "--dataset", "demo", "--data_root", str(data), "--num_frames", "2",
         "--default_epoch", "1", "--batch_size", "4", "--dali_py_num_workers", "0",
+        "--input_size", "64",  # the example's own size (the demo card's is 224)
         "--save_report", str(report)])
     assert code == 0
     (record,) = _records(report)

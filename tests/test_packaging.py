@@ -19,6 +19,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+import eval_encoder
 from eval_encoder import resources
 from eval_encoder.__main__ import main as cli
 from eval_encoder.video.manifest import known_datasets, load_card
@@ -237,8 +238,12 @@ def test_wheel_runs_the_demo_to_a_complete_record(wheel_venv, tmp_path):
     # one epoch, one process: the demo's own path, made short
     run = _run([python, "-m", "eval_encoder", "demo", "--out", out, "--nproc_per_node", "1",
                 "--default_epoch", "1"], work, env, timeout=300)
-    assert "demo: top-1" in run.stdout
     (path,) = (out / "report" / "runs" / "demo").glob("*.json")
+    # it ends with the result, the record's path and the command that shows it
+    said = run.stdout.strip().splitlines()
+    assert said[-3].startswith("demo ov_encoder_tiny: top-1 ")
+    assert said[-2:] == [f"run record: {path}",
+                         f"show it: python -m eval_encoder leaderboard --runs {path.parents[1]}"]
     record = read_record(str(path))
     val_clips = len((out / "data" / "demo" / "val_new.csv").read_text().splitlines())
     assert record["status"] == "complete" and record["dataset"]["name"] == "demo"
@@ -247,4 +252,10 @@ def test_wheel_runs_the_demo_to_a_complete_record(wheel_venv, tmp_path):
     assert 0 <= record["reported"]["top1"] <= 100
     predictions = path.parent / record["predictions"]["file"]
     assert hashlib.sha256(predictions.read_bytes()).hexdigest() == record["predictions"]["sha256"]
-    assert record["git_commit"] is None  # an installed copy is not a checkout
+    assert record["git_commit"] is None  # an installed copy is not a checkout ...
+    assert record["versions"]["eval_encoder"] == eval_encoder.__version__  # ... but a version
+    shown = _run([python.parent / "eval-encoder", "--version"], work, env).stdout
+    assert shown == f"eval-encoder {eval_encoder.__version__}\n"  # no commit: not a checkout
+    installed = _run([python, "-c", "from importlib import metadata; "
+                      "print(metadata.version('eval-encoder'))"], work, env).stdout
+    assert installed.strip() == eval_encoder.__version__  # setup.cfg reads the package's

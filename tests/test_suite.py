@@ -255,7 +255,13 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     assert sorted(r["dataset"]["name"] for r in records) == ["demo", "demo2"]
     assert all(r["status"] == "complete" and r["config"]["default_epoch"] == 1 for r in records)
     cells = [f"{r['reported']['top1']:.1f}" for r in sorted(records, key=lambda r: r["dataset"]["name"])]
-    assert "| Tiny OV | ViT-T | 224 |" in out and " | ".join(cells) in out.splitlines()[-1]
+    (row,) = [line for line in out.splitlines() if line.startswith("| Tiny OV | ViT-T | 224 |")]
+    assert " | ".join(cells) in row
+    # it ends with its records and the command that shows them
+    paths = sorted(str(p) for p in (report / "runs").rglob("*.json"))
+    assert sorted(out.splitlines()[-3:-1]) == [f"run record: {p}" for p in paths]
+    shown = f"show it: python -m eval_encoder leaderboard --runs {report / 'runs'}"
+    assert out.splitlines()[-1] == shown
     assert cli.main(args) == 0  # a rerun skips both and runs nothing
     assert capsys.readouterr().out.count("already complete") == 2
     assert len(list((report / "runs").rglob("*.json"))) == 2

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.prepare.base import Segment
 from eval_encoder.prepare.lines import Entry, format_time, read_entries
 from eval_encoder.prepare.write import write_atomic
@@ -323,8 +324,8 @@ def check_and_report(data_root: str, dataset: str, json_path: Optional[str] = No
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``check`` command line."""
-    parser = argparse.ArgumentParser("python -m eval_encoder check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser("python -m eval_encoder check", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_root", required=True, help="folder holding <dataset>/<manifest>.csv")
     parser.add_argument("--dataset", required=True, help="dataset card name (datasets/<name>.yaml)")
     parser.add_argument("--json", default=None,

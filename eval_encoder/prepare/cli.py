@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.prepare.base import AnnotationFiles, Format, PrepareError, VideoIndex
 from eval_encoder.prepare.check import DEFAULT_THREADS, check_and_report
 from eval_encoder.prepare.registry import FORMATS, TARGETS, load_formats, target
@@ -45,9 +46,9 @@ def targets_help() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``prepare`` command line, with every registered format's own options."""
     load_formats()
-    parser = argparse.ArgumentParser("python -m eval_encoder prepare", description=__doc__,
-                                     epilog=targets_help(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser("python -m eval_encoder prepare", description=__doc__,
+                            epilog=targets_help(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="a dataset card name, or a group (epic)")
     parser.add_argument("--annotations", nargs="+", required=True,
                         help="official annotation files, or folders holding them")

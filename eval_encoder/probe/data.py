@@ -30,6 +30,7 @@ from eval_encoder.video.steps import StepPlan, StepPlanError, chunk, make_plan, 
 from eval_encoder.video.transforms import TransformSpec
 
 log = logging.getLogger("eval_encoder.run")
+CARD_ORIGIN = "dataset card"  # how a run's sources name a value the card supplied
 
 
 @dataclass
@@ -54,7 +55,7 @@ def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
                         ("default_epoch", card.default_epochs), ("input_size", card.input_size)):
         if getattr(cfg, name) is None and value is not None:
             setattr(cfg, name, value)
-            cfg.sources[name] = f"dataset card {card.path}"
+            cfg.sources[name] = f"{CARD_ORIGIN} {card.path}"
     require(cfg.batch_size > 0, f"--batch_size must be positive, got {cfg.batch_size}")
     require(cfg.default_epoch > 0, f"--default_epoch must be positive, got {cfg.default_epoch}")
     return card

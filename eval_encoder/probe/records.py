@@ -9,6 +9,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Optional
 
 from eval_encoder import compute, protocol
@@ -17,6 +18,7 @@ from eval_encoder import record as rec
 from eval_encoder.config import ProbeConfig
 from eval_encoder.encoders.weights import describe_weights, weight_hash_cache
 from eval_encoder.files import file_sha256
+from eval_encoder.logs import result
 from eval_encoder.probe.data import Manifests, Splits
 from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import (
@@ -155,16 +157,30 @@ def weights_identity(encoder, cfg: ProbeConfig) -> Dict:
     return out
 
 
-def write_outputs(record: Dict, cfg: ProbeConfig) -> None:
-    """The JSON record, plus upstream's one-line report for old tooling."""
+def write_outputs(record: Dict, cfg: ProbeConfig) -> Path:
+    """The JSON record, plus upstream's one-line report for old tooling; the record's path
+    (a complete run says it with its result: :func:`say_result`)."""
     path = rec.write_record(record, cfg.save_report)
-    log.info("run record: %s", path)
-    if record["status"] == "complete":
+    if record["status"] != "complete":
+        log.info("run record: %s", path)
+    else:
         weight = os.path.basename(os.path.normpath(cfg.model_weight))
         txt = os.path.join(cfg.save_report, f"report_attentive_probe_{weight}.txt")
         os.makedirs(cfg.save_report, exist_ok=True)
         with open(txt, "a", encoding="utf-8") as fh:
             fh.write(f"{cfg.dataset} {record['reported']['top1']}\n")
+    return path
+
+
+def say_result(record: Dict, cfg: ProbeConfig, path: Path) -> None:
+    """A complete run's last lines, on standard output at any verbosity short of -qq: the
+    reported score, the record's path and the leaderboard command that shows it."""
+    r, val = record["reported"], record["samples"]["val"]
+    result(f"{cfg.dataset} {cfg.model_name}: top-1 {r['top1']:.2f}% top-5 {r['top5']:.2f}% "
+           f"(head {r['head']}, epoch {r['epoch']}, chosen on {r['chosen_on']}; "
+           f"{val['scored']}/{val['expected']} val clips scored, {record['wall_time_s']:.1f} s)")
+    result(f"run record: {path}")
+    result(f"show it: {rec.leaderboard_command(cfg.save_report)}")
 
 
 @dataclass

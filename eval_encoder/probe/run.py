@@ -17,13 +17,14 @@ from eval_encoder.encoders import build_encoder, check_names
 from eval_encoder.flags import build_parser
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
-from eval_encoder.probe.data import read_manifests, resolve_dataset
+from eval_encoder.probe.data import CARD_ORIGIN, read_manifests, resolve_dataset
 from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
     base_record,
     failure_samples,
     fill_record,
+    say_result,
     summarise_heads,
     weights_identity,
     write_outputs,
@@ -41,6 +42,7 @@ from eval_encoder.probe.training import (
 )
 from eval_encoder.registry import RegistryError
 from eval_encoder.resources import MissingData
+from eval_encoder.video.loader import loader_workers
 from eval_encoder.video.manifest import (
     ManifestError,
     load_card,
@@ -66,10 +68,23 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
     for name in ("print_freq", "eval_freq", "num_frames"):
         require(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
     require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
+    check_input_size(cfg, spec)
     cfg.embedding_size, cfg.input_size = spec.embed_dim, spec.input_size
     cfg.mean, cfg.std = list(spec.mean), list(spec.std)
     if spec.tokens_per_frame is not None:
         cfg.frames_token_num = spec.tokens_per_frame
+
+
+def check_input_size(cfg: ProbeConfig, spec) -> None:
+    """An input size the run asked for must be the one the encoder runs at: a recipe's or the
+    command line's is an error, the dataset card's (a default) a warning."""
+    if cfg.input_size in (None, spec.input_size):
+        return
+    origin = cfg.sources.get("input_size", "command line")
+    said = (f"{spec.family}/{spec.model_name} runs at {spec.input_size} px, not at the "
+            f"{cfg.input_size} px from {origin}: its family does not take --input_size")
+    require(origin.startswith(CARD_ORIGIN), said)
+    log.warning("%s; frames are resized to %d px", said, spec.input_size)
 
 
 def say_input_size(spec) -> None:
@@ -82,9 +97,21 @@ def say_input_size(spec) -> None:
                     spec.family, spec.model_name, spec.input_size, note, spec.tokens_per_frame)
 
 
+def cap_decode_workers(cfg: ProbeConfig) -> None:
+    """Cap ``--dali_py_num_workers`` to this rank's CPUs once per run, so that the cap is
+    said once (not by each loader) and the record holds the number used, with why."""
+    workers = loader_workers(cfg.dali_py_num_workers)
+    if workers != cfg.dali_py_num_workers:
+        origin = cfg.sources.get("dali_py_num_workers", "default")
+        cfg.sources["dali_py_num_workers"] = (f"{origin} ({cfg.dali_py_num_workers}, capped to "
+                                              "this process's share of the CPUs)")
+        cfg.dali_py_num_workers = workers
+
+
 def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
               progress: Progress) -> None:
     """Build, train, score and fill the record of one run (see :func:`run`)."""
+    cap_decode_workers(cfg)
     card = resolve_dataset(cfg)
     progress.manifests = read_manifests(cfg, card)
     published = published_sampling(cfg, len(progress.manifests.val), eval_epochs(cfg))
@@ -129,11 +156,9 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
         raise
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:
-        write_outputs(record, cfg)
+        path = write_outputs(record, cfg)
         remove_checkpoints(progress.training.checkpointer)
-        r = record["reported"]
-        log.info("%s %s: top-1 %.2f%% top-5 %.2f%% (head %s, epoch %s, chosen on %s)", cfg.dataset,
-                 cfg.model_name, r["top1"], r["top5"], r["head"], r["epoch"], r["chosen_on"])
+        say_result(record, cfg, path)
     return record
 
 

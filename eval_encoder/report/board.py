@@ -1,7 +1,8 @@
 """The leaderboard board: measured rows, the paper's rows beside them and the deltas.
 
 The table has the paper's layout: a block per frame count, a row per method, columns Arch,
-Res, AVG and the benchmark datasets (default: the paper's eight). Each cell is the score a
+Res, AVG and the benchmark datasets (default: the paper's eight, or without the paper's rows
+the datasets the records hold: :func:`default_columns`). Each cell is the score a
 record reports (``record["reported"]["top1"]``) of the latest *complete* record for that
 (frames, method, arch, res, dataset); a dataset whose latest attempt failed and that has no
 complete record shows ``fail``. AVG is the mean over the benchmark datasets and is given only
@@ -62,6 +63,17 @@ class Board:
     @property
     def columns(self) -> List[str]:
         return [*self.datasets, *self.extras]
+
+
+def default_columns(records: Sequence[Dict[str, Any]], reported: bool) -> List[str]:
+    """The benchmark columns (AVG's) when none are asked for: the paper's eight beside the
+    paper's rows; else those the records hold, the paper's among them in its order or, when
+    they hold none of the paper's, all of them, so that a table of one's own datasets shows
+    them rather than eight empty columns. Other datasets stand after them, outside AVG."""
+    held = {r["dataset"]["name"] for r in records}
+    if reported or not held:
+        return list(PAPER_DATASETS)
+    return [d for d in PAPER_DATASETS if d in held] or sorted(held)
 
 
 def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAPER_DATASETS,

@@ -25,11 +25,12 @@ from typing import Optional, Sequence
 
 from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
-from eval_encoder.report.board import Board, build_board
-from eval_encoder.report.names import PAPER_DATASETS, LeaderboardError
+from eval_encoder.parsing import ArgumentParser
+from eval_encoder.report.board import Board, build_board, default_columns
+from eval_encoder.report.names import LeaderboardError
 from eval_encoder.report.optimism import load_optimism, optimism_note
 from eval_encoder.report.plots import plot_board, plot_compute
-from eval_encoder.report.records import DEFAULT_RUNS, load_records
+from eval_encoder.report.records import add_runs_flag, load_records
 from eval_encoder.report.render import FORMATS, render
 from eval_encoder.report.reported import REPORTED_CSV, load_reported
 
@@ -37,12 +38,10 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m eval_encoder leaderboard",
         description="Build the attentive-probe leaderboard from run records.")
-    parser.add_argument("--runs", default=DEFAULT_RUNS,
-                        help="folder of run records, <runs>/<dataset>/*.json "
-                             f"(default {DEFAULT_RUNS})")
+    add_runs_flag(parser)
     parser.add_argument("--reported", action="store_true",
                         help="show the paper's numbers beside the measured ones, with deltas")
     parser.add_argument("--val_optimism", action="store_true",
@@ -61,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also save accuracy against encoder GFLOPs per clip (log x), a "
                              "point per measured row (needs matplotlib)")
     parser.add_argument("--datasets", help="comma-separated benchmark columns that AVG is over "
-                        "(default: the paper's eight)")
+                        "(default: with --reported the paper's eight, else the datasets the "
+                        "records hold: the paper's among them, or all when none is the paper's; "
+                        "others are shown after AVG's)")
     parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
                         help="what the cells show (default top1; action adds an epic_action "
                              "column, verb and noun both right, to the top-1 table)")
@@ -83,7 +84,8 @@ def make_board(runs: str, reported: bool = False, reported_csv: Path = REPORTED_
     if not records:
         log.warning("no run records under %s", runs)
     rep = load_reported(Path(reported_csv)) if reported else None
-    return build_board(records, datasets or PAPER_DATASETS, rep, metric, ci, resamples)
+    columns = datasets or default_columns(records, reported)
+    return build_board(records, columns, rep, metric, ci, resamples)
 
 
 def val_optimism_note(reported: bool, datasets: Sequence[str]) -> str:

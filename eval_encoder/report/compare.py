@@ -37,10 +37,11 @@ import numpy as np
 
 from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.report.cells import pick_latest
 from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
 from eval_encoder.report.records import (
-    DEFAULT_RUNS,
+    add_runs_flag,
     load_record,
     load_records,
     records_frame,
@@ -287,14 +288,13 @@ def summary(c: Comparison) -> str:
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m eval_encoder compare",
         description="Paired comparison of two runs or leaderboard rows on the same clips.")
     parser.add_argument("a", metavar="RUN_OR_ROW_A",
                         help="a record path, a run id, or a row: 'method[@frames][:protocol]'")
     parser.add_argument("b", metavar="RUN_OR_ROW_B", help="the same, for B")
-    parser.add_argument("--runs", default=DEFAULT_RUNS,
-                        help=f"folder of run records (default {DEFAULT_RUNS})")
+    add_runs_flag(parser)
     parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
                         help="what to compare (default top1; action adds epic_action)")
     parser.add_argument("--alpha", type=float, default=0.05,

@@ -34,8 +34,9 @@ def _figure_class():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise LeaderboardError("--plot needs matplotlib, an optional dependency: "
-                               "pip install 'eval-encoder[plot]' (or matplotlib>=3.8)") from None
+        raise LeaderboardError("--plot needs matplotlib, an optional dependency: pip install "
+                               "'matplotlib>=3.8', or from the checkout pip install -e "
+                               "'.[plot]'") from None
     return Figure, FigureCanvasAgg
 
 

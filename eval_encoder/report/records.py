@@ -4,6 +4,7 @@ arch, res, protocol) and make the one-line-per-record frame the board is built f
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -12,13 +13,24 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import pandas as pd
 
 from eval_encoder import stats
+from eval_encoder.config import DEFAULT_RESULTS, RESULTS_ENV
 from eval_encoder.protocol import UNSTATED, label
-from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, read_record
+from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, read_record, runs_dir
 from eval_encoder.report.names import ROW_KEYS, LeaderboardError
 
-DEFAULT_RUNS = "results/runs"
 RECORD_COLUMNS = [*ROW_KEYS, "token_budget", "dataset", "status", "top1", "created", "run_id",
                   "config_hash", "path", "seed", "base_hash", "ref", "gflops"]
+
+
+
+def add_runs_flag(parser: argparse.ArgumentParser) -> None:
+    """``--runs``: the folder of records, by default the results root's ``runs`` (where probe,
+    suite and demo runs write theirs unless given another ``--save_report``)."""
+    parser.add_argument("--runs", default=str(runs_dir()),
+                        help="folder of run records, <runs>/<dataset>/*.json (default "
+                             f"<results root>/runs, the root being ${RESULTS_ENV}, else "
+                             f"{DEFAULT_RESULTS}: now {runs_dir()})")
+
 
 # schema_version -> function upgrading a record dict of that version to the next one. Empty:
 # version 1 is the first schema; add an entry here when the schema moves on, so old records

@@ -7,9 +7,10 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from eval_encoder.config import ConfigError
+from eval_encoder.config import DEFAULT_RESULTS, RESULTS_ENV, ConfigError, results_root
 from eval_encoder.launch import LAUNCHERS
 from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser, option_names
 from eval_encoder.suite.follow import collect_main, status_main
 from eval_encoder.suite.launchers import (
     DEFAULT_LAUNCHER,
@@ -18,8 +19,8 @@ from eval_encoder.suite.launchers import (
     make_launcher,
     topology_from,
 )
-from eval_encoder.suite.plan import check_extra_flags, dry_run, seed_extras
-from eval_encoder.suite.recipes import DEFAULT_SAVE_REPORT, _dataset_list, load_recipe
+from eval_encoder.suite.plan import SUITE_PROG, check_extra_flags, dry_run, seed_extras
+from eval_encoder.suite.recipes import _dataset_list, load_recipe
 from eval_encoder.suite.runner import run_suite
 from eval_encoder.suite.show import _summary
 
@@ -27,8 +28,8 @@ FOLLOW = {"status": status_main, "collect": collect_main}
 
 
 def build_suite_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval_encoder suite",
+    parser = ArgumentParser(
+        prog=SUITE_PROG,
         description="Run a recipe (probes/<name>.yaml) over its datasets; a rerun resumes. "
                     "Other flags go to the trainer (attentive_probe.py) and win over the recipe. "
                     "`suite status <recipe>` and `suite collect <recipe>` follow submitted jobs.")
@@ -40,9 +41,10 @@ def build_suite_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                         help="run every dataset once per seed (head init, sampling and "
                              "augmentation); the leaderboard shows their mean and spread")
-    parser.add_argument("--save_report", default=DEFAULT_SAVE_REPORT,
-                        help="records go to <save_report>/runs/<dataset>/ "
-                             f"(default {DEFAULT_SAVE_REPORT})")
+    parser.add_argument("--save_report", default=results_root(),
+                        help="results root: records go to <save_report>/runs/<dataset>/ "
+                             f"(default ${RESULTS_ENV}, else {DEFAULT_RESULTS}: now "
+                             f"{results_root()})")
     parser.add_argument("--dry_run", action="store_true",
                         help="print each dataset's command (or batch script) and whether it is "
                              "done; run nothing")
@@ -74,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         recipe = load_recipe(args.recipe)
         names = (_dataset_list(args.datasets, "--datasets") if args.datasets else recipe.datasets)
-        check_extra_flags(extra)
+        check_extra_flags(extra, option_names(parser))
         launcher = make_launcher(recipe, args, topology_from(recipe, args))
         if args.dry_run:
             dry_run(recipe, names, args, extra, launcher)

@@ -8,23 +8,24 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from eval_encoder import record as rec
-from eval_encoder.config import ConfigError
+from eval_encoder.config import DEFAULT_RESULTS, RESULTS_ENV, ConfigError, results_root
 from eval_encoder.launch import LAUNCHERS, Entry, LaunchError, SuiteState
+from eval_encoder.parsing import ArgumentParser
 from eval_encoder.suite.books import Outcome
 from eval_encoder.suite.launchers import _add_launcher_options, _launcher_for
 from eval_encoder.suite.locks import lock_path, try_lock
 from eval_encoder.suite.plan import protocol_label
-from eval_encoder.suite.recipes import DEFAULT_SAVE_REPORT
 from eval_encoder.suite.runner import Drive
 from eval_encoder.suite.show import _summary
 
 
 def _follow_parser(command: str, what: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m eval_encoder suite {command}",
-                                     description=what)
+    parser = ArgumentParser(prog=f"python -m eval_encoder suite {command}",
+                            description=what)
     parser.add_argument("recipe", help="the recipe (its file, or its name)")
-    parser.add_argument("--save_report", default=DEFAULT_SAVE_REPORT,
-                        help=f"as given to the suite (default {DEFAULT_SAVE_REPORT})")
+    parser.add_argument("--save_report", default=results_root(),
+                        help=f"as given to the suite (default ${RESULTS_ENV}, else "
+                             f"{DEFAULT_RESULTS}: now {results_root()})")
     return parser
 
 

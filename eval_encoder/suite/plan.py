@@ -12,10 +12,14 @@ from eval_encoder.config import ConfigError
 from eval_encoder.flags import build_parser
 from eval_encoder.launch import Launcher, Task, Topology
 from eval_encoder.launch.base import TRAINER
+from eval_encoder.parsing import closest_flags, option_names
 from eval_encoder.probe.args import parse_config
 from eval_encoder.protocol import departures
 from eval_encoder.suite.books import find_complete
 from eval_encoder.suite.recipes import OWNED, Recipe, write_probe_yaml
+
+
+SUITE_PROG = "python -m eval_encoder suite"
 
 
 def trainer_argv(config_yaml: Path, dataset: str, data_root: str, save_report: str,
@@ -25,13 +29,18 @@ def trainer_argv(config_yaml: Path, dataset: str, data_root: str, save_report: s
             "--save_report", str(save_report), *extra]
 
 
-def check_extra_flags(extra: Sequence[str]) -> None:
-    """Flags passed through to the trainer must be trainer flags and not ones the suite owns."""
-    try:
-        given = vars(build_parser("attentive_probe.py").parse_args(list(extra)))
-    except SystemExit:
-        raise ConfigError(f"not trainer flags: {' '.join(extra)} "
-                          "(see attentive_probe.py --help)") from None
+def check_extra_flags(extra: Sequence[str], suite_flags: Sequence[str] = ()) -> None:
+    """Flags passed through to the trainer must be trainer flags and not ones the suite owns;
+    a misspelt one is named with the closest trainer or suite flags (``suite_flags``). A bad
+    value of a trainer flag exits as argparse does, naming the suite."""
+    parser = build_parser(SUITE_PROG)
+    parsed, unknown = parser.parse_known_args(list(extra))
+    if unknown:
+        hint = closest_flags(unknown, [*option_names(parser), *suite_flags])
+        raise ConfigError(f"not trainer flags: {' '.join(unknown)}.{hint} "
+                          f"(`{SUITE_PROG} --help` and `python -m eval_encoder probe --help` "
+                          "list them)")
+    given = vars(parsed)
     owned = sorted(set(given) & set(OWNED))
     if owned:
         raise ConfigError(f"--{owned[0]} is set by the suite; use --datasets, --data_root, "

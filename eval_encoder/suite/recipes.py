@@ -23,7 +23,6 @@ SUITE_KEY = recipe_file.SUITE_KEY
 SUITE_FIELDS = (*recipe_file.SUITE_FIELDS, *LAUNCHERS)
 # options the suite sets itself for every dataset; a recipe or extra flag must not
 OWNED = ("dataset", "data_root", "save_report", "config")
-DEFAULT_SAVE_REPORT = "results"
 
 
 @dataclass

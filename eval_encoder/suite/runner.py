@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from tqdm import tqdm
 
 from eval_encoder import checkpoint as ckpt
-from eval_encoder.config import ConfigError
+from eval_encoder.config import ConfigError, results_root
 from eval_encoder.launch import (
     LAUNCHERS,
     Entry,
@@ -33,7 +33,7 @@ from eval_encoder.launch.process import sigterm_interrupts, stream_process
 from eval_encoder.suite.books import Outcome, conclude, find_complete, new_entry
 from eval_encoder.suite.locks import lock_path, try_lock
 from eval_encoder.suite.plan import check_extra_flags, make_task, protocol_label
-from eval_encoder.suite.recipes import DEFAULT_SAVE_REPORT, Recipe
+from eval_encoder.suite.recipes import Recipe
 from eval_encoder.suite.show import _describe, _say
 
 log = logging.getLogger(__name__)
@@ -293,14 +293,16 @@ class Drive:
             self.bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
 
-def run_suite(recipe: Recipe, data_root: str, save_report: str = DEFAULT_SAVE_REPORT,
+def run_suite(recipe: Recipe, data_root: str, save_report: Optional[str] = None,
               datasets: Optional[Sequence[str]] = None, nproc: int = 1,
               extra: Sequence[str] = (), launcher: Any = stream_process,
               script: Path = TRAINER, wait_lock: bool = True,
               topology: Optional[Topology] = None, wait: bool = True) -> List[Outcome]:
     """Run ``recipe`` over ``datasets`` (default: its own) with ``launcher``: a
     :class:`~eval_encoder.launch.Launcher`, or a function ``(cmd, log_path) -> (status,
-    output tail)`` that runs one command (the local launcher's, one dataset at a time)."""
+    output tail)`` that runs one command (the local launcher's, one dataset at a time);
+    ``save_report`` None: the default results root."""
+    save_report = results_root() if save_report is None else save_report
     check_extra_flags(extra)
     topology = topology or Topology(nproc_per_node=nproc)
     if not isinstance(launcher, Launcher):

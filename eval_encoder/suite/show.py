@@ -7,6 +7,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from eval_encoder import record as rec
 from eval_encoder.report.board import build_board
 from eval_encoder.report.records import load_record
 from eval_encoder.report.render import render as render_board
@@ -41,10 +42,21 @@ def recipe_row(outcomes: Sequence[Outcome], fmt: str = "md") -> str:
     return render_board(board, fmt)
 
 
+def where_shown(outcomes: Sequence[Outcome], save_report: str) -> str:
+    """The records' paths and the leaderboard command that shows them (nothing without a
+    record)."""
+    paths = [o.record_path for o in outcomes if o.record_path is not None]
+    if not paths:
+        return ""
+    lines = [f"run record: {p}" for p in paths]
+    return "\n" + "\n".join([*lines, f"show it: {rec.leaderboard_command(save_report)}"]) + "\n"
+
+
 def _summary(name: str, outcomes: Sequence[Outcome], save_report: str, submitted_ok: bool) -> int:
     """Print the outcomes and the recipe's leaderboard row; the exit status."""
     print(f"\n{name}: " + ", ".join(f"{o.dataset} {o.status}" for o in outcomes) + "\n")
     print(recipe_row(outcomes), end="")
+    print(where_shown(outcomes, save_report), end="")
     waiting = [o for o in outcomes if o.status in ("submitted", "running", "interrupted")]
     if waiting:
         print(f"\n{len(waiting)} job(s) not ended: `python -m eval_encoder suite status {name} "
