@@ -77,7 +77,7 @@ RUNTIME_KEYS = frozenset({
 # Options added after records were made, with the value that reproduces what those records
 # measured: at that value an option is left out of the hash, so earlier records keep their
 # hash (a suite does not rerun them); any other value is a new configuration.
-HASH_NEUTRAL = {("codec", "map_resolution"): "source"}
+HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels"): "source"}
 
 
 def config_hash(config: Dict[str, Any]) -> str:
