@@ -8,7 +8,7 @@
 Clips: synthetic H.264 ones (a textured square over a background panning 2 px a frame, as
 ``bench_codec.py``), the given ``--videos``, or clips made from photographs (``--images``: a
 camera gliding and zooming slowly over each photograph by fractions of a pixel, a cut-out of
-the next one crossing it; H.264 CRF 18). For each clip:
+the next one crossing it; H.264 at QP 20). For each clip:
 
   pixels   the 64 frames the codec family samples, decoded from the original and from its
            HEVC copy (the published step 2's settings), resized (shorter side 224, the
@@ -17,9 +17,10 @@ the next one crossing it; H.264 CRF 18). For each clip:
   picks    Jaccard index of the K=2048 patches selected from the original and from the copy,
            under --protocol paper and clean (224 crop, 14 px patches)
   cost     single-threaded, interleaved rounds, as ratios to the plain decode of the 64 frames
-           from the original: making the copy (x265; a clip's first read), and decoding the 64
-           frames from the cached copy (every later read); and the copy's size against the
-           original's
+           from the original: making the copy (x265), and decoding the 64 frames from the
+           cached copy (every later read); a clip's first read by the codec source (clean,
+           nothing cached: the selection, and under reencoded the copy) from the copy against
+           from the original; and the copy's size against the original's
 
 Prints the medians and ranges; ``main`` returns them per clip.
 """
@@ -81,29 +82,37 @@ def pick_overlap(src: str, cache: str, size: int, k: int) -> dict:
     return out
 
 
-def costs(paths, repeats: int, clock) -> dict:
-    """Per clip: seconds of the plain decode, of making the copy, of decoding from it."""
-    out = {p: {"plain": [], "copy": [], "cached": []} for p in paths}
+def _first_read(path: str, pixels: str, cache: str, size: int, k: int):
+    """A clip's first read by the codec source (``clean``): no selection cached; under
+    ``reencoded`` the copy is made too."""
+    opts = make_options("clean", K_keep=k, codec_pixels=pixels, cache_dir=cache)
+    return Selector(64, size, opts).load(path)
+
+
+def costs(paths, repeats: int, clock, size: int = 224, k: int = 2048) -> dict:
+    """Per clip, seconds of: the plain decode, making the copy, decoding from the copy, and a
+    first read by the codec source from the original and from a copy made then."""
+    out = {p: {k: [] for k in ("plain", "copy", "cached", "first", "first_copy")} for p in paths}
     with tempfile.TemporaryDirectory() as folder:
         for r in range(repeats):
             for i, path in enumerate(paths):
-                dst = os.path.join(folder, f"{i}_{r}.mp4")
-                times = out[path]
-                for name, fn in (("plain", lambda: decode_clip(path, 64, False, None, 1, 0, 1,
-                                                               True)),
-                                 ("copy", lambda: write_copy(path, dst, 1)),
-                                 ("cached", lambda: decode_clip(dst, 64, False, None, 1, 0, 1,
-                                                                True))):
+                dst, cache = (os.path.join(folder, f"{i}_{r}{x}") for x in (".mp4", "_cache"))
+                steps = {"plain": lambda: decode_clip(path, 64, False, None, 1, 0, 1, True),
+                         "copy": lambda: write_copy(path, dst, 1),
+                         "cached": lambda: decode_clip(dst, 64, False, None, 1, 0, 1, True),
+                         "first": lambda: _first_read(path, "source", cache, size, k),
+                         "first_copy": lambda: _first_read(path, "reencoded", cache, size, k)}
+                for name, fn in steps.items():
                     start = clock()
                     fn()
-                    times[name].append(clock() - start)
-                times.setdefault("bytes", [os.path.getsize(dst), os.path.getsize(path)])
+                    out[path][name].append(clock() - start)
+                out[path].setdefault("bytes", [os.path.getsize(dst), os.path.getsize(path)])
     return out
 
 
 def measure(paths, repeats: int, size: int, k: int, clock) -> dict:
     """Every figure of every clip (see the module's doc)."""
-    timing = costs(paths, repeats, clock)
+    timing = costs(paths, repeats, clock, size, k)
     out = {}
     with tempfile.TemporaryDirectory() as folder:
         for path in paths:
@@ -114,8 +123,9 @@ def measure(paths, repeats: int, size: int, k: int, clock) -> dict:
                          "jaccard": pick_overlap(path, os.path.join(folder, "cache"), size, k),
                          "copy_ratio": [c / p for c, p in zip(t["copy"], t["plain"])],
                          "cached_ratio": [c / p for c, p in zip(t["cached"], t["plain"])],
-                         "plain_s": statistics.median(t["plain"]),
-                         "copy_s": statistics.median(t["copy"]),
+                         "first_ratio": [c / p for c, p in zip(t["first_copy"], t["first"])],
+                         **{f"{k}_s": statistics.median(t[k]) for k in
+                            ("plain", "copy", "cached", "first", "first_copy")},
                          "size_ratio": t["bytes"][0] / t["bytes"][1]}
     return out
 
@@ -129,8 +139,10 @@ def report(name: str, figures: dict) -> None:
     print(f"{name}: MAD {f['mad']:.2f} levels, PSNR {f['psnr']:.1f} dB; Jaccard paper "
           f"{f['jaccard']['paper']:.2f}, clean {f['jaccard']['clean']:.2f}; plain decode "
           f"{f['plain_s'] * 1e3:.0f} ms, copy {f['copy_s'] * 1e3:.0f} ms = "
-          f"{_span(f['copy_ratio'])}, cached read {_span(f['cached_ratio'])}; "
-          f"copy size {f['size_ratio']:.2f}x the original's")
+          f"{_span(f['copy_ratio'])}, cached read {f['cached_s'] * 1e3:.0f} ms = "
+          f"{_span(f['cached_ratio'])}; first read (clean) {f['first_s'] * 1e3:.0f} ms from "
+          f"the original, {f['first_copy_s'] * 1e3:.0f} ms with the copy = "
+          f"{_span(f['first_ratio'])}; copy size {f['size_ratio']:.2f}x the original's")
 
 
 def _warp(img: torch.Tensor, h: int, w: int, t: int, frames: int) -> torch.Tensor:
@@ -147,7 +159,9 @@ def _warp(img: torch.Tensor, h: int, w: int, t: int, frames: int) -> torch.Tenso
 
 def photo_clip(path: str, background: np.ndarray, cutout: np.ndarray, h: int, w: int,
                frames: int) -> str:
-    """An H.264 clip of a camera moving over ``background`` with ``cutout`` crossing it."""
+    """An H.264 clip of a camera moving over ``background`` with ``cutout`` crossing it
+    (``side`` = h/3 pixels, from (h/3, w - side) moving 0.4 px down and 2 px left a frame,
+    wrapping around)."""
     img = torch.from_numpy(background).permute(2, 0, 1).float()
     side = h // 3
     obj = torch.from_numpy(cutout[:side, :side].copy()).permute(2, 0, 1).float()
@@ -157,7 +171,9 @@ def photo_clip(path: str, background: np.ndarray, cutout: np.ndarray, h: int, w:
         y, x = int(h / 3 + 0.4 * t) % (h - side), int(w - side - 2.0 * t) % (w - side)
         frame[:, y:y + side, x:x + side] = obj
         out[t] = frame.round().clamp(0, 255).permute(1, 2, 0).byte().numpy()
-    return write_video(path, out)
+    # a fixed quantiser: x264's CRF mode through PyAV gave other bytes from run to run on a
+    # loaded machine (and so other picks); at a fixed QP the clip is the same every time
+    return write_video(path, out, options={"crf": "-1", "qp": "20"})
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -198,7 +214,7 @@ def main(argv=None) -> dict:
         print(f"{args.repeats} interleaved rounds, one thread, {args.clock} clock; K {args.K}, "
               f"crop {args.input}")
         for name, paths in groups.items():
-            costs(paths[:1], 1, clock)  # warm-up: imports, codec initialisation
+            costs(paths[:1], 1, clock, args.input, args.K)  # warm-up: imports, codec initialisation
             figures = measure(paths, args.repeats, args.input, args.K, clock)
             for i, path in enumerate(paths):
                 report(f"{name}[{i}]" if len(paths) > 1 else name, figures[path])

@@ -23,6 +23,9 @@ same settings run through PyAV (no ffmpeg binary), with these choices:
   pixels do not depend on either (pools 1 and 2, frame threads 1 to 3: the same frames; only
   x265's info message, which prints its settings, differs), so neither is in the cache key.
   ``pools=none`` would turn wavefront coding off and change the pixels: it is never used.
+- frames of an odd size or another pixel format go through swscale's bicubic filter, as
+  ffmpeg's scale filter, but on its bit-exact, accurately rounded path on one thread (the
+  same copy on every machine); frames already yuv420p at an even size are passed as they are.
 - the colour tags of the first frame are copied, as ffmpeg copies them, so that the copy
   decodes to RGB with the original's matrix and range.
 
@@ -88,7 +91,7 @@ def reencode_params() -> Dict:
     import av
 
     return {"format": FORMAT, "encoder": "libx265", "preset": PRESET, "crf": CRF, "gop": GOP,
-            "x265": X265_PARAMS, "pix_fmt": PIX_FMT, "size": "even, bicubic",
+            "x265": X265_PARAMS, "pix_fmt": PIX_FMT, "size": "even, bicubic, bit-exact",
             "libs": f"av={av.__version__};avcodec={av.library_versions.get('libavcodec')}"}
 
 
@@ -139,13 +142,29 @@ def _add_stream(out, first, rate, threads: int):
     return stream
 
 
+def _fitter(width: int, height: int):
+    """Frame -> yuv420p frame of the even size: as ffmpeg's scale filter, bicubic, but with
+    swscale's bit-exact, accurately rounded path on one thread, so every machine makes the same
+    copy; a frame already in that format and size is passed as it is (no filter runs)."""
+    from av.video.reformatter import Interpolation, VideoReformatter
+
+    flags = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
+    scaler = VideoReformatter()
+
+    def fit(frame):
+        if (frame.format.name, frame.width, frame.height) == (PIX_FMT, width, height):
+            return frame
+        return scaler.reformat(frame, width=width, height=height, format=PIX_FMT,
+                               interpolation=flags, threads=1)
+    return fit
+
+
 def _encode(stream, frames: Iterable, rate) -> List:
     """The packets of ``frames`` (VideoFrames) encoded by ``stream``, numbered 0, 1, ... at
     ``rate`` (they are muxed once the stamp, which needs their count, is set)."""
-    packets, time_base = [], 1 / Fraction(rate)
+    packets, time_base, fit = [], 1 / Fraction(rate), _fitter(stream.width, stream.height)
     for n, frame in enumerate(frames):
-        frame = frame.reformat(width=stream.width, height=stream.height, format=PIX_FMT,
-                               interpolation="BICUBIC")  # as the scale filter (a no-op if even)
+        frame = fit(frame)
         frame.pts, frame.time_base = n, time_base
         frame.pict_type = 0  # no picture type: x265 places the intra frames, as under ffmpeg
         packets.extend(stream.encode(frame))
