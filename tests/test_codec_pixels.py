@@ -16,9 +16,9 @@ from eval_encoder.codec.cache import selection_params
 from eval_encoder.codec.options import CodecOptionError
 from eval_encoder.codec.schedule import frame_ids
 from eval_encoder.codec.synthetic import moving_square, write_video
-from eval_encoder.config import ConfigError, ProbeConfig, apply_values
+from eval_encoder.config import ProbeConfig, apply_values
 from eval_encoder.probe.args import parse_config
-from eval_encoder.video.decode import clip_frames, count_frames, decode_frames
+from eval_encoder.video.decode import ClipDecodeError, clip_frames, decode_frames
 from eval_encoder.video.manifest import Segment
 
 S = 56  # crop: a 4 x 4 grid of 14 px patches per frame
@@ -160,8 +160,15 @@ def test_a_segment_is_copied_alone_from_its_first_frame(tmp_path, clip):
     source = decode_frames(path, range(40)).astype(float)
     errors = [np.abs(source[i] - frames[0]).mean() for i in (9, 10, 11)]
     assert errors[1] < min(errors[0], errors[2]) and errors[1] < 6
-    with pytest.raises(Exception, match="past the decodable end"):
+    with pytest.raises(ClipDecodeError, match="past the decodable end"):
         list(clip_frames(path, 1, Segment(30, 50, "f")))
+
+
+def test_a_clip_x265_cannot_code_is_a_decode_error_naming_it(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (5, 4, 6, 3), dtype=np.uint8)
+    tiny = write_video(str(tmp_path / "tiny.mkv"), frames, codec="ffv1")
+    with pytest.raises(ClipDecodeError, match=r"tiny.mkv: HEVC re-encode .* failed"):
+        reencode.write_copy(tiny, str(tmp_path / "copy.mp4"))
 
 
 # --- the cache -------------------------------------------------------------------------------

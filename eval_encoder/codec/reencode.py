@@ -185,7 +185,11 @@ def write_copy(src: str, dst: str, threads: int = 1, segment: Optional[Segment] 
     rate = video_rate(src)
     with av.open(dst, "w", format="mp4", options={"movflags": "+faststart"}) as out:
         stream = _add_stream(out, first, rate, threads)
-        packets = _encode(stream, itertools.chain([first], frames), rate)
+        try:
+            packets = _encode(stream, itertools.chain([first], frames), rate)
+        except av.error.FFmpegError as exc:  # e.g. frames too small for x265
+            raise ClipDecodeError(f"{src}: HEVC re-encode (--codec_pixels reencoded) failed "
+                                  f"({exc})") from exc
         n = sum(p.size > 0 for p in packets)
         source_frames = count_frames(src) if segment is None else n
         # the container copies its tags when the first packet is muxed
