@@ -31,6 +31,7 @@ test-light: $(VENV)/.installed
 
 benchmark: $(VENV)/.installed
 	$(PY) benchmarks/bench_codec.py
+	$(PY) benchmarks/bench_codec_pixels.py --clock cpu
 	$(PY) benchmarks/bench_loader.py
 	$(PY) benchmarks/bench_heads.py --ways bank
 	$(PY) benchmarks/bench_throughput.py --loader_workers 0 1 2

@@ -144,6 +144,10 @@ class CodecOptions:
     topk_ties: Optional[str] = _f(None, "top-K order among equal scores: numpy's argpartition "
                                   "(published) or stable (lower index first); default: from "
                                   "--protocol", choices=["partition", "stable"])
+    codec_pixels: str = _f("source", "where the frames the encoder sees and the selection reads "
+                           "are decoded from: the original file, or a copy re-encoded as the "
+                           "published step 2 does (libx265, CRF 23, GOP 16; made once per clip "
+                           "into <cache_dir>/hevc)", choices=["source", "reencoded"])
     cache_dir: Optional[str] = _f(None, "folder for cached patch indices (.npy)")
 
 

@@ -89,9 +89,9 @@ RUNTIME_KEYS = frozenset({
 # measured: at that value an option is left out of the hash, so earlier records keep their
 # hash (a suite does not rerun them); any other value is a new configuration. Keys are
 # (section, option): "" for a top-level option, "codec" for a codec option.
-HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("", "codec_version"): None,
-                ("", "val_sampling"): "exact", ("", "published_world_size"): 8,
-                ("", "published_batch_size"): None}
+HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels"): "source",
+                ("", "codec_version"): None, ("", "val_sampling"): "exact",
+                ("", "published_world_size"): 8, ("", "published_batch_size"): None}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

@@ -53,14 +53,22 @@ def _library_versions() -> str:
     return f"av={av.__version__};avcodec={av.library_versions.get('libavcodec')}"
 
 
+# options added later, at the value that selects as before they existed: left out of the key
+# there, so the entries made before stay valid
+KEY_NEUTRAL = {"codec_pixels": "source"}
+
+
 def selection_params(num_frames: int, K: int, patch_size: int, input_size: int,
-                     short_side: int, opts: CodecOptions) -> Dict:
-    """Everything, besides the video, that the selected indices depend on."""
-    options = {k: v for k, v in asdict(opts).items() if k not in NOT_IN_KEY}
+                     short_side: int, opts: CodecOptions, pixels: Optional[Dict] = None) -> Dict:
+    """Everything, besides the video, that the selected indices depend on; ``pixels``: the
+    parameters of the copy the frames are decoded from (``--codec_pixels``), if any."""
+    options = {k: v for k, v in asdict(opts).items()
+               if k not in NOT_IN_KEY and KEY_NEUTRAL.get(k, object()) != v}
     options.update(K_keep=K, patch_size=patch_size)
-    return {"method": METHOD_VERSION, "num_frames": num_frames, "input_size": input_size,
-            "short_side": short_side, "options": options, "x264": [X264_PARAMS, X264_QP],
-            "libs": _library_versions()}
+    params = {"method": METHOD_VERSION, "num_frames": num_frames, "input_size": input_size,
+              "short_side": short_side, "options": options, "x264": [X264_PARAMS, X264_QP],
+              "libs": _library_versions()}
+    return {**params, "pixels": pixels} if pixels else params
 
 
 _CONTENT_IDS: Dict[Tuple[str, int, int], str] = {}

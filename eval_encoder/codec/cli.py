@@ -5,7 +5,8 @@
 
 Every clip of the chosen manifests gets a cache entry for exactly the parameters given
 (the same flags, with the same defaults, as the probe), so a later probe run with those
-flags reads indices instead of computing them. Existing valid entries are kept; damaged
+flags reads indices instead of computing them. Under ``--codec_pixels reencoded`` each clip's
+HEVC copy is made too (``<cache_dir>/hevc``; the slow part), also where its indices are cached. Existing valid entries are kept; damaged
 ones are recomputed and counted. Unreadable videos are listed, and make the exit status 1.
 """
 from __future__ import annotations

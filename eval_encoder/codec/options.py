@@ -62,6 +62,8 @@ def check_options(opts: CodecOptions) -> None:
         (opts.map_grid in ("pixel", "cell"), "map_grid", "must be pixel or cell"),
         (opts.topk_ties in ("partition", "stable"), "topk_ties", "must be partition or stable"),
         (opts.map_resolution in ("source", "map"), "map_resolution", "must be source or map"),
+        (opts.codec_pixels in ("source", "reencoded"), "codec_pixels",
+         "must be source or reencoded"),
     ]
     for ok, name, why in checks:
         if not ok:

@@ -17,6 +17,7 @@ from eval_encoder.codec import cache as _cache
 from eval_encoder.codec import published
 from eval_encoder.codec.motion import MotionField, motion_field, source_rate_field
 from eval_encoder.codec.options import CodecOptionError, CodecOptions, check_options, make_options
+from eval_encoder.codec.reencode import PIXELS
 from eval_encoder.codec.saliency import saliency
 from eval_encoder.codec.schedule import frame_ids, zeroed
 from eval_encoder.codec.select import (
@@ -161,10 +162,12 @@ class Selector:
         if self.short_side is not None and self.short_side < self.input_size:
             raise CodecOptionError(f"short_side_size {self.short_side} is smaller than "
                                    f"input_size {self.input_size}")
+        self.pixels = PIXELS[self.opts.codec_pixels]
+        self.pixels.check()  # before any clip is read: a missing encoder fails the run here
         self.grid = self.num_frames * (self.input_size // p) ** 2
         self.params = _cache.selection_params(self.num_frames, self.opts.K_keep, p,
                                               self.input_size, self.short_side or self.input_size,
-                                              self.opts)
+                                              self.opts, self.pixels.params())
 
     def _wanted(self, total: int, with_previous: bool) -> np.ndarray:
         """The sampled ids, then the predecessors of those that get a map."""
@@ -187,11 +190,13 @@ class Selector:
     def decode(self, path: str, threads: int = 1, with_previous: bool = False,
                segment: Optional[Segment] = None) -> ClipFrames:
         """Decode the sampled frames of ``path`` (of its ``segment``: ids count from the
-        segment's start, as if it were trimmed) and, if asked, the predecessors needed."""
-        (rgb, luma, prev), idx, total, truncated = decode_picked(
-            path, lambda n: self._wanted(n, with_previous), threads, self._fetch, segment)
+        segment's start, as if it were trimmed) and, if asked, the predecessors needed; from
+        the file ``--codec_pixels`` names (the original, or its re-encoded copy)."""
+        with self.pixels.open(path, self.opts.cache_dir, threads, segment) as (file, seg, lost):
+            (rgb, luma, prev), idx, total, truncated = decode_picked(
+                file, lambda n: self._wanted(n, with_previous), threads, self._fetch, seg)
         ids = idx[:self.num_frames]
-        clip = ClipFrames(rgb, luma, ids, total, truncated=truncated)
+        clip = ClipFrames(rgb, luma, ids, total, truncated=truncated or lost)
         if with_previous and prev is not None:
             clip.previous = np.zeros(luma.shape, dtype=luma.dtype)  # zero pages until written
             for k, frame in zip(np.flatnonzero(~zeroed(ids, self.opts.zero_frames)), prev):
@@ -245,6 +250,7 @@ class Selector:
             raise CodecOptionError("precomputing needs a cache folder (--cache_dir)")
         sel, file, damaged = self.lookup(path, segment)
         if sel is not None:
+            self.pixels.prepare(path, self.opts.cache_dir, threads, segment)  # a run needs both
             return "hit", sel.flags
         clip = self.decode(path, threads, self._needs_previous(), segment)
         sel = self._fresh(path, clip, file)

@@ -48,6 +48,10 @@ class CodecSource:
             opts = dataclasses.replace(opts, cache_dir=os.path.join(cfg.save_report, "codec_cache"))
             log.info("codec selections are cached in %s (--cache_dir to choose)", opts.cache_dir)
         self.selector = Selector(num_frames, input_size, opts, cfg.short_side_size)
+        if opts.codec_pixels == "reencoded":
+            log.info("frames are decoded from HEVC copies made as the published step 2 does, "
+                     "once per clip, into %s (--codec_pixels reencoded)",
+                     os.path.join(opts.cache_dir, "hevc"))
 
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
         """(frames uint8 [T,H,W,3], frame indices [T], total frames, extras) for one clip."""

@@ -283,6 +283,17 @@ def _read_frame_rate(path: str) -> float:
         container.close()
 
 
+def video_rate(path: str):
+    """The video stream's frame rate as a Fraction (average, else guessed; 25 when it has
+    neither), for writing a copy of it."""
+    from fractions import Fraction
+
+    container, stream = _open(path, 1)
+    try:
+        return stream.average_rate or stream.guessed_rate or Fraction(25)
+    finally:
+        container.close()
+
 def _frame_index(frame, stream, fps: float, previous: int) -> int:
     """A decoded frame's index in the file, from its timestamp (the previous one + 1 when the
     frame carries none)."""
@@ -314,6 +325,74 @@ def decode_segment(path: str, wanted: Dict[int, Sequence[str]], threads: int,
         container.close()
     _require_all(keep, wanted, f"{path}: segment (from frame {first}) frames")
     return keep
+
+
+def clip_frames(path: str, threads: int = 1, segment: Optional[Segment] = None):
+    """Yield ``(index, frame)`` (a PyAV VideoFrame) for every frame of ``path`` in order,
+    numbered as :func:`decode_formats` numbers them. A whole file is numbered in decoding
+    order and ends at a damaged tail (the frames before it are the clip, as
+    :func:`decode_picked` samples it). A ``segment`` is sought as :func:`decode_segment` does
+    and numbered by timestamps from its first frame: of two frames on one index the later is
+    kept, a missing index repeats the frame before it (as a constant-rate output would), and
+    a segment that ends past the decodable end raises ClipDecodeError."""
+    container, stream = _open(path, threads)
+    try:
+        if segment is None:
+            yield from _whole_frames(container, stream)
+        else:
+            yield from _segment_frames(container, stream, path, segment)
+    finally:
+        container.close()
+
+
+def _whole_frames(container, stream):
+    import av
+
+    try:
+        for index, frame in enumerate(container.decode(stream)):
+            yield index, frame
+    except av.error.FFmpegError:
+        return  # a damaged tail: the frames before it are the decodable ones
+
+
+def _segment_frames(container, stream, path: str, segment: Segment):
+    import av
+
+    fps = frame_rate(stream, path)
+    first, end = segment_range(segment, fps)
+    container.seek(int((stream.start_time or 0) + first / fps / stream.time_base),
+                   stream=stream, backward=True, any_frame=False)
+    index, held, out = first - 1, None, _Placer(first)
+    try:
+        for frame in container.decode(stream):
+            index = _frame_index(frame, stream, fps, index)
+            if index >= end:
+                break
+            if held is not None and index > held[0]:  # the held frame is the last on its index
+                yield from out.place(*held)
+            held = (index, frame) if index >= first else held
+    except av.error.FFmpegError as exc:
+        raise ClipDecodeError(f"{path}: decoding failed ({exc})") from exc
+    if held is None or index < end - 1:  # the file ended before the segment did
+        raise ClipDecodeError(f"{path}: segment {segment} ends past the decodable end")
+    yield from out.place(*held)
+    yield from out.place(end - 1, None)
+
+
+class _Placer:
+    """Numbers a segment's frames from its first: a gap repeats the frame before it."""
+
+    def __init__(self, first: int):
+        self.first, self.count, self.last = first, 0, None
+
+    def place(self, index: int, frame):
+        """Frames up to ``index``: the gap before it, then ``frame`` (None: the frame before)."""
+        for n in range(self.count, index - self.first):
+            yield n, self.last if self.last is not None else frame
+        if index - self.first >= self.count:
+            self.last = self.last if frame is None else frame
+            yield index - self.first, self.last
+        self.count = max(self.count, index - self.first + 1)
 
 
 def _collect(frames, index_of: Callable, first: int, wanted: Dict[int, Sequence[str]]):
