@@ -21,7 +21,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from eval_encoder import distributed as dist
+from eval_encoder.files import atomic_open
 
 FORMAT = "eval_encoder.checkpoint"
 VERSION = 1
@@ -69,18 +69,9 @@ def find(folder: Path) -> List[Path]:
 def save(folder: Path, position: Position, state: Dict[str, Any]) -> Tuple[Path, int]:
     """Write ``state`` atomically as the checkpoint of ``position``; keep the newest KEEP.
     Returns (path, bytes)."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / position.file_name()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb", prefix=".tmp-", suffix=".pt", fsync=True) as fh:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
     for old in find(folder)[KEEP:]:
         old.unlink(missing_ok=True)
     return path, path.stat().st_size

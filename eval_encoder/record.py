@@ -58,13 +58,13 @@ import logging
 import os
 import platform
 import subprocess
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from eval_encoder import resources
+from eval_encoder.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -181,21 +181,12 @@ def write_record(record: Dict[str, Any], save_report: str, replace: bool = False
     ``replace`` is asked for: the complete file is hard-linked into place, which fails when
     the name is taken, so two writers cannot both succeed and a reader never sees half a file.
     """
-    folder = records_dir(save_report, record["dataset"]["name"])
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record['run_id']}.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    path = records_dir(save_report, record["dataset"]["name"]) / f"{record['run_id']}.json"
+    with atomic_path(path, prefix=".tmp-", suffix=".json",
+                     publish=os.replace if replace else _link_new) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=2, sort_keys=False, default=str)
             fh.write("\n")
-        if replace:
-            os.replace(tmp, path)
-        else:
-            _link_new(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
