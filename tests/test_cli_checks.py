@@ -33,7 +33,7 @@ from eval_encoder.report.cli import main as leaderboard_main
 from eval_encoder.report.cli import make_board
 from eval_encoder.report.render import FORMATS, render
 from eval_encoder.suite import recipes, runner, show
-from eval_encoder.video.steps import make_plan
+from eval_encoder.video.steps import StepPlanError, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 CANONICAL = "lmms-lab-encoder/onevision-encoder-large"
@@ -186,6 +186,19 @@ def test_a_batch_larger_than_a_split_is_warned_with_its_steps():
     two_ranks = batch_warnings(make_plan(16, 4, 2, drop_last=False), 12, 6)
     assert "2 processes x 2 micro-batches of --batch_size 4" in two_ranks[0]
     assert "3 validation clip views per process (6 over 2)" in two_ranks[1]
+
+
+def test_no_full_step_under_drop_last_names_the_ways_out():
+    """The paper protocol's drop_last with fewer clips than the global batch: the error gives
+    the count and names --drop_last false, --protocol clean and the batch flags."""
+    with pytest.raises(StepPlanError) as exc:
+        make_plan(None, 16, 1, drop_last=True).steps(12)
+    text = str(exc.value)
+    assert "12 training clips and a global batch of 16" in text
+    assert "floor(12/16) = 0 full steps" in text and "--drop_last false" in text
+    assert "1 step of 12 clips" in text and "--protocol clean" in text
+    assert "at most 12 clips (--batch_size, --global_batch_size)" in text
+    assert make_plan(None, 16, 1, drop_last=False).steps(12) == 1
 
 
 # ----------------------------------------------------------------------------- help
