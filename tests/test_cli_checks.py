@@ -111,9 +111,9 @@ def test_readme_and_recipes_spell_the_weights_alike():
     assert not set(hub_ids) & set(WEIGHT_ALIASES), "README uses an alias in a command"
 
 
-def test_a_failed_run_under_an_alias_records_the_canonical_id_and_the_leaderboard_says_why(
-        tmp_path):
-    """A real run whose weights are not cached: its record, then the leaderboard of it."""
+def test_an_uncached_hub_id_under_its_alias_is_refused_before_anything_is_written(tmp_path):
+    """A real command whose weights are not cached: a usage mistake, found before any clip is
+    opened; the message names the canonical id and the way out, and no record is written."""
     from eval_encoder.demo import generate
 
     data = generate(tmp_path)
@@ -125,14 +125,12 @@ def test_a_failed_run_under_an_alias_records_the_canonical_id_and_the_leaderboar
          str(data), "--model_name", "ov_encoder_tiny", "--model_weight",
          "lmms-lab/onevision-encoder-large", "--save_report", str(report)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.returncode == 2, run.stderr[-2000:]
     assert "[rank" not in run.stderr  # one process: no rank prefix
-    (path,) = (report / "runs" / "demo").glob("*.json")
-    record = read_record(str(path))
-    assert record["status"] == "failed" and record["config"]["model_weight"] == CANONICAL
-    board = make_board(str(report / "runs"), datasets=["demo"])
-    md = render(board, "md")
-    assert "Failed runs (1" in md and "not in the local Hugging Face cache" in md
+    assert f"--model_weight '{CANONICAL}'" in run.stderr
+    assert "not in the local Hugging Face cache" in run.stderr and "--allow_download" in run.stderr
+    assert "preflight" not in run.stderr  # no clip was opened
+    assert not report.exists()  # no record, no cache, nothing
 
 
 # ----------------------------------------------------------------------------- numeric ranges
