@@ -27,11 +27,11 @@ from eval_encoder.flags import build_parser
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import batch_warnings
 from eval_encoder.probe.run import main as probe_main
-from eval_encoder.record import config_hash, read_record
+from eval_encoder.record import config_hash
 from eval_encoder.registry import WEIGHT_ALIASES, RegistryError
 from eval_encoder.report.cli import main as leaderboard_main
 from eval_encoder.report.cli import make_board
-from eval_encoder.report.render import FORMATS, render
+from eval_encoder.report.render import FORMATS
 from eval_encoder.suite import recipes, runner, show
 from eval_encoder.video.steps import StepPlanError, make_plan
 
