@@ -79,6 +79,13 @@ def test_head_copies_are_written_once_beside_checkpoints_of_one_size(tmp_path, c
     assert got == {(e, i): float(v) for e, i, v in copies}
 
 
+def test_a_version_1_checkpoint_with_its_copies_inside_is_still_read(tmp_path):
+    path = tmp_path / "e0001-s0000000.pt"  # the old name of e0000-end.pt
+    torch.save({"format": ckpt.FORMAT, "version": 1, **_run_state([(0, 1, 7)])}, path)
+    found, state = ckpt.newest_usable(tmp_path)
+    assert found == path and float(state["snapshots"][0]["state"]["w"][0]) == 7.0
+
+
 def test_a_missing_copies_file_makes_its_checkpoints_unusable(tmp_path, caplog):
     saver = ckpt.Checkpointer(tmp_path / "c", 10, "abc", {}, _Env())
     saver.save(_run_state([(0, 0, 1)]), ckpt.Position(1, 0))
