@@ -18,6 +18,9 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              arch_label, else the encoder's shape, e.g. "ViT-L/14")
   heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
               last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
+            (epochs count from 0 here, in ``best_epoch``, ``reported.epoch``, the log's
+            ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
+            in records)
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
   metrics   {top1, top5, mean_class_acc, map (where the card declares it)} of the reported head
   val_sampling (only under --val_sampling published; see eval_encoder/probe/sampling.py)
@@ -29,7 +32,10 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              (and reports) published_top1
   predictions {file (<run_id>.predictions.npz beside the record), sha256, head, epoch, clips}
   batch     {global_batch, micro_batch, world_size, accumulation_steps, drop_last}
-  checkpoints {dir, saves, last_bytes, seconds}; resumed_from {path, epoch, step} or null
+  checkpoints {dir, saves, last_bytes, copies_bytes (the head copies files beside them; 0
+             or absent: none kept, or a record made before they were kept apart), seconds};
+             resumed_from {path, epoch, step} or null (the position continued from: steps
+             done in that epoch)
   samples   {train|val: {expected, scored, skipped[{index, path, reason}], flags{name: count},
              truncated[{index, clip, path, frames_used, packets}]}}  (a failed record keeps
              what was known: expected, and every clip skipped so far, with its reason)
@@ -61,7 +67,6 @@ import os
 import platform
 import shlex
 import subprocess
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,6 +74,7 @@ from typing import Any, Dict, Optional
 
 from eval_encoder import __version__, resources
 from eval_encoder.config import results_root
+from eval_encoder.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -200,21 +206,12 @@ def write_record(record: Dict[str, Any], save_report: str, replace: bool = False
     ``replace`` is asked for: the complete file is hard-linked into place, which fails when
     the name is taken, so two writers cannot both succeed and a reader never sees half a file.
     """
-    folder = records_dir(save_report, record["dataset"]["name"])
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record['run_id']}.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    path = records_dir(save_report, record["dataset"]["name"]) / f"{record['run_id']}.json"
+    with atomic_path(path, prefix=".tmp-", suffix=".json",
+                     publish=os.replace if replace else _link_new) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=2, sort_keys=False, default=str)
             fh.write("\n")
-        if replace:
-            os.replace(tmp, path)
-        else:
-            _link_new(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -27,13 +27,13 @@ from eval_encoder.flags import build_parser
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import batch_warnings
 from eval_encoder.probe.run import main as probe_main
-from eval_encoder.record import config_hash, read_record
+from eval_encoder.record import config_hash
 from eval_encoder.registry import WEIGHT_ALIASES, RegistryError
 from eval_encoder.report.cli import main as leaderboard_main
 from eval_encoder.report.cli import make_board
-from eval_encoder.report.render import FORMATS, render
+from eval_encoder.report.render import FORMATS
 from eval_encoder.suite import recipes, runner, show
-from eval_encoder.video.steps import make_plan
+from eval_encoder.video.steps import StepPlanError, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 CANONICAL = "lmms-lab-encoder/onevision-encoder-large"
@@ -111,9 +111,9 @@ def test_readme_and_recipes_spell_the_weights_alike():
     assert not set(hub_ids) & set(WEIGHT_ALIASES), "README uses an alias in a command"
 
 
-def test_a_failed_run_under_an_alias_records_the_canonical_id_and_the_leaderboard_says_why(
-        tmp_path):
-    """A real run whose weights are not cached: its record, then the leaderboard of it."""
+def test_an_uncached_hub_id_under_its_alias_is_refused_before_anything_is_written(tmp_path):
+    """A real command whose weights are not cached: a usage mistake, found before any clip is
+    opened; the message names the canonical id and the way out, and no record is written."""
     from eval_encoder.demo import generate
 
     data = generate(tmp_path)
@@ -125,14 +125,12 @@ def test_a_failed_run_under_an_alias_records_the_canonical_id_and_the_leaderboar
          str(data), "--model_name", "ov_encoder_tiny", "--model_weight",
          "lmms-lab/onevision-encoder-large", "--save_report", str(report)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.returncode == 2, run.stderr[-2000:]
     assert "[rank" not in run.stderr  # one process: no rank prefix
-    (path,) = (report / "runs" / "demo").glob("*.json")
-    record = read_record(str(path))
-    assert record["status"] == "failed" and record["config"]["model_weight"] == CANONICAL
-    board = make_board(str(report / "runs"), datasets=["demo"])
-    md = render(board, "md")
-    assert "Failed runs (1" in md and "not in the local Hugging Face cache" in md
+    assert f"--model_weight '{CANONICAL}'" in run.stderr
+    assert "not in the local Hugging Face cache" in run.stderr and "--allow_download" in run.stderr
+    assert "preflight" not in run.stderr  # no clip was opened
+    assert not report.exists()  # no record, no cache, nothing
 
 
 # ----------------------------------------------------------------------------- numeric ranges
@@ -186,6 +184,19 @@ def test_a_batch_larger_than_a_split_is_warned_with_its_steps():
     two_ranks = batch_warnings(make_plan(16, 4, 2, drop_last=False), 12, 6)
     assert "2 processes x 2 micro-batches of --batch_size 4" in two_ranks[0]
     assert "3 validation clip views per process (6 over 2)" in two_ranks[1]
+
+
+def test_no_full_step_under_drop_last_names_the_ways_out():
+    """The paper protocol's drop_last with fewer clips than the global batch: the error gives
+    the count and names --drop_last false, --protocol clean and the batch flags."""
+    with pytest.raises(StepPlanError) as exc:
+        make_plan(None, 16, 1, drop_last=True).steps(12)
+    text = str(exc.value)
+    assert "12 training clips and a global batch of 16" in text
+    assert "floor(12/16) = 0 full steps" in text and "--drop_last false" in text
+    assert "1 step of 12 clips" in text and "--protocol clean" in text
+    assert "at most 12 clips (--batch_size, --global_batch_size)" in text
+    assert make_plan(None, 16, 1, drop_last=False).steps(12) == 1
 
 
 # ----------------------------------------------------------------------------- help

@@ -160,6 +160,7 @@ def test_two_suites_on_one_report_run_each_dataset_once(tmp_path):
         assert sorted([a.status, b.status]) == ["complete", "skipped"]
         assert a.record_path == b.record_path  # the waiting suite found the other's record
     assert len(list(Path(report, "runs").rglob("*.json"))) == 3
+    assert not list(Path(report).rglob("*.lock"))  # finished suites leave no lock behind
 
 
 def test_no_wait_lock_leaves_a_busy_dataset_to_the_other_suite(tmp_path, capsys):
@@ -169,11 +170,42 @@ def test_no_wait_lock_leaves_a_busy_dataset_to_the_other_suite(tmp_path, capsys)
     with locks.dataset_lock(report, recipe.name, "ucf101") as held:  # "another suite"
         assert held
         outcomes = runner.run_suite(recipe, "/data", report, launcher=fake, wait_lock=False)
+        lock = locks.lock_path(report, recipe.name, "ucf101")
+        assert lock.is_file()  # the other suite's live lock is left alone
+    assert not lock.exists()  # and goes when that suite lets go
     assert [(o.dataset, o.status) for o in outcomes] == [("ucf101", "busy"), ("hmdb51", "complete")]
     assert [d for d, _ in fake.calls] == ["hmdb51"]
     out = capsys.readouterr().out
     assert "ucf101: skipped: another suite is running it (lock" in out
     assert "ucf101.lock" in out and "--no_wait_lock" in out
+
+
+def test_a_lock_removed_as_its_holder_lets_go_is_never_held_twice(tmp_path):
+    """A waits for B's lock; B removes the file as it lets go; A, on the removed file, must
+    lock the path anew, so that A and a newcomer C never both hold the dataset."""
+    path = locks.lock_path(str(tmp_path), "tiny", "ucf101")
+    first, _ = locks.try_lock(path)
+    holding, release = threading.Event(), threading.Event()
+
+    def waiter():
+        with locks.dataset_lock(str(tmp_path), "tiny", "ucf101") as held:
+            assert held
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.3)  # the waiter blocks on the file held by ``first``
+    first.close()  # removes the file, then lets go
+    assert holding.wait(10)
+    newcomer, owner = locks.try_lock(path)
+    assert newcomer is None and f"pid {os.getpid()}" in owner  # the waiter holds the path
+    release.set()
+    thread.join()
+    assert not path.exists()
+    again, _ = locks.try_lock(path)
+    assert again is not None
+    again.close()
 
 
 def test_a_waiting_suite_says_who_it_waits_for(tmp_path, capsys):

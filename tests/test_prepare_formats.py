@@ -460,3 +460,50 @@ def test_data_root_inside_the_videos_folder_does_not_loop(clips, tmp_path, capsy
         rc, io = prepare(capsys, "diving48", ann, videos, out, "--link")
         assert rc == 0, io.err
         assert manifest(out, "diving48", "train") == ["videos/a.mp4,1"]
+
+
+def test_a_class_subset_is_prepared_with_ones_own_card_and_trains_past_a_large_batch(
+        clips, tmp_path, capsys, weights, monkeypatch):
+    """A newcomer's small data: three classes of UCF101, 4 training clips each. The shipped
+    card (101 classes) refuses them and says how to use one's own card; under the paper
+    protocol the card's batch of 16 leaves no full step and the error names the ways out."""
+    from eval_encoder.demo import probe_command
+    from eval_encoder.probe.run import main as probe_main
+
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "EVAL_ENCODER_DATASETS"):
+        monkeypatch.delenv(var, raising=False)
+    ann, videos, out = tmp_path / "ucfTrainTestlist", tmp_path / "UCF-101", tmp_path / "root"
+    names = ["ApplyEyeMakeup", "Biking", "Diving"]
+    ann.mkdir()
+    (ann / "classInd.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(names)))
+    train = [f"{n}/v_{n}_g{g:02d}_c01.avi" for n in names for g in range(8, 12)]
+    val = [f"{n}/v_{n}_g01_c01.avi" for n in names]
+    (ann / "trainlist01.txt").write_text("".join(f"{p} {names.index(p.split('/')[0]) + 1}\n"
+                                                 for p in train))
+    (ann / "testlist01.txt").write_text("".join(f"{p}\n" for p in val))
+    place(clips, videos, *train, *val)
+    rc, io = prepare(capsys, "ucf101", ann, videos, out)
+    assert rc == 2 and "the annotations give 3 classes" in io.err
+    assert "EVAL_ENCODER_DATASETS=my_cards" in io.err and "num_classes: 3" in io.err
+    assert not out.exists()
+    cards = tmp_path / "my_cards"
+    cards.mkdir()
+    shipped = load_card("ucf101")
+    (cards / "ucf101.yaml").write_text(Path(shipped.path).read_text().replace(
+        "num_classes: 101", "num_classes: 3").replace('version: "1"', 'version: "3-class"'))
+    monkeypatch.setenv("EVAL_ENCODER_DATASETS", str(cards))
+    rc, io = prepare(capsys, "ucf101", ann, videos, out)
+    assert rc == 0, io.err
+    report_dir = tmp_path / "report"
+    cmd = probe_command(out, weights, report_dir, nproc=1,
+                        extra=["--dataset", "ucf101", "--default_epoch", "1", "--batch_size",
+                               "16", "--default_lr_list", "0.001", "--num_frames", "4"])
+    assert probe_main(cmd[2:]) == 1  # paper: drop_last, floor(12 / 16) = 0 steps
+    err = capsys.readouterr().err
+    assert "floor(12/16) = 0 full steps" in err
+    assert "--drop_last false" in err and "--protocol clean" in err
+    assert probe_main([*cmd[2:], "--drop_last", "false"]) == 0
+    complete = [json.loads(p.read_text()) for p in (report_dir / "runs" / "ucf101").glob("*.json")]
+    done = [r for r in complete if r["status"] == "complete"]
+    assert len(done) == 1 and done[0]["dataset"]["version"] == "3-class"
+    assert done[0]["batch"]["drop_last"] is False and done[0]["samples"]["train"]["expected"] == 12

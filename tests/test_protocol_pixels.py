@@ -157,7 +157,8 @@ def test_without_drop_last_every_sample_is_used(n, world, batch):
 
 
 def test_zero_steps_is_an_error_naming_the_clips_and_the_batch():
-    with pytest.raises(StepPlanError, match=r"5 training clips, global batch 6 \(2 ranks"):
+    with pytest.raises(StepPlanError,
+                       match=r"5 training clips and a global batch of 6 \(2 processes"):
         make_plan(None, 3, 2, drop_last=True).steps(5)
 
 
@@ -217,7 +218,8 @@ def test_unresolved_protocol_values_are_config_errors(name):
 
 
 def test_run_fails_before_training_when_no_full_batch_fits():
-    with pytest.raises(ConfigError, match=r"5 training clips, global batch 6 \(2 ranks x 1"):
+    with pytest.raises(ConfigError, match=r"5 training clips and a global batch of 6 "
+                                          r"\(2 processes x 1.*--drop_last false"):
         build_loaders(_cfg(), _splits(5, 2), ENCODER, _env(0, 2))
 
 

@@ -1,6 +1,7 @@
 """Runs that survive: checkpoints (atomic, pruned, checked), exact resume after kill -9 of every
 process of a 2-rank run, and the same numbers for 1, 2 and 3 processes at one global batch."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,10 +27,89 @@ def test_saves_are_atomic_pruned_and_read_newest_first(tmp_path):
     for epoch, step in [(0, 1), (0, 2), (1, 0)]:
         path, size = ckpt.save(tmp_path, ckpt.Position(epoch, step), _state(epoch + step))
         assert size > 0 and path.exists()
-    assert [p.name for p in ckpt.find(tmp_path)] == ["e0001-s0000000.pt", "e0000-s0000002.pt"]
+    assert [p.name for p in ckpt.find(tmp_path)] == ["e0000-end.pt", "e0000-s0000002.pt"]
     assert not list(tmp_path.glob(".tmp-*"))  # no temporary file left behind
     path, state = ckpt.newest_usable(tmp_path)
-    assert path.name == "e0001-s0000000.pt" and torch.equal(state["weights"], torch.ones(3))
+    assert path.name == "e0000-end.pt" and torch.equal(state["weights"], torch.ones(3))
+
+
+def test_names_count_epochs_from_0_like_the_log_and_read_the_old_names():
+    """``e0003-s0000120.pt``: 120 steps into epoch 3 (the log's "epoch 3 (4 of 10)");
+    ``e0003-end.pt``: epoch 3 done; before version 2 that was ``e0004-s0000000.pt``."""
+    assert ckpt.Position(3, 120).file_name() == "e0003-s0000120.pt"
+    assert ckpt.Position(4, 0).file_name() == "e0003-end.pt"
+    for name, position in [("e0003-s0000120.pt", (3, 120)), ("e0003-end.pt", (4, 0)),
+                           ("e0004-s0000000.pt", (4, 0))]:
+        assert ckpt.Position.of_name(name) == ckpt.Position(*position)
+    assert ckpt.Position.of_name("copies-e0003.pt") is None
+
+
+class _Env:
+    is_main, world_size, rank, device = True, 1, 0, torch.device("cpu")
+
+
+def _run_state(copies) -> dict:
+    """A run state with ``copies`` = [(epoch, head, value)] kept head copies."""
+    return {"heads": [{"w": torch.zeros(1000)}], "per_rank": [{}],
+            "snapshots": [{"epoch": e, "head": i, "state": {"w": torch.full((1000,), float(v))}}
+                          for e, i, v in copies]}
+
+
+def test_head_copies_are_written_once_beside_checkpoints_of_one_size(tmp_path, caplog):
+    """``--eval_mode end`` keeps a copy of every head at every evaluation epoch: each epoch's
+    copies go to one file, written once; the checkpoints name them and keep one size."""
+    caplog.set_level(logging.INFO, logger="eval_encoder.checkpoint")
+    folder = tmp_path / "checkpoints" / "demo" / "abc"
+    saver = ckpt.Checkpointer(folder, 10, "abc", {}, _Env(), root=tmp_path)
+    sizes, copies = [], []
+    for epoch in range(4):
+        copies += [(epoch, 0, epoch), (epoch, 1, 10 + epoch)]
+        saver.save(_run_state(copies), ckpt.Position(epoch + 1, 0))
+        sizes.append(saver.bytes)
+    files = sorted(p.name for p in folder.glob("copies-*.pt"))
+    per_epoch = min((folder / f).stat().st_size for f in files)  # two heads of 1000 floats
+    assert per_epoch > 8000 and max(sizes) - min(sizes) < 500  # the names grow, not the copies
+    assert files == [f"copies-e{e:04d}.pt" for e in range(4)]
+    assert caplog.text.count("head copies of epoch 0:") == 1  # written once, not per save
+    assert saver.describe()["copies_bytes"] == sum(
+        (folder / f).stat().st_size for f in files)
+    path, state = ckpt.newest_usable(folder)
+    assert path.name == "e0003-end.pt"
+    got = {(s["epoch"], s["head"]): float(s["state"]["w"][0]) for s in state["snapshots"]}
+    assert got == {(e, i): float(v) for e, i, v in copies}
+
+
+def test_a_version_1_checkpoint_with_its_copies_inside_is_still_read(tmp_path):
+    path = tmp_path / "e0001-s0000000.pt"  # the old name of e0000-end.pt
+    torch.save({"format": ckpt.FORMAT, "version": 1, **_run_state([(0, 1, 7)])}, path)
+    found, state = ckpt.newest_usable(tmp_path)
+    assert found == path and float(state["snapshots"][0]["state"]["w"][0]) == 7.0
+
+
+def test_a_missing_copies_file_makes_its_checkpoints_unusable(tmp_path, caplog):
+    saver = ckpt.Checkpointer(tmp_path / "c", 10, "abc", {}, _Env())
+    saver.save(_run_state([(0, 0, 1)]), ckpt.Position(1, 0))
+    (tmp_path / "c" / "copies-e0000.pt").unlink()
+    assert ckpt.newest_usable(tmp_path / "c") is None
+    assert "copies-e0000.pt: the head copies file is missing" in caplog.text
+
+
+def test_a_complete_run_removes_its_files_and_the_folders_left_empty(tmp_path):
+    report = tmp_path / "report"
+    mine = ckpt.default_dir(str(report), "demo", "abc")
+    saver = ckpt.Checkpointer(mine, 10, "abc", {}, _Env(), root=report)
+    saver.save(_run_state([(0, 0, 1)]), ckpt.Position(0, 3))
+    other = ckpt.default_dir(str(report), "demo", "def")  # another configuration, running
+    ckpt.save(other, ckpt.Position(0, 1), _state(1.0))
+    saver.remove()
+    assert not mine.exists() and other.is_dir()  # the other's folder and its parents stay
+    ckpt.remove_all(other, report)
+    assert sorted(p.name for p in report.iterdir()) == []  # checkpoints/ went too
+    assert report.is_dir()  # the root stays
+    own = tmp_path / "mine" / "demo" / "abc"  # --checkpoint_dir mine: the root stays
+    ckpt.save(own, ckpt.Position(0, 1), _state(1.0))
+    ckpt.remove_all(own, tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "demo").exists()
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one(tmp_path, caplog):
@@ -137,7 +217,7 @@ def test_kill_9_mid_epoch_then_rerun_equals_an_uninterrupted_run(demo, tmp_path)
     assert resumed["resumed_from"]["epoch"] >= 1
     assert _comparable(resumed) == _comparable(uninterrupted)  # bit for bit on CPU
     assert resumed["samples"]["val"]["scored"] == resumed["samples"]["val"]["expected"]
-    assert not list(folder.rglob("e*.pt"))  # a complete run clears its checkpoints
+    assert not (report / "checkpoints").exists()  # a complete run clears its checkpoints
 
 
 @pytest.mark.slow

@@ -235,8 +235,16 @@ def demo_data(tmp_path_factory):
     return out / "data", out / "weights" / "ov_encoder_tiny"
 
 
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
 @pytest.mark.slow
-def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, capsys, monkeypatch):
+def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, capsys, monkeypatch,
+                                                        umask_022):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     data, weights = demo_data
     recipe = write_recipe(tmp_path, datasets=("demo", "demo2"), model_weight=str(weights),
@@ -265,6 +273,11 @@ def test_end_to_end_two_demo_datasets_resume_and_rerun(demo_data, tmp_path, caps
     assert cli.main(args) == 0  # a rerun skips both and runs nothing
     assert capsys.readouterr().out.count("already complete") == 2
     assert len(list((report / "runs").rglob("*.json"))) == 2
+    # what complete runs leave: no lock, no checkpoint, no empty folder; all readable (umask 022)
+    left = list(report.rglob("*"))
+    assert not [p for p in left if p.suffix == ".lock" or "checkpoints" in p.parts]
+    assert not [p for p in left if p.is_dir() and not any(p.iterdir())]
+    assert not [p for p in left if p.is_file() and not p.stat().st_mode & 0o044]
 
 
 def one_clip_data_root(tmp_path):

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import asdict
 from typing import Dict, Optional, Tuple
@@ -28,6 +27,7 @@ import numpy as np
 from eval_encoder.codec.motion import X264_PARAMS, X264_QP
 from eval_encoder.codec.options import NOT_IN_KEY, CodecOptions
 from eval_encoder.codec.select import Selection
+from eval_encoder.files import atomic_open
 
 log = logging.getLogger("eval_encoder.codec")
 
@@ -220,18 +220,7 @@ def read_entry(path: str, expected_k: int, grid: int, key: Optional[str] = None,
 
 
 def write_entry(path: str, sel: Selection, key: Optional[str] = None, params: str = "") -> None:
-    """Write atomically: a unique temporary file in the same folder, then rename. The entry
+    """Write atomically (files.atomic_open: readable as the umask allows). The entry
     stores ``key`` (default: the file's name) and the ``params`` hash."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_npy_bytes(encode_entry(sel, key or _stem(path), params)))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb", prefix=".tmp-", suffix=".npy", fsync=True) as fh:
+        fh.write(_npy_bytes(encode_entry(sel, key or _stem(path), params)))

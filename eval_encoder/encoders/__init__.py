@@ -6,7 +6,8 @@ from eval_encoder.encoders.base import EncoderSpec, VideoEncoder
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 from eval_encoder.registry import ENCODERS, register_encoder
 
-__all__ = ["EncoderSpec", "VideoEncoder", "build_encoder", "check_names", "register_encoder"]
+__all__ = ["EncoderSpec", "VideoEncoder", "build_encoder", "check_names", "check_weights",
+           "register_encoder"]
 
 
 def build_encoder(cfg) -> VideoEncoder:
@@ -40,3 +41,18 @@ def check_names(cfg) -> None:
     check = getattr(factory, "check_model_name", None)
     if callable(check):
         check(cfg.model_name)
+
+
+def check_weights(cfg) -> None:
+    """Fail before anything is written when ``--model_weight`` names nothing usable.
+
+    Each family says how its weights are found through an optional ``check_weights(cfg)`` on
+    its factory, which looks for them without reading them or building the model (the
+    OneVision families and the image baselines: a file, a folder with its weight file, a hub
+    id in the local cache; ``hf``: a given file, folder or cached hub id). A family without
+    one (users' own, unless they add it) is checked when it loads. Call after
+    :func:`check_names`, which loads users' families.
+    """
+    check = getattr(ENCODERS.get(cfg.model_family), "check_weights", None)
+    if callable(check):
+        check(cfg)

@@ -45,7 +45,8 @@ from eval_encoder.config import ConfigError
 from eval_encoder.compute import register_cost, timm_cost
 from eval_encoder.encoders.base import (CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN, IMAGENET_STD,
                                         EncoderSpec, VideoEncoder)
-from eval_encoder.encoders.weights import describe_key_mismatch, load_state_dict, resolve_weights
+from eval_encoder.encoders.weights import (check_weight_source, describe_key_mismatch,
+                                           load_state_dict, resolve_weights)
 from eval_encoder.registry import ENCODERS, Registry, RegistryError
 from eval_encoder.text import did_you_mean
 
@@ -100,6 +101,13 @@ class BaselineFamily:
         """Raise (with suggestions) unless ``name`` is this family's table entry or a timm
         architecture name; nothing is built (registry.check_names)."""
         resolve_model(self.name, name)
+
+    def check_weights(self, cfg) -> None:
+        """The weight :func:`load_weights` would load is there (nothing is read or built)."""
+        choice = (cfg.model_weight or "").strip()
+        if choice != "random":
+            _resolve(choice, resolve_model(self.name, cfg.model_name), cfg.allow_download,
+                     check_weight_source)
 
 
 @dataclass(frozen=True)
@@ -483,17 +491,20 @@ def load_weights(model: nn.Module, entry: BaselineModel, cfg,
     return str(path)
 
 
-def _resolve(choice: str, entry: BaselineModel, allow_download: bool):
-    """Resolve ``--model_weight``; without one, the entry's default checkpoint (cache only)."""
+def _resolve(choice: str, entry: BaselineModel, allow_download: bool,
+             resolve: Callable = resolve_weights):
+    """Resolve ``--model_weight`` with ``resolve`` (or check it is there, with
+    ``check_weight_source``); without one, the entry's default checkpoint (cache only)."""
     if choice not in NO_WEIGHT:
-        return resolve_weights(choice, allow_download)
+        return resolve(choice, allow_download)
     if not entry.weights:
         raise ConfigError(f"{entry.name}: no --model_weight given and no default checkpoint "
                           "known; pass a file, folder or hub id (or 'random')")
-    logger.info("%s: no --model_weight, using the default checkpoint %s", entry.name,
-                entry.weights)
+    if resolve is resolve_weights:
+        logger.info("%s: no --model_weight, using the default checkpoint %s", entry.name,
+                    entry.weights)
     try:
-        return resolve_weights(entry.weights, allow_download)
+        return resolve(entry.weights, allow_download)
     except ConfigError as exc:
         raise ConfigError(f"{entry.name}: no --model_weight given, and its default checkpoint "
                           f"{entry.weights} cannot be used: {exc}") from exc

@@ -18,7 +18,8 @@ from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VideoEncoder
 from eval_encoder.encoders.onevision import OneVisionEncoder
 from eval_encoder.encoders.sampling import (DEFAULT_INPUT_SIZE, build_onevision_model,
-                                            check_onevision_name, describe_onevision)
+                                            check_onevision_name, check_onevision_weights,
+                                            describe_onevision)
 from eval_encoder.registry import ENCODERS
 
 CODEC_FRAMES = 64  # the temporal grid the encoder was trained on; upstream requires exactly 64
@@ -91,6 +92,7 @@ def build_codec(cfg: ProbeConfig) -> CodecEncoder:
 
 
 build_codec.check_model_name = check_onevision_name
+build_codec.check_weights = check_onevision_weights
 build_codec.describe_models = lambda: describe_onevision("codec", tokens="K (--K_keep)")
 build_codec.description = ("OneVision Encoder on the K most informative patches of 64 frames, "
                            "chosen from motion vectors and residuals")

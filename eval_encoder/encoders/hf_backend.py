@@ -33,6 +33,7 @@ from eval_encoder.encoders.base import EncoderSpec
 from eval_encoder.encoders.baselines import (NO_WEIGHT, PREFIX_KEPT, PerFrameEncoder,
                                              as_triple, check_per_frame_flags,
                                              check_patch_multiple)
+from eval_encoder.encoders.weights import check_weight_source
 from eval_encoder.registry import ENCODERS
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,13 @@ class HFFamily:
 
     def __call__(self, cfg) -> HFFrameEncoder:
         return build_hf(cfg)
+
+    def check_weights(self, cfg) -> None:
+        """A ``--model_weight`` given is there: a file, a folder or a cached hub id (nothing
+        is read; transformers finds the weight files of a folder itself)."""
+        given = (cfg.model_weight or "").strip()
+        if given != "random" and given not in NO_WEIGHT:
+            check_weight_source(given, cfg.allow_download, weight_file=False)
 
     def describe_models(self) -> list:
         """No fixed table: ``--model_name`` is any vision model id or folder."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
@@ -29,6 +28,7 @@ from torch import nn
 from eval_encoder.config import ConfigError
 from eval_encoder.encoders import weights as weight_io
 from eval_encoder.encoders.onevision_config import _ACTIVATIONS, OneVisionConfig
+from eval_encoder.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -346,10 +346,8 @@ class OneVisionEncoder(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder / "config.json")
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.safetensors.")
-        os.close(fd)
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, folder / "model.safetensors")
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_file(tensors, tmp, metadata={"format": "pt"})
         return folder
 
     # -- forward ---------------------------------------------------------------------------

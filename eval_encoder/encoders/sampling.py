@@ -19,7 +19,7 @@ from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, EncoderSpec, VideoEn
 from eval_encoder.encoders.onevision import OneVisionEncoder
 from eval_encoder.encoders.onevision_config import (ONEVISION_MODEL_NAMES, OneVisionConfig,
                                                     onevision_config)
-from eval_encoder.encoders.weights import resolve_weights
+from eval_encoder.encoders.weights import check_weight_source, resolve_weights
 from eval_encoder.registry import ENCODERS
 from eval_encoder.video.decode import to_rope_grid
 
@@ -53,6 +53,12 @@ def build_onevision_model(cfg: ProbeConfig) -> OneVisionEncoder:
                                                  config=onevision_config(cfg.model_name))
     model.weights_source = str(path)
     return model
+
+
+def check_onevision_weights(cfg: ProbeConfig) -> None:
+    """The weight :func:`build_onevision_model` would load is there (nothing is read)."""
+    if cfg.model_weight != "random":
+        check_weight_source(cfg.model_weight, cfg.allow_download)
 
 
 def _random_model(config: OneVisionConfig, seed: int, attn: str) -> OneVisionEncoder:
@@ -166,6 +172,7 @@ def check_onevision_name(name: str) -> None:
 
 
 build_sampling.check_model_name = check_onevision_name
+build_sampling.check_weights = check_onevision_weights
 build_sampling.describe_models = lambda: describe_onevision("sampling")
 build_sampling.description = "OneVision Encoder on T uniformly sampled frames, all patches of each"
 

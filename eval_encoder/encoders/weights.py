@@ -64,6 +64,27 @@ def resolve_weights(model_weight: str, allow_download: bool = False,
     return _from_hub(value, allow_download, cache_dir)
 
 
+def check_weight_source(model_weight: str, allow_download: bool = False,
+                        weight_file: bool = True) -> None:
+    """Find what ``--model_weight`` names without reading it, so that a run refuses a missing
+    weight before it writes or opens anything: a local file, a folder (holding one of
+    FOLDER_WEIGHT_FILES when ``weight_file``), or a hub id in the local Hugging Face cache.
+    Nothing is downloaded here: with ``allow_download`` a hub id not cached yet is left to the
+    run, which fetches it. Raises ConfigError as :func:`resolve_weights` does."""
+    try:
+        path = resolve_weights(model_weight, allow_download=False)
+    except ConfigError:
+        if allow_download and _is_hub_id((model_weight or "").strip()):
+            return
+        raise
+    if weight_file and path.is_dir():
+        find_weight_file(path)
+
+
+def _is_hub_id(value: str) -> bool:
+    return value not in ("", "NULL", "None", "none", "random") and not _looks_like_local_path(value)
+
+
 def _looks_like_local_path(value: str) -> bool:
     """A hub id is ``name`` or ``owner/name``; anything else can only be a local path."""
     if value.startswith(("/", ".", "~")) or value.count("/") > 1 or "\\" in value:

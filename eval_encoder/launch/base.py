@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import fcntl
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from eval_encoder.files import write_atomic  # noqa: F401  (re-exported)
+from eval_encoder.files import file_lock, write_atomic  # noqa: F401  (write_atomic re-exported)
 from eval_encoder.config import ConfigError
 from eval_encoder.launch import torchrun
 from eval_encoder.launch.torchrun import Topology
@@ -199,8 +198,7 @@ class SuiteState:
     def update(self) -> Iterator[Dict[str, Entry]]:
         """Yield the entries to change in place; written back when the block ends."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name("state.json.lock"), "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self.path.with_name("state.json.lock")):  # removed after the update
             entries = self.read()
             yield entries
             data = {"updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -17,6 +17,7 @@ from eval_encoder.files import write_atomic
 from eval_encoder.prepare.base import SPLITS, Item, Prepared, PrepareError, VideoIndex
 from eval_encoder.prepare.lines import format_line
 from eval_encoder.files import file_sha256
+from eval_encoder.resources import FOLDERS
 from eval_encoder.video.manifest import DatasetCard
 
 log = logging.getLogger("eval_encoder.prepare")
@@ -29,13 +30,24 @@ LINK_NAME = "videos"
 def validate(prepared: Prepared, card: DatasetCard) -> None:
     """Class count equal to the card's and every label inside it, before anything is written."""
     if len(prepared.classes) != card.num_classes:
-        raise PrepareError(f"{prepared.dataset}: the annotations give {len(prepared.classes)} "
-                           f"classes, the card {card.path} says num_classes: {card.num_classes}")
+        raise PrepareError(class_count_message(prepared, card))
     for split, items in prepared.splits.items():
         bad = next((i for i in items if not 0 <= i.label < card.num_classes), None)
         if bad is not None:
             raise PrepareError(f"{prepared.dataset} {split}: video {bad.video} has label "
                                f"{bad.label} outside the {card.num_classes} classes")
+
+
+def class_count_message(prepared: Prepared, card: DatasetCard) -> str:
+    """The annotations and the card disagree on the class count: both numbers, and how to
+    prepare a subset of the classes (a card of one's own, in a folder of one's own cards)."""
+    n = len(prepared.classes)
+    return (f"{prepared.dataset}: the annotations give {n} classes, the card {card.path} says "
+            f"num_classes: {card.num_classes}. For a subset of the classes, use a card of your "
+            f"own: copy that card into a folder of your own cards (my_cards/{card.name}.yaml), "
+            f"set num_classes: {n} and a version of your own (version: \"{n}-class\"), and "
+            f"point {FOLDERS['datasets'].env}=my_cards at it for prepare, check and the runs "
+            "(it replaces the shipped cards; copy any others you use)")
 
 
 def inside(path: Path, folder: Path) -> bool:

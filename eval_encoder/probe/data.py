@@ -61,6 +61,26 @@ def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
     return card
 
 
+def check_data(cfg: ProbeConfig) -> None:
+    """Usage mistakes about the data, found before anything is written or opened: no
+    ``--data_root``, one that is not a folder, a manifest that is not there (ConfigError
+    naming the path and the way out). The manifests' lines and clips are the run's to read."""
+    card = load_card(cfg.dataset)
+    holding = f"the folder holding {card.name}/{card.train_manifest}"
+    require(cfg.data_root is not None, f"--data_root is required ({holding})")
+    require(os.path.isdir(cfg.data_root),
+            f"--data_root {cfg.data_root}: no such folder{invisible_note(cfg.data_root)} "
+            f"(give {holding})")
+    _, train_csv, val_csv = split_paths(card, cfg.data_root, cfg.train_data_csv_path,
+                                        cfg.val_data_csv_path)
+    for flag, path in (("--train_data_csv_path", train_csv), ("--val_data_csv_path", val_csv)):
+        require(os.path.isfile(path),
+                f"manifest not found: {path}{invisible_note(path)}; write it from the official "
+                f"annotations with `python -m eval_encoder prepare {card.name} --out "
+                f"{cfg.data_root} ...` (`prepare --help` lists the datasets it knows), or name "
+                f"another file with {flag}")
+
+
 @dataclass
 class Manifests:
     root: str

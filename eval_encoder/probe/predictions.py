@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from eval_encoder.files import file_sha256
+from eval_encoder.files import atomic_open, file_sha256
 from eval_encoder.stats.clips import average_precision
 
 
@@ -145,9 +145,8 @@ class PredictionStore:
             "all_names": np.asarray([f"{names[i]}@{e}" for e, i in owners])}
         if chosen.probs is not None:
             arrays["prob"] = chosen.probs[:, 0]
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb", prefix=".tmp-", suffix=".npz") as fh:
+            np.savez_compressed(fh, **arrays)
         return os.path.basename(path), file_sha256(path)
 
     def _top1_on(self, owner: Tuple[int, int], clips: np.ndarray) -> np.ndarray:

@@ -13,11 +13,11 @@ from typing import Dict, Optional, Sequence
 from eval_encoder import distributed as dist
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig, require
-from eval_encoder.encoders import build_encoder, check_names
+from eval_encoder.encoders import build_encoder, check_names, check_weights
 from eval_encoder.flags import build_parser
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
-from eval_encoder.probe.data import CARD_ORIGIN, read_manifests, resolve_dataset
+from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
 from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
@@ -177,6 +177,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
         check_names(cfg)  # nor does a misspelt family or model name
         check_flags(cfg)  # nor flags of a validation draw the run does not make
+        check_data(cfg)  # nor a data root or manifest that is not there
+        check_weights(cfg)  # nor weights that are not there (before any clip is opened)
     except (ConfigError, ManifestError, RegistryError, MissingData) as exc:
         log.error("%s", exc)
         return 2

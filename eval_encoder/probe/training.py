@@ -197,10 +197,11 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
              card.name, len(splits.train.entries), len(splits.val.entries), len(heads), steps,
              cfg.default_epoch, plan.global_batch, env.world_size, plan.accumulation, plan.micro,
              backend)
-    folder = (Path(cfg.checkpoint_dir) / card.name / config_hash if cfg.checkpoint_dir
+    root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else Path(cfg.save_report)
+    folder = (root / card.name / config_hash if cfg.checkpoint_dir
               else ckpt.default_dir(cfg.save_report, card.name, config_hash))
     saver = ckpt.Checkpointer(folder, cfg.checkpoint_every_min, config_hash,
-                              semantic_config(cfg), env)
+                              semantic_config(cfg), env, root=root)
     return Training(trainer, loaders, plan, splits, saver)
 
 
@@ -222,13 +223,13 @@ def resume(cfg: ProbeConfig, training: Training, env, config_hash: str) -> Optio
     path, state = found
     ckpt.check_matches(state, path, config_hash, semantic_config(cfg), env.world_size)
     training.restore(state, env.rank)
+    training.checkpointer.adopt(path, state)
     log.info("resuming from %s: epoch %d, step %d", path, *state["position"])
     return {"path": str(path), "epoch": training.start.epoch, "step": training.start.step}
 
 
 def remove_checkpoints(checkpointer: Optional[ckpt.Checkpointer]) -> None:
-    """A complete run's record is written: its checkpoints are no longer needed."""
-    if checkpointer is None:
-        return
-    for path in ckpt.find(checkpointer.folder):
-        path.unlink(missing_ok=True)
+    """A complete run's record is written: its checkpoints, head copies and the checkpoint
+    folders they leave empty are no longer needed."""
+    if checkpointer is not None:
+        checkpointer.remove()

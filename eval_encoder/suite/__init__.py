@@ -28,6 +28,10 @@ torchrun here, one dataset at a time or ``--parallel N`` at once, or joins other
 dataset and follows it (``--no_wait``: submit and return; ``suite status``/``suite collect``
 follow up later). Every launcher has the same interface: the suite never branches on it.
 
+Before it starts anything, the suite runs the trainer's usage checks for every dataset (data
+root, manifests, model names, weights: ``plan.check_inputs``); a problem ends it with exit
+status 2, listing the datasets that could run.
+
 Resuming: a dataset is skipped when ``<save_report>/runs/<dataset>/`` holds a complete
 record with the same ``config_hash`` -- computed exactly as the trainer does, from the very
 argv it will receive -- and the same world size (the batch size is per process, so another

@@ -19,9 +19,9 @@ from eval_encoder.suite.launchers import (
     make_launcher,
     topology_from,
 )
-from eval_encoder.suite.plan import SUITE_PROG, check_extra_flags, dry_run, seed_extras
+from eval_encoder.suite.plan import SUITE_PROG, check_extra_flags, check_inputs, dry_run, seed_extras
 from eval_encoder.suite.recipes import _dataset_list, load_recipe
-from eval_encoder.suite.runner import run_suite
+from eval_encoder.suite.runner import check_wait, run_suite
 from eval_encoder.suite.show import _summary
 
 FOLLOW = {"status": status_main, "collect": collect_main}
@@ -84,6 +84,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.seeds and launcher.detached:
             raise ConfigError("--seeds runs the seeds one after another here; with a "
                               "scheduler, submit one suite per --seed")
+        check_wait(launcher, not args.no_wait)
+        check_inputs(recipe, names, args.data_root, args.save_report,
+                     seed_extras(args.seeds, extra)[0])
         outcomes = []
         for seed_extra in seed_extras(args.seeds, extra):
             outcomes += run_suite(recipe, args.data_root, args.save_report, names,

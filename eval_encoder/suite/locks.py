@@ -1,15 +1,22 @@
 """One suite at a time per (recipe, dataset) on a ``--save_report``: an fcntl.flock on
-``<save_report>/suite/<recipe>/<dataset>.lock`` that notes who holds it."""
+``<save_report>/suite/<recipe>/<dataset>.lock`` that notes who holds it.
+
+The holder removes the file as it lets go (still holding the lock, and only the file it
+locked), so a finished suite leaves no lock behind. A suite that was waiting on the removed
+file finds, once it has the lock, that the path no longer names it, and takes the lock of
+the path anew: two suites never both hold a dataset, and no suite removes a lock another
+one holds.
+"""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import time
 from pathlib import Path
 from typing import Optional, Tuple
 
+from eval_encoder.files import release_lock, take_lock
 from eval_encoder.suite.show import _say
 
 
@@ -25,30 +32,31 @@ def dataset_lock(save_report: str, recipe_name: str, dataset: str, wait: bool = 
     another suite holds it and ``wait`` is off. The lock is an fcntl.flock on
     ``<save_report>/suite/<recipe>/<dataset>.lock`` and ends with this process."""
     path = lock_path(save_report, recipe_name, dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, _ = take_lock(path, wait, on_wait=lambda owner: _say_waiting(path, owner))
+    if fd is not None:
+        _note_owner(fd)
     try:
-        held = _take_lock(fd, path, wait)
-        if held:
-            _note_owner(fd)
-        yield held
+        yield fd is not None
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            release_lock(fd, path)
 
 
-def _take_lock(fd: int, path: Path, wait: bool) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        pass
-    owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
-    if not wait:
-        return False
+def try_lock(path: Path) -> Tuple[Optional[contextlib.ExitStack], str]:
+    """Take the lock at ``path`` without waiting: (its holder, to close when done; "") or,
+    when another suite holds it, (None, who holds it). Closing the holder removes the file."""
+    fd, owner = take_lock(path, wait=False)
+    if fd is None:
+        return None, owner
+    _note_owner(fd)
+    stack = contextlib.ExitStack()
+    stack.callback(release_lock, fd, path)
+    return stack, ""
+
+
+def _say_waiting(path: Path, owner: str) -> None:
     _say(f"{path.parent.name} / {path.stem}: another suite is running it ({owner}); waiting "
          f"for {path} (--no_wait_lock skips the dataset instead)")
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return True
 
 
 def _note_owner(fd: int) -> None:
@@ -56,20 +64,3 @@ def _note_owner(fd: int) -> None:
     owner = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}"
     os.ftruncate(fd, 0)
     os.pwrite(fd, owner.encode(), 0)
-
-
-def try_lock(path: Path) -> Tuple[Optional[contextlib.ExitStack], str]:
-    """Take the lock at ``path`` without waiting: (its holder, to close when done; "") or,
-    when another suite holds it, (None, who holds it)."""
-    stack = contextlib.ExitStack()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    stack.callback(os.close, fd)  # closing releases the lock
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
-        stack.close()
-        return None, owner
-    _note_owner(fd)
-    return stack, ""

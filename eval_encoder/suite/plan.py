@@ -5,18 +5,20 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError
+from eval_encoder.encoders import check_names, check_weights
 from eval_encoder.flags import build_parser
 from eval_encoder.launch import Launcher, Task, Topology
 from eval_encoder.launch.base import TRAINER
 from eval_encoder.parsing import closest_flags, option_names
 from eval_encoder.probe.args import parse_config
+from eval_encoder.probe.data import check_data
 from eval_encoder.protocol import departures
 from eval_encoder.suite.books import find_complete
-from eval_encoder.suite.recipes import OWNED, Recipe, write_probe_yaml
+from eval_encoder.suite.recipes import OWNED, Recipe, probe_options, write_probe_yaml
 
 
 SUITE_PROG = "python -m eval_encoder suite"
@@ -69,6 +71,36 @@ def make_task(recipe: Recipe, dataset: str, data_root: str, save_report: str,
     return Task(recipe.name, dataset, argv, rec.config_hash(cfg.to_dict()), topology,
                 Path(save_report) / "suite" / recipe.name, script, cfg.device,
                 cfg.dali_py_num_workers)
+
+
+def check_inputs(recipe: Recipe, names: Sequence[str], data_root: str, save_report: str,
+                 extra: Sequence[str] = ()) -> None:
+    """The trainer's own usage checks (data root, manifests, model names, weights) for every
+    dataset, before anything is launched or written: a suite never starts runs that can only
+    fail. Every problem in one ConfigError, with the datasets that could run."""
+    if not Path(data_root).is_dir():
+        raise ConfigError(f"--data_root {data_root}: no such folder; nothing was started "
+                          "(give the folder holding <dataset>/<manifest>.csv)")
+    problems: Dict[str, List[str]] = {}
+    for name in names:
+        cfg = parse_config(["--dataset", name, "--data_root", str(data_root), "--save_report",
+                            str(save_report), *extra], base=probe_options(recipe, name))
+        try:
+            check_names(cfg)
+            check_data(cfg)
+            check_weights(cfg)
+        except (ConfigError, ValueError) as exc:  # ManifestError, RegistryError: ValueErrors
+            problems.setdefault(str(exc), []).append(name)
+    if problems:
+        raise ConfigError(_problems_text(problems, [n for n in names if not any(
+            n in bad for bad in problems.values())]))
+
+
+def _problems_text(problems: Dict[str, List[str]], ready: List[str]) -> str:
+    lines = [f"  {', '.join(bad)}: {message}" for message, bad in problems.items()]
+    rest = (f"the datasets that can run: --datasets {','.join(ready)}" if ready
+            else "no dataset can run")
+    return "nothing was started:\n" + "\n".join(lines) + f"\n{rest}"
 
 
 def seed_extras(seeds: Optional[Sequence[int]], extra: Sequence[str]) -> List[List[str]]:

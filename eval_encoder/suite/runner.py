@@ -293,6 +293,13 @@ class Drive:
             self.bar.set_postfix_str(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
 
+def check_wait(launcher: Launcher, wait: bool) -> None:
+    """``--no_wait`` needs a launcher whose runs outlive the suite."""
+    if not (wait or launcher.detached):
+        raise ConfigError(f"--no_wait: the {launcher.name} launcher's runs end with the suite; "
+                          "use a scheduler's (--launcher slurm)")
+
+
 def run_suite(recipe: Recipe, data_root: str, save_report: Optional[str] = None,
               datasets: Optional[Sequence[str]] = None, nproc: int = 1,
               extra: Sequence[str] = (), launcher: Any = stream_process,
@@ -307,9 +314,7 @@ def run_suite(recipe: Recipe, data_root: str, save_report: Optional[str] = None,
     topology = topology or Topology(nproc_per_node=nproc)
     if not isinstance(launcher, Launcher):
         launcher = LocalLauncher({"parallel": 1}, topology, runner=launcher)
-    if not (wait or launcher.detached):
-        raise ConfigError(f"--no_wait: the {launcher.name} launcher's runs end with the suite; "
-                          "use a scheduler's (--launcher slurm)")
+    check_wait(launcher, wait)
     names = list(datasets) if datasets else recipe.datasets
     tasks = [make_task(recipe, name, data_root, save_report, topology, extra, script)
              for name in names]

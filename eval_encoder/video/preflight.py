@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from eval_encoder.files import atomic_open
 from eval_encoder.video.decode import ClipDecodeError, check_opens
 
 log = logging.getLogger("eval_encoder.preflight")
@@ -68,20 +68,11 @@ def load_cache(path: str) -> Dict[str, Identity]:
 
 
 def save_cache(path: str, clips: Dict[str, Identity]) -> None:
-    """Write the cache atomically (unique temporary file in the same folder, then rename)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
+    """Write the cache atomically (files.atomic_open: readable as the umask allows)."""
     data = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "checker": _checker(),
             "clips": {p: list(v) for p, v in sorted(clips.items())}}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", prefix=".tmp-", suffix=".json", encoding="utf-8") as fh:
+        json.dump(data, fh)
 
 
 def identity(path: str) -> Optional[Identity]:

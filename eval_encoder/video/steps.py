@@ -50,13 +50,21 @@ class StepPlan:
         """Optimiser steps per epoch over ``n`` clips; StepPlanError when there is none."""
         steps = n // self.global_batch if self.drop_last else -(-n // self.global_batch)
         if steps <= 0:
-            rule = "floor" if self.drop_last else "ceil"
-            raise StepPlanError(
-                f"no training step per epoch: {n} training clips, global batch {self.global_batch} "
-                f"({self.world} ranks x {self.accumulation} micro-batches of {self.micro}) give "
-                f"{rule}({n}/{self.global_batch}) = 0 (drop_last={self.drop_last}); use a "
-                "smaller batch")
+            raise StepPlanError(self._no_step(n))
         return steps
+
+    def _no_step(self, n: int) -> str:
+        """Why an epoch of ``n`` clips has no step, and the ways out."""
+        batch = (f"a global batch of {self.global_batch} ({self.world} processes x "
+                 f"{self.accumulation} micro-batches of --batch_size {self.micro})")
+        if not self.drop_last:
+            return f"no training step per epoch: the training split is empty ({batch})"
+        return (f"no training step per epoch: {n} training clips and {batch} give "
+                f"floor({n}/{self.global_batch}) = 0 full steps, and drop_last (the paper "
+                "protocol's, as published) drops the short one. Keep it with --drop_last false "
+                f"(1 step of {n} clips per epoch; --protocol clean keeps it too, with its other "
+                f"corrections), or make the global batch at most {n} clips (--batch_size, "
+                "--global_batch_size)")
 
     def describe(self) -> dict:
         """The record's ``batch`` block."""
