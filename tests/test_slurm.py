@@ -80,7 +80,11 @@ def test_a_two_dataset_suite_runs_as_two_slurm_jobs(cluster, demo, tmp_path, cap
     assert sorted(records) == ["demo", "demo2"]
     assert all(r["status"] == "complete" and r["nodes"][0]["host"] for r in records.values())
     cells = " | ".join(f"{records[d]['reported']['top1']:.1f}" for d in ("demo", "demo2"))
-    assert "| Tiny OV | ViT-T | 224 | paper |" in out and out.rstrip().endswith(f"{cells} |")
+    (row,) = [line for line in out.splitlines() if line.startswith("| Tiny OV | ViT-T | 224 | paper |")]
+    assert row.endswith(f"{cells} |")
+    # it ends with its records and the command that shows them
+    assert out.splitlines()[-1] == (f"show it: python -m eval_encoder leaderboard --runs "
+                                    f"{report / 'runs'}")
     state = _state(report)
     assert [state[d]["status"] for d in ("demo", "demo2")] == ["complete", "complete"]
     for name, entry in state.items():  # one job each, its log beside its batch script

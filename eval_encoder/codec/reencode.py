@@ -52,6 +52,7 @@ from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple
 
 from eval_encoder.codec.cache import content_id
 from eval_encoder.codec.options import CodecOptionError
+from eval_encoder.files import atomic_path
 from eval_encoder.video.decode import ClipDecodeError, clip_frames, count_frames, video_rate
 from eval_encoder.video.manifest import Segment
 
@@ -232,18 +233,11 @@ def check_copy(path: str, key: str) -> Copy:
 
 def make_copy(src: str, dst: str, key: str, threads: int = 1,
               segment: Optional[Segment] = None) -> Copy:
-    """Write the copy of ``src`` to ``dst`` through a temporary file and a rename."""
-    folder = os.path.dirname(dst)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".mp4")
-    os.close(fd)
-    try:
+    """Write the copy of ``src`` to ``dst`` through a temporary file and a rename (with the
+    umask's mode, as every atomic write: :func:`eval_encoder.files.atomic_path`)."""
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with atomic_path(dst, prefix=".tmp-", suffix=".mp4") as tmp:
         frames, source = write_copy(src, tmp, threads, segment, {"format": FORMAT, "key": key})
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return Copy(dst, frames, source)
 
 
