@@ -27,6 +27,13 @@ FLAG_NAMES = {
     FLAG_K_CLIPPED: "codec_K_larger_than_grid",
     FLAG_CACHE_RECOMPUTED: "codec_damaged_cache_recomputed",
 }
+# what a flag means for the number (registered beside FLAG_NAMES, for the run's warnings)
+FLAG_WARNINGS = {
+    "codec_clip_shorter_than_frames": "are shorter than the frames the codec selection "
+                                      "samples: frame ids repeat",
+    "codec_K_larger_than_grid": "have fewer patches than K_keep: every patch is kept",
+    "codec_damaged_cache_recomputed": "had a damaged cached selection, computed again",
+}
 
 
 @dataclass

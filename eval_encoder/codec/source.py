@@ -17,12 +17,13 @@ import numpy as np
 
 from eval_encoder.codec.pipeline import Selector
 from eval_encoder.config import ConfigError
-from eval_encoder.codec.select import FLAG_NAMES
+from eval_encoder.codec.select import FLAG_NAMES, FLAG_WARNINGS
 from eval_encoder.registry import CLIP_SOURCES
 from eval_encoder.video import dataset as _ds
 from eval_encoder.video.dataset import ClipRequest
 
 _ds.FLAG_NAMES.update(FLAG_NAMES)
+_ds.FLAG_WARNINGS.update(FLAG_WARNINGS)
 log = logging.getLogger("eval_encoder.codec")
 
 

@@ -27,6 +27,7 @@ from eval_encoder.probe.trainer import (
 )
 from eval_encoder.probe.training import Training
 from eval_encoder.registry import ENCODERS, method_label
+from eval_encoder.video.dataset import FLAG_WARNINGS
 
 log = logging.getLogger("eval_encoder.run")
 
@@ -81,6 +82,22 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
     }
 
 
+def token_budget(cfg: ProbeConfig, spec) -> int:
+    """The tokens per clip the encoder declares it gives the head: the codec's K, else frames
+    x (patch + prefix tokens per frame)."""
+    if spec.tokens_per_frame is None:
+        return cfg.codec.K_keep
+    return (spec.num_frames or cfg.num_frames) * (spec.tokens_per_frame + spec.prefix_tokens)
+
+
+def budget_text(cfg: ProbeConfig, spec) -> str:
+    """How :func:`token_budget` was reached, for messages and the run's sources."""
+    if spec.tokens_per_frame is None:
+        return f"the encoder spec: K_keep {cfg.codec.K_keep} selected patches"
+    return (f"the encoder spec: {spec.num_frames or cfg.num_frames} frames x "
+            f"({spec.tokens_per_frame} patch + {spec.prefix_tokens} prefix tokens)")
+
+
 def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer: ProbeTrainer) -> None:
     """Everything a reader needs to trust and reproduce the number."""
     spec = encoder.spec
@@ -91,8 +108,7 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
         "train_manifest_sha256": file_sha256(splits.train_csv),
         "val_manifest_sha256": file_sha256(splits.val_csv)}
     frames = spec.num_frames or cfg.num_frames
-    budget = (cfg.codec.K_keep if spec.tokens_per_frame is None
-              else frames * (spec.tokens_per_frame + spec.prefix_tokens))
+    budget = token_budget(cfg, spec)
     cost = compute.encoder_cost(encoder, frames, budget)
     record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
                          "model_weight": cfg.model_weight,
@@ -116,6 +132,8 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
                 "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
                 "flags": trainer.flag_counts("val"),
                 "truncated": trainer.truncated_clips("val", splits.val)}}
+    if trainer.env.is_main:
+        warn_flags(record["samples"])
     # summed over ranks: encoder passes per batch is the figure that matters
     parts = dist.all_gather_objects((c.encoder_passes, c.batches))
     record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
@@ -123,6 +141,16 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
     record["compute"] = compute_block(trainer, cost, budget, splits.val.views)
     record["config"] = rec.config_block(cfg, codec=spec.clip_source == "codec")
     record["sources"] = dict(cfg.sources)
+
+
+def warn_flags(samples: Dict) -> None:
+    """One warning per flag that changes what a number means (``FLAG_WARNINGS``) with how many
+    samples of a split carried it; the record's ``samples.<split>.flags`` has every count."""
+    for split, part in samples.items():
+        for name, count in sorted(part["flags"].items()):
+            if count and name in FLAG_WARNINGS:
+                log.warning("%d %s samples (of %d clips) %s (record: samples.%s.flags.%s)", count,
+                            split, part["expected"], FLAG_WARNINGS[name], split, name)
 
 
 def compute_block(trainer: ProbeTrainer, cost, tokens: int, views: int) -> Dict:

@@ -22,10 +22,12 @@ from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
     base_record,
+    budget_text,
     failure_samples,
     fill_record,
     say_result,
     summarise_heads,
+    token_budget,
     weights_identity,
     write_outputs,
 )
@@ -69,10 +71,27 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
         require(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
     require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
     check_input_size(cfg, spec)
+    resolve_clip_shape(cfg, spec)
     cfg.embedding_size, cfg.input_size = spec.embed_dim, spec.input_size
     cfg.mean, cfg.std = list(spec.mean), list(spec.std)
     if spec.tokens_per_frame is not None:
         cfg.frames_token_num = spec.tokens_per_frame
+
+
+def resolve_clip_shape(cfg: ProbeConfig, spec) -> None:
+    """The frames and tokens per clip the run uses, as the encoder declares them, so that the
+    record's config says what ran (a codec run: 64 frames, K tokens) and every batch is
+    checked against them (a plugin whose spec and forward disagree fails at its first batch)."""
+    if spec.num_frames and spec.num_frames != cfg.num_frames:
+        cfg.sources["num_frames"] = f"encoder spec ({cfg.num_frames} asked: the family takes " \
+                                    f"{spec.num_frames})"
+        cfg.num_frames = spec.num_frames
+    budget = token_budget(cfg, spec)
+    require(cfg.num_tokens in (None, budget), f"--num_tokens {cfg.num_tokens} but "
+            f"{spec.model_name} gives {budget} tokens per clip ({budget_text(cfg, spec)})")
+    if cfg.num_tokens is None:
+        cfg.num_tokens = budget
+        cfg.sources["num_tokens"] = budget_text(cfg, spec)
 
 
 def check_input_size(cfg: ProbeConfig, spec) -> None:

@@ -175,7 +175,7 @@ class ProbeTrainer:
 
     def __init__(self, encoder: nn.Module, heads: List[HeadState], env, smoothing: float,
                  clip_grad: float, num_classes: int, num_tokens: Optional[int] = None,
-                 print_freq: int = 10, accumulation: int = 1):
+                 print_freq: int = 10, accumulation: int = 1, tokens_from: str = "--num_tokens"):
         self.encoder = encoder
         self.heads = heads
         self.env = env
@@ -183,6 +183,7 @@ class ProbeTrainer:
         self.clip_grad = clip_grad
         self.num_classes = num_classes
         self.num_tokens = num_tokens
+        self.tokens_from = tokens_from
         self.print_freq = print_freq
         self.accumulation = accumulation  # micro-batches per optimiser step on each process
         self.counters = Counters()
@@ -198,7 +199,8 @@ class ProbeTrainer:
             out = self.encoder(batch)
         self.counters.encoder_passes[split] += 1
         if self.num_tokens is not None and out.shape[1] != self.num_tokens:
-            raise RunFailed(f"--num_tokens {self.num_tokens} but the encoder returned {out.shape[1]} tokens")
+            raise RunFailed(f"the encoder returned {out.shape[1]} tokens for a clip, but "
+                            f"{self.num_tokens} were expected ({self.tokens_from})")
         return out
 
     def _note_batch(self, batch: Dict, split: str) -> None:

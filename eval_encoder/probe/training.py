@@ -191,7 +191,8 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
                        card.num_classes, steps * cfg.default_epoch, cfg.default_min_lr,
                        env.device, cfg.seed)
     trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
-                           cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation)
+                           cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
+                           tokens_from=cfg.sources.get("num_tokens", "--num_tokens"))
     log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs (global "
              "batch %d: %d processes x %d micro-batches of %d), %s loader", cfg.model_name,
              card.name, len(splits.train.entries), len(splits.val.entries), len(heads), steps,

@@ -27,6 +27,12 @@ from eval_encoder.video.transforms import JitterParams, draw_jitter
 # "packets" extra, the stream's packet count.
 FLAG_TRUNCATED = 16
 FLAG_NAMES: Dict[int, str] = {FLAG_TRUNCATED: "fewer_decodable_frames_than_packets"}
+# flag name -> what it means for the number, for the warning at the end of a run (a flag
+# without an entry, such as the codec's static fallback, is the method working as meant)
+FLAG_WARNINGS: Dict[str, str] = {
+    "fewer_decodable_frames_than_packets": "decoded fewer frames than their packets promise "
+                                           "(a damaged or cut file): the last frame repeats",
+}
 
 
 @dataclass
