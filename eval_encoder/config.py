@@ -229,6 +229,9 @@ class ProbeConfig:
                                    check=FRACTION)
     # --- evaluation
     eval_freq: int = _f(1, "evaluate every N epochs (and always after the last)", check=AT_LEAST_1)
+    monitor_clips: int = _f(64, "training clips scored in eval mode by every head after each "
+                            "epoch: a progress line for long runs, never reported and never "
+                            "used to choose (0: off)", check=NON_NEGATIVE)
     eval_mode: str = _f("end", "score the heads of every evaluation epoch in one validation pass at "
                         "the end, or after each epoch as upstream", choices=["end", "epoch"])
     num_temporal_crops: int = _f(1, "temporal views per validation clip (logits averaged)",

@@ -17,7 +17,9 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   method, arch, res, frames, token_budget      (leaderboard row labels; arch is the recipe's
              arch_label, else the encoder's shape, e.g. "ViT-L/14")
   heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
-              last_top1, last_top5, history[{epoch, train_loss, top1, top5}]}]
+              last_top1, last_top5, history[{epoch, train_loss, top1, top5, monitor_top1}]}]
+  monitor   {clips, split, note}: the few training clips scored in eval mode after each epoch
+             (each head's history monitor_top1; progress only, never reported or chosen on)
             (epochs count from 0 here, in ``best_epoch``, ``reported.epoch``, the log's
             ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
             in records)
@@ -87,7 +89,7 @@ RUNTIME_KEYS = frozenset({
     "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
     "global_rank", "config", "sources", "eval_mode", "allow_download", "checkpoint_dir",
     "resume_checkpoint", "checkpoint_every_min", "nnodes", "node_rank", "rdzv_backend",
-    "rdzv_endpoint",
+    "rdzv_endpoint", "monitor_clips",
 })
 
 

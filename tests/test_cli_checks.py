@@ -358,8 +358,9 @@ def test_one_log_line_per_epoch_with_loss_lr_speed_and_eta(caplog):
     with caplog.at_level(logging.INFO, logger="eval_encoder"):
         log_epoch(trainer, epoch=1, epochs=4, losses={"a": 0.9, "b": 0.5})
     (line,) = [r.getMessage() for r in caplog.records]
-    assert line == ("epoch 1 (2 of 4): loss 0.5000 (head b, lr 1.00e-04), 5.0 clips/s, "
-                    "ETA 0m20s")
+    # a fixed head (the grid's first), named, and the lowest loss with its head
+    assert line == ("epoch 1 (2 of 4): loss 0.9000 (head a, lr 1.00e-03; lowest of 2 heads "
+                    "0.5000, head b), 5.0 clips/s, ETA 0m20s")
 
 
 def test_a_recipe_with_a_misspelt_model_name_fails_when_loaded(tmp_path):

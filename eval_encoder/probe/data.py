@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+import numpy as np
+
 from eval_encoder import distributed as dist
 from eval_encoder.config import ConfigError, ProbeConfig, require
 from eval_encoder.probe.trainer import (
@@ -31,6 +33,7 @@ from eval_encoder.video.transforms import TransformSpec
 
 log = logging.getLogger("eval_encoder.run")
 CARD_ORIGIN = "dataset card"  # how a run's sources name a value the card supplied
+MONITOR_STREAM = 7_402  # the monitor's own random stream beside the seed (any fixed number)
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Splits:
     val_csv: str
     train: ClipDataset
     val: ClipDataset
+    monitor: Optional[ClipDataset] = None  # a few training clips in eval mode (probe/monitor.py)
 
 
 def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
@@ -123,7 +127,19 @@ def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Spl
     train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed)
     val = ClipDataset(m.val, m.root, source, train=False, seed=cfg.seed,
                       temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
-    return Splits(card, m.root, m.train_csv, m.val_csv, train, val)
+    watched = monitor_entries(m.train, cfg.monitor_clips, cfg.seed)
+    monitor = ClipDataset(watched, m.root, source, train=False, seed=cfg.seed) if watched else None
+    return Splits(card, m.root, m.train_csv, m.val_csv, train, val, monitor)
+
+
+def monitor_entries(entries: list, n: int, seed: int) -> list:
+    """``n`` training clips (all, when fewer) drawn once from the seed, in manifest order: the
+    same clips on any world size and at every epoch."""
+    if n <= 0 or not entries:
+        return []
+    rng = np.random.default_rng([seed, MONITOR_STREAM])
+    picked = rng.choice(len(entries), size=min(n, len(entries)), replace=False)
+    return [entries[i] for i in sorted(picked.tolist())]
 
 
 def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
@@ -154,11 +170,17 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
     def val_batches(_epoch):
         return chunk(val_order(n_val, views, env.rank, env.world_size), cfg.batch_size)
 
+    def monitor_batches(_epoch):
+        return chunk(val_order(len(splits.monitor), 1, env.rank, env.world_size), cfg.batch_size)
+
     common = dict(batch_size=cfg.batch_size, tspec=tspec, backend=backend, device=env.device,
                   workers=cfg.dali_py_num_workers, dali_threads=cfg.dali_num_threads,
                   seed=cfg.seed, extras_keys=extras)
+    # a few clips an epoch: decoded in this process, no more worker processes for them
+    monitor = (make_loader(splits.monitor, monitor_batches, **dict(common, workers=0))
+               if splits.monitor is not None else None)
     return (make_loader(splits.train, train_batches_of, **common),
-            make_loader(splits.val, val_batches, **common)), plan, backend
+            make_loader(splits.val, val_batches, **common), monitor), plan, backend
 
 
 def batch_warnings(plan: StepPlan, n_train: int, n_val: int) -> List[str]:

@@ -134,6 +134,9 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
                 "truncated": trainer.truncated_clips("val", splits.val)}}
     if trainer.env.is_main:
         warn_flags(record["samples"])
+    if splits.monitor is not None:
+        record["monitor"] = {"clips": len(splits.monitor.entries), "split": "train",
+                             "note": "heads' monitor_top1: progress only, never reported"}
     # summed over ranks: encoder passes per batch is the figure that matters
     parts = dist.all_gather_objects((c.encoder_passes, c.batches))
     record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}

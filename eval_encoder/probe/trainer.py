@@ -107,15 +107,19 @@ class EpochLoss:
         return min(means) if means else float("nan")
 
 
+# the passes a run counts: training, validation, and the progress monitor (probe/monitor.py)
+SPLITS = ("train", "val", "monitor")
+
+
 @dataclass
 class Counters:
-    encoder_passes: Dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
-    batches: Dict[str, int] = field(default_factory=lambda: {"train": 0, "val": 0})
-    skipped: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {"train": {}, "val": {}})
-    flags: Dict[str, Dict[str, set]] = field(default_factory=lambda: {"train": {}, "val": {}})
+    encoder_passes: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    batches: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    skipped: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {s: {} for s in SPLITS})
+    flags: Dict[str, Dict[str, set]] = field(default_factory=lambda: {s: {} for s in SPLITS})
     # sample index -> {"frames_used", "packets"} of samples sampled over fewer frames than
     # their stream has packets (FLAG_TRUNCATED), so the record can name them
-    truncated: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {"train": {}, "val": {}})
+    truncated: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {s: {} for s in SPLITS})
 
     def note_flags(self, batch: Dict, split: str) -> None:
         """Count each flag of a batch once per sample (a clip seen in several epochs counts
@@ -403,7 +407,7 @@ class ProbeTrainer:
     # ---- evaluation
     @torch.no_grad()
     def evaluate(self, loader, views: int, modules: List[nn.Module], desc: str = "val",
-                 keep_probs: bool = False) -> Scored:
+                 keep_probs: bool = False, split: str = "val") -> Scored:
         """Score every clip once with each of ``modules`` (heads, or snapshots of heads).
 
         Logits are averaged over a clip's views, then turned into probabilities. Returns, on
@@ -415,16 +419,16 @@ class ProbeTrainer:
         sums: Dict[int, torch.Tensor] = {}
         seen: Dict[int, int] = defaultdict(int)
         labels: Dict[int, int] = {}
-        bar = tqdm(self.clock.timed(loader, "val"), total=len(loader), desc=desc,
+        bar = tqdm(self.clock.timed(loader, split), total=len(loader), desc=desc,
                    disable=not self._bars(),
                    leave=False, dynamic_ncols=True)
         for batch in bar:
-            self._note_batch(batch, "val")
+            self._note_batch(batch, split)
             if "labels" not in batch:
                 continue
             batch = _to_device(batch, self.env.device)
             # heads score in float32: bf16 logits would round before views are averaged
-            feats = self.tokens(batch, "val").float()
+            feats = self.tokens(batch, split).float()
             logits = bank_logits(modules, feats).cpu()
             for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
                                                     batch["labels"].tolist())):

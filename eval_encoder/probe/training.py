@@ -15,6 +15,7 @@ from eval_encoder import checkpoint as ckpt
 from eval_encoder import record as rec
 from eval_encoder.config import ProbeConfig
 from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
+from eval_encoder.probe.monitor import score_monitor
 from eval_encoder.probe.head import head_grid
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
 from eval_encoder.probe.sampling import PublishedSampling
@@ -52,16 +53,20 @@ def score_val(cfg: ProbeConfig, trainer: ProbeTrainer, val_loader, splits: Split
 
 
 def log_epoch(trainer: ProbeTrainer, epoch: int, epochs: int, losses: Dict) -> None:
-    """One line per epoch: the best head's loss, its learning rate, clips/s and the ETA."""
+    """One line per epoch: a fixed head's loss and learning rate (the first live head of the
+    grid, named, so the line does not switch heads), the lowest loss over the heads with its
+    head when there are several, clips/s and the ETA."""
     live = [h for h in trainer.heads if losses.get(h.name) is not None]
     if not live:
         return
-    best = min(live, key=lambda h: losses[h.name])
+    fixed, best = live[0], min(live, key=lambda h: losses[h.name])
+    lowest = (f"; lowest of {len(live)} heads {losses[best.name]:.4f}, head {best.name}"
+              if len(live) > 1 else "")
     seconds, clips = trainer.last_epoch["seconds"], trainer.last_epoch["clips"]
     eta = seconds * (epochs - epoch - 1)
-    log.info("epoch %d (%d of %d): loss %.4f (head %s, lr %.2e), %.1f clips/s, ETA %dm%02ds",
-             epoch, epoch + 1, epochs, losses[best.name], best.name,
-             best.optimizer.param_groups[0]["lr"],
+    log.info("epoch %d (%d of %d): loss %.4f (head %s, lr %.2e%s), %.1f clips/s, ETA %dm%02ds",
+             epoch, epoch + 1, epochs, losses[fixed.name], fixed.name,
+             fixed.optimizer.param_groups[0]["lr"], lowest,
              clips / max(seconds, 1e-9), eta // 60, eta % 60)
 
 
@@ -120,7 +125,7 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
     starts at its checkpoint's position.
     """
     trainer, splits = run.trainer, run.splits
-    train_loader, val_loader = run.loaders
+    train_loader, val_loader, monitor_loader = run.loaders
     due = set(eval_epochs(cfg))
     mode = snapshot_budget(cfg, trainer, len(due))
     for epoch in range(run.start.epoch, cfg.default_epoch):
@@ -131,6 +136,7 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
         for h in trainer.heads:
             h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
         log_epoch(trainer, epoch, cfg.default_epoch, losses)
+        score_monitor(trainer, monitor_loader, epoch)
         live = [i for i, h in enumerate(trainer.heads) if h.alive]
         if epoch in due and live and mode == "epoch":
             modules = [trainer.heads[i].module for i in live]
