@@ -43,13 +43,17 @@ def error_hint(message: str, options: Sequence[str]) -> str:
     return ""
 
 
+FLAG_CUTOFF = 0.6  # difflib ratio a suggested flag needs (datset -> dataset 0.92)
+
+
 def closest_flags(given: Iterable[str], options: Sequence[str]) -> str:
     """The closest of ``options`` to each flag in ``given`` (bare values are skipped):
     `` Did you mean '--dataset'?`` for one, ``--a: ...; --b: ...`` for several, else ''.
-    Names are compared without their dashes, which every flag shares."""
+    Names are compared without their dashes, which every flag shares, and must be at least
+    :data:`FLAG_CUTOFF` alike (a flag list is long: looser matches are noise)."""
     names = {o.lstrip("-"): o for o in options}
     flags = [g.split("=", 1)[0] for g in given if g.startswith("-")]
-    hints = {f: _dashed(did_you_mean(f.lstrip("-"), names), names) for f in flags}
+    hints = {f: _dashed(did_you_mean(f.lstrip("-"), names, FLAG_CUTOFF), names) for f in flags}
     hints = {f: h for f, h in hints.items() if h}
     if len(flags) == 1:
         return next(iter(hints.values()), "")

@@ -151,8 +151,7 @@ def test_a_misspelt_flag_gets_a_short_error_with_the_closest_flags(capsys):
 def test_several_misspelt_flags_each_get_their_own_suggestion():
     hint = closest_flags(["--datset", "x", "--protocl", "clean", "--zzzzzz"],
                          ["--dataset", "--protocol", "--data_root"])
-    assert hint == (" --datset: Did you mean '--dataset', '--data_root'? --protocl: Did you mean "
-                    "'--protocol'?")
+    assert hint == " --datset: Did you mean '--dataset'? --protocl: Did you mean '--protocol'?"
 
 
 @pytest.mark.parametrize("argv", [["ls", "--jsn"], ["compare", "a", "b", "--metrc", "top5"],

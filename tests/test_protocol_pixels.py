@@ -177,7 +177,8 @@ class _FakeSource:
 def _splits(n_train, n_val):
     entries = lambda n: [ManifestEntry(f"{i}.mp4", i % 3, i + 1) for i in range(n)]  # noqa: E731
     return SimpleNamespace(train=ClipDataset(entries(n_train), "/nowhere", _FakeSource(), True, 1),
-                           val=ClipDataset(entries(n_val), "/nowhere", _FakeSource(), False, 1))
+                           val=ClipDataset(entries(n_val), "/nowhere", _FakeSource(), False, 1),
+                           monitor=None)
 
 
 def _cfg(**values):
@@ -202,7 +203,8 @@ def test_run_passes_the_protocol_values_to_the_loaders():
     world, splits = 2, _splits(n_train=17, n_val=7)
     steps, val_seen = (17 // 2) // 3, []
     for rank in range(world):
-        (train, val), plan, _ = build_loaders(_cfg(), splits, ENCODER, _env(rank, world))
+        (train, val, monitor), plan, _ = build_loaders(_cfg(), splits, ENCODER, _env(rank, world))
+        assert monitor is None  # no monitor clips in these splits
         assert plan.steps(17) == steps
         batches = list(train)
         assert len(train) == len(batches) == steps
