@@ -184,7 +184,8 @@ class ProbeConfig:
                                   "encoder's)", check=AT_LEAST_1)
     token_layout: str = _f("family", "tokens per frame given to the head: the family's published "
                            "layout, patch tokens only, or every token", choices=["family", "patch", "all"])
-    tubelet_size: int = _f(1, "temporal patch size; the encoders here take 1", check=AT_LEAST_1)
+    tubelet_size: int = _f(1, "frames per temporal patch (the encoder's own is used; given, it "
+                           "must agree: 1 per-frame encoders, 2 V-JEPA 2)", check=AT_LEAST_1)
     embedding_size: Optional[int] = _f(None, "token width (default: the encoder's; checked against it)",
                                       check=AT_LEAST_1)
     frames_token_num: Optional[int] = _f(None, "tokens per frame (default: the encoder's; checked)",

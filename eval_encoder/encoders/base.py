@@ -44,13 +44,24 @@ class EncoderSpec:
     # frames the clip source must deliver; None means the run's --num_frames
     num_frames: Optional[int] = None
     # patch tokens per frame, the patch grid (None when the encoder returns a token budget
-    # instead, as codec does); upstream's --frames_token_num describes this number
+    # instead, as codec does); upstream's --frames_token_num describes this number. With
+    # tubelet_size > 1 it is the grid of one tubelet (one temporal step), not of one frame
     tokens_per_frame: Optional[int] = None
     # prefix tokens (class, register) per frame given to the head ahead of that frame's patch
     # tokens; a frame gives the head tokens_per_frame + prefix_tokens tokens
     prefix_tokens: int = 0
     # where each value came from when it was overridden on the command line
     overrides: Dict[str, str] = field(default_factory=dict)
+    # frames per temporal patch: an encoder that embeds tubelets of k frames (V-JEPA 2: 2)
+    # gives tokens per tubelet, so a clip holds a multiple of k frames and gives
+    # frames / k x (tokens_per_frame + prefix_tokens) tokens; 1 for frame-by-frame encoders
+    tubelet_size: int = 1
+    # the shorter side frames are resized to before the centre crop, as the model's own
+    # processor does (V-JEPA 2: 256/224 of the crop); None: the crop size. --short_side_size wins
+    short_side: Optional[int] = None
+    # where the family read values it does not fix in code (a processor config file, a
+    # library class's defaults), by field name, for the record
+    origins: Dict[str, str] = field(default_factory=dict)
 
     def with_overrides(self, sources: Optional[Dict[str, str]] = None,
                        **values) -> "EncoderSpec":

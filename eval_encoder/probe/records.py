@@ -84,18 +84,22 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
 
 def token_budget(cfg: ProbeConfig, spec) -> int:
     """The tokens per clip the encoder declares it gives the head: the codec's K, else frames
-    x (patch + prefix tokens per frame)."""
+    / tubelet size x (patch + prefix tokens per frame or tubelet)."""
     if spec.tokens_per_frame is None:
         return cfg.codec.K_keep
-    return (spec.num_frames or cfg.num_frames) * (spec.tokens_per_frame + spec.prefix_tokens)
+    steps = (spec.num_frames or cfg.num_frames) // spec.tubelet_size
+    return steps * (spec.tokens_per_frame + spec.prefix_tokens)
 
 
 def budget_text(cfg: ProbeConfig, spec) -> str:
     """How :func:`token_budget` was reached, for messages and the run's sources."""
     if spec.tokens_per_frame is None:
         return f"the encoder spec: K_keep {cfg.codec.K_keep} selected patches"
-    return (f"the encoder spec: {spec.num_frames or cfg.num_frames} frames x "
-            f"({spec.tokens_per_frame} patch + {spec.prefix_tokens} prefix tokens)")
+    frames = f"{spec.num_frames or cfg.num_frames} frames"
+    if spec.tubelet_size > 1:
+        frames += f" / tubelets of {spec.tubelet_size}"
+    return (f"the encoder spec: {frames} x ({spec.tokens_per_frame} patch + "
+            f"{spec.prefix_tokens} prefix tokens)")
 
 
 def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer: ProbeTrainer) -> None:

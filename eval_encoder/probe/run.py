@@ -55,15 +55,17 @@ log = logging.getLogger("eval_encoder.run")
 
 def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
     """Upstream flags that describe the encoder must agree with what the encoder declares."""
-    require(cfg.tubelet_size == 1, f"--tubelet_size {cfg.tubelet_size}: the encoders here embed "
-            "single frames (tubelet 1); other sizes are not supported")
+    # like --embedding_size, --tubelet_size describes the encoder: given, it must agree
+    require(cfg.tubelet_size == spec.tubelet_size or "tubelet_size" not in cfg.sources,
+            f"--tubelet_size {cfg.tubelet_size} but {cfg.model_name} embeds tubelets of "
+            f"{spec.tubelet_size} frame(s)")
     require(cfg.embedding_size in (None, spec.embed_dim),
             f"--embedding_size {cfg.embedding_size} but {cfg.model_name} returns {spec.embed_dim}-wide tokens")
     # upstream's --frames_token_num is the patch grid; prefix tokens (class, registers) come on top
     require(cfg.frames_token_num in (None, spec.tokens_per_frame) or spec.tokens_per_frame is None,
             f"--frames_token_num {cfg.frames_token_num} but {cfg.model_name} at {spec.input_size}px "
-            f"gives {spec.tokens_per_frame} patch tokens per frame (plus {spec.prefix_tokens} "
-            "prefix tokens given to the head)")
+            f"gives {spec.tokens_per_frame} patch tokens per {step_text(spec)} (plus "
+            f"{spec.prefix_tokens} prefix tokens given to the head)")
     require(cfg.num_temporal_crops >= 1 and cfg.num_spatial_crops >= 1, "crop counts must be >= 1")
     require(cfg.probe_size == 1, f"--probe_size {cfg.probe_size}: the published head has one "
             "attention-pooling block (the published scripts parse --probe_size and ignore it)")
@@ -74,8 +76,18 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
     resolve_clip_shape(cfg, spec)
     cfg.embedding_size, cfg.input_size = spec.embed_dim, spec.input_size
     cfg.mean, cfg.std = list(spec.mean), list(spec.std)
+    cfg.tubelet_size = spec.tubelet_size
     if spec.tokens_per_frame is not None:
         cfg.frames_token_num = spec.tokens_per_frame
+    if spec.short_side is not None and cfg.short_side_size is None:
+        cfg.short_side_size = spec.short_side
+        cfg.sources["short_side_size"] = "encoder spec: " + spec.origins.get(
+            "short_side", f"{spec.family}/{spec.model_name}")
+
+
+def step_text(spec) -> str:
+    """What one temporal step of the encoder's tokens is: ``frame``, or ``tubelet of 2 frames``."""
+    return "frame" if spec.tubelet_size == 1 else f"tubelet of {spec.tubelet_size} frames"
 
 
 def resolve_clip_shape(cfg: ProbeConfig, spec) -> None:
@@ -86,6 +98,9 @@ def resolve_clip_shape(cfg: ProbeConfig, spec) -> None:
         cfg.sources["num_frames"] = f"encoder spec ({cfg.num_frames} asked: the family takes " \
                                     f"{spec.num_frames})"
         cfg.num_frames = spec.num_frames
+    require(cfg.num_frames % spec.tubelet_size == 0, f"--num_frames {cfg.num_frames}: "
+            f"{spec.family}/{spec.model_name} embeds tubelets of {spec.tubelet_size} frames, so a "
+            f"clip must hold a multiple of {spec.tubelet_size} frames")
     budget = token_budget(cfg, spec)
     require(cfg.num_tokens in (None, budget), f"--num_tokens {cfg.num_tokens} but "
             f"{spec.model_name} gives {budget} tokens per clip ({budget_text(cfg, spec)})")
@@ -112,8 +127,9 @@ def say_input_size(spec) -> None:
     note = spec.overrides.get("input_size")
     if note:
         log.warning("%s/%s runs at %d px, not at its native size: input size from %s; %s "
-                    "patch tokens per frame, position embeddings interpolated to that grid",
-                    spec.family, spec.model_name, spec.input_size, note, spec.tokens_per_frame)
+                    "patch tokens per %s, positions (embeddings interpolated, or RoPE) on that "
+                    "grid", spec.family, spec.model_name, spec.input_size, note,
+                    spec.tokens_per_frame, step_text(spec))
 
 
 def cap_decode_workers(cfg: ProbeConfig) -> None:
