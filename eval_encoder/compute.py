@@ -6,7 +6,7 @@ only (normalisations, activations, softmax, rotary embeddings and additions are 
 they are a fraction of a percent of a ViT). A ViT of depth L, width D, MLP width M and
 sequences of N tokens costs per sequence:
 
-  patch embedding   2 * patches * (C * p * p) * D
+  patch embedding   2 * patches * (C * t * p * p) * D  (t frames per patch: 1, V-JEPA 2's 2)
   projections       2 * N * 4 * D^2 * L             (q, k, v and output)
   attention         4 * N^2 * D * L                 (scores q.k and the weighted sum of v)
   MLP               2 * N * (D * M * matrices) * L  (2 matrices, or 3 for a gated MLP)
@@ -16,7 +16,8 @@ in :data:`COST_MODELS` by the family's own module (see :func:`register_cost`): t
 ``T * (S/p)^2`` patches (sampling) or of the K visible patches (codec), plus its pooling head;
 a timm image encoder encodes T sequences of prefix (class, register) + patch tokens, its
 shape read from its blocks; a transformers model is counted once on one frame with
-``FlopCounterMode`` and scaled by T. An encoder of another class may define
+``FlopCounterMode`` and scaled by T; V-JEPA 2 encodes one sequence of ``T/2 * (S/p)^2``
+tubelets, each embedded from 2 frames. An encoder of another class may define
 ``flops_per_clip(frames, tokens) -> EncoderCost`` itself; otherwise the record says that
 its FLOPs were not counted.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
@@ -212,6 +213,25 @@ def _shape_guess(model: nn.Module) -> ViTShape:
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", (0,))
     depth = len(getattr(model, "blocks", ()) or ())
     return ViTShape.plain(depth, int(getattr(model, "embed_dim", 0)), 0, int(patch[0]))
+
+
+def vjepa2_shape(config) -> ViTShape:
+    """A V-JEPA 2 ViT from its transformers ``VJEPA2Config``: a plain ViT (q, k, v and output
+    projections, an MLP of ``int(D * mlp_ratio)``) whose patch embedding is a 3D convolution
+    over a tubelet of ``tubelet_size`` frames (C * t * p * p * D multiply-adds per tubelet)."""
+    width, tubelet = int(config.hidden_size), int(config.tubelet_size)
+    shape = ViTShape.plain(int(config.num_hidden_layers), width, int(width * config.mlp_ratio),
+                           int(config.patch_size), int(config.in_chans))
+    return replace(shape, patch_macs=shape.patch_macs * tubelet)
+
+
+def vjepa2_cost(encoder, frames: int, tokens: int) -> EncoderCost:
+    """V-JEPA 2: one sequence of T / t tubelets x (S/p)^2 patches, every one embedded (the
+    encoder's rotary embeddings are element-wise: not counted, as everywhere here)."""
+    spec = encoder.spec
+    n = frames // spec.tubelet_size * (spec.input_size // spec.patch_size) ** 2
+    shape = vjepa2_shape(encoder.config)
+    return EncoderCost(shape.arch, "analytic", n, 1, vit_flops(shape, n))
 
 
 def hf_cost(encoder, frames: int, tokens: int) -> EncoderCost:
