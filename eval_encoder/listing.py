@@ -169,6 +169,15 @@ def _tokens(row: dict):
     return f"{patches + prefix} ({prefix} prefix + {patches} patches)"
 
 
+def _clip_tokens(row: dict):
+    """Tokens a clip of 16 frames gives the head: 16 / tubelet x (patch + prefix tokens) per
+    frame or tubelet; none for a token budget (codec's K)."""
+    patches = row.get("tokens_per_frame")
+    if not isinstance(patches, int):
+        return None
+    return 16 // (row.get("tubelet_size") or 1) * (patches + (row.get("prefix_tokens") or 0))
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"
@@ -190,7 +199,8 @@ COLUMNS: Dict[str, List[Tuple[str, object]]] = {
                  ("description", "description")],
     "models": [("family", "family"), ("model_name", "model_name"), ("width", "embed_dim"),
                ("patch", "patch_size"), ("input", "input_size"),
-               ("tokens/frame", _tokens), ("mean", lambda r: _stats(r.get("mean"))),
+               ("tokens/frame", _tokens), ("tubelet", lambda r: r.get("tubelet_size") or 1),
+               ("tokens/16f", _clip_tokens), ("mean", lambda r: _stats(r.get("mean"))),
                ("std", lambda r: _stats(r.get("std"))), ("timm arch", "timm_arch")],
     "datasets": [("dataset", "name"), ("version", "version"), ("classes", "num_classes"),
                  ("epochs", "default_epochs"), ("batch", "default_batch_size"),

@@ -1,7 +1,8 @@
 """Encoder families. Importing this package registers every built-in family explicitly."""
 from __future__ import annotations
 
-from eval_encoder.encoders import baselines, codec, hf_backend, sampling  # noqa: F401  (registration)
+# registration: every built-in family
+from eval_encoder.encoders import baselines, codec, hf_backend, sampling, vjepa2  # noqa: F401
 from eval_encoder.encoders.base import EncoderSpec, VideoEncoder
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 from eval_encoder.registry import ENCODERS, register_encoder
