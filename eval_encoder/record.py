@@ -8,7 +8,11 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              train_manifest_sha256, val_manifest_sha256}
   protocol  {name ("paper" | "clean"), values {behaviour option: value}, departures {...}}
   encoder   {family, model_name, model_weight (as given), weights (what the encoder says it
-             loaded), parameters (its parameter count), spec{...},
+             loaded), parameters (its parameter count), spec{family, model_name, embed_dim,
+             patch_size, input_size, mean, std, clip_source, num_frames, tokens_per_frame (per
+             frame, or per tubelet), prefix_tokens, overrides, tubelet_size (frames per temporal
+             patch: 1, V-JEPA 2's 2), short_side (the model's own resize before the crop, or
+             null), origins (where the family read its preprocessing)},
              weights_path (absolute, or null: random / nothing local), weights_sha256 (a
              file's sha256; a folder's: sha256 of its weight files' "<relative path> <sha256>"
              lines in sorted order), weight_files[{name, bytes, sha256}], weights_note}
@@ -140,7 +144,7 @@ def new_run_id(dataset: str) -> str:
 
 # library -> the distributions that may provide it (the first installed one is reported)
 VERSIONED = {"torch": ("torch",), "torchvision": ("torchvision",), "timm": ("timm",),
-             "av": ("av",), "numpy": ("numpy",),
+             "transformers": ("transformers",), "av": ("av",), "numpy": ("numpy",),
              "nvidia.dali": ("nvidia-dali-cuda130", "nvidia-dali-cuda120", "nvidia-dali-cuda110")}
 
 
