@@ -6,6 +6,8 @@ also runs the throughput benchmark). Measured differences are printed (-s).
 
   * the OneVision encoder in bf16 autocast with sdpa (and flash-attn where installed) against
     float32 on the CPU, for the sampling and the codec inputs;
+  * V-JEPA 2 ViT-L/16 (vjepa2 family) at 16 x 256 px in bf16 autocast against float32, and
+    its analytic FLOPs against torch's counter at full size;
   * DALI's transforms on the GPU (device_id=0) against the torch transforms;
   * a whole probe run on CUDA (NCCL over every visible GPU, at least one process) with the
     torch loader (the default) and, where DALI is installed, the DALI loader.
@@ -78,6 +80,32 @@ def test_flash_matches_sdpa(codec):
     print(f"flash vs sdpa, bf16: token cosine min {cos.min():.5f}, max abs diff "
           f"{(flash - sdpa).abs().max():.3e}")
     assert cos.min() > 0.999
+
+
+def test_vjepa2_large_in_bf16_on_cuda():
+    """V-JEPA 2 ViT-L/16 (random weights) on 16 frames x 256 px, as the trainer runs it (bf16
+    autocast) against float32, and its analytic FLOPs against torch's counter at full size
+    (on CPU, bf16 autocast gave a token cosine of 0.9999 at 4 frames x 64 px)."""
+    pytest.importorskip("transformers")
+    from eval_encoder import compute
+    from eval_encoder.config import ProbeConfig
+    from eval_encoder.encoders.vjepa2 import build_vjepa2
+
+    cfg = ProbeConfig(model_family="vjepa2", model_name="vjepa2_large_patch16_256",
+                      model_weight="random", num_frames=16)
+    enc = build_vjepa2(cfg).to(CUDA)
+    clip = {"pixel_values": torch.randn(2, 3, 16, 256, 256, device=CUDA)}
+    with torch.no_grad():
+        ref = enc(clip)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            got = enc(clip)
+    cos = _cosine(got.float(), ref)
+    print(f"vjepa2 ViT-L bf16 vs fp32 on CUDA: token cosine min {cos.min():.5f} mean "
+          f"{cos.mean():.5f}")
+    assert ref.shape == (2, 2048, 1024) and cos.mean() > 0.999 and cos.min() > 0.99
+    one = {"pixel_values": clip["pixel_values"][:1]}
+    cost = compute.encoder_cost(enc, 16, 2048)
+    assert sum(cost.flops.values()) == compute.count_flops(lambda: enc(one))
 
 
 def test_dali_gpu_transforms_match_torch(tmp_path):
