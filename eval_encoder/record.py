@@ -99,7 +99,10 @@ RUNTIME_KEYS = frozenset({
 # (section, option): "" for a top-level option, "codec" for a codec option.
 HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels"): "source",
                 ("", "codec_version"): None, ("", "val_sampling"): "exact",
-                ("", "published_world_size"): 8, ("", "published_batch_size"): None}
+                ("", "published_world_size"): 8, ("", "published_batch_size"): None,
+                # V-JEPA 2's protocol (issue 21): the OneVision protocols' sampling and views
+                ("", "frame_step"): 0, ("", "num_segments"): 1, ("", "eval_window"): "centre",
+                ("", "view_fusion"): "logits", ("", "train_augment"): "ov"}
 
 
 def config_hash(config: Dict[str, Any]) -> str:
