@@ -131,3 +131,32 @@ def test_paper_and_clean_runs_of_the_demo_complete_and_say_so(name, tmp_path, mo
     assert record["protocol"]["values"]["round_pixels"] is (name == "paper")
     assert record["protocol"]["departures"] == {}
     assert record["samples"]["val"]["scored"] == record["samples"]["val"]["expected"]
+
+
+@pytest.mark.slow
+def test_a_vjepa2_run_of_the_demo_completes_with_segments_and_views(tmp_path, monkeypatch):
+    """V-JEPA 2's protocol on the demo: 2 segments of 4 frames at step 2, 3 views whose
+    probabilities are averaged, its augmentation; the tiny /14 encoder at 224 px and one
+    attention block (the V-JEPA 2 head is another change's) are departures."""
+    from eval_encoder.demo import generate, probe_command, save_tiny_encoder
+    from eval_encoder.probe.run import main as probe_main
+
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    data, weights = generate(tmp_path), save_tiny_encoder(tmp_path)
+    report = tmp_path / "report"
+    extra = ["--protocol", "vjepa2", "--default_epoch", "1", "--frame_step", "2",
+             "--input_size", "224", "--probe_size", "1"]
+    assert probe_main(probe_command(data, weights, report, nproc=1, extra=extra)[2:]) == 0
+    (path,) = (report / "runs").rglob("*.json")
+    record = read_record(str(path))
+    assert record["status"] == "complete" and record["protocol"]["name"] == "vjepa2"
+    assert record["protocol"]["departures"] == {"num_frames": 4, "frame_step": 2,
+                                                "input_size": 224, "default_epoch": 1,
+                                                "probe_size": 1}
+    values = record["protocol"]["values"]
+    assert (values["num_segments"], values["num_spatial_crops"], values["view_fusion"],
+            values["train_augment"]) == (2, 3, "softmax", "vjepa2")
+    assert record["compute"]["tokens_per_clip"] == 2 * 4 * 256
+    assert record["compute"]["val_views_per_clip"] == 3
+    assert record["samples"]["val"]["scored"] == record["samples"]["val"]["expected"]
