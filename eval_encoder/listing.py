@@ -25,8 +25,8 @@ from eval_encoder.parsing import ArgumentParser
 from eval_encoder.protocol import (
     ALL_DEVIATIONS,
     BEHAVIOURS,
-    PROTOCOL_INFO,
     PROTOCOLS,
+    following,
     markdown_tables,
 )
 from eval_encoder.registry import ENCODERS
@@ -140,11 +140,6 @@ def protocol_rows() -> List[dict]:
              **{p: ("ours" if p in following(d.code) else "") for p in PROTOCOLS}}
             for d in ALL_DEVIATIONS]
     return switched + kept
-
-
-def following(code: str) -> List[str]:
-    """The protocols that follow (or correct) published ``code``."""
-    return [p.name for p in PROTOCOL_INFO if p.follows == code]
 
 
 def _value_text(value) -> str:

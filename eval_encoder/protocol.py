@@ -50,6 +50,10 @@ class Published:
     reported_csv: str
     frame_blocks: bool  # rows grouped by frames per clip (the OneVision paper's table)
     source: str  # where its code and numbers come from
+    datasets: Tuple[str, ...]  # the benchmark columns of its reported numbers (AVG's)
+    pair_on: Tuple[str, ...]  # what makes a measured row the reported row it is compared with
+    val_draw_note: bool = False  # ``leaderboard --val_optimism`` explains its numbers
+    reported_label: str = "reported"  # the leaderboard's sub-row of its reported numbers
 
 
 PROTOCOL_INFO: Tuple[Protocol, ...] = (
@@ -61,11 +65,16 @@ PROTOCOLS = tuple(p.name for p in PROTOCOL_INFO)
 PUBLISHED: Dict[str, Published] = {
     ONEVISION: Published(ONEVISION, "OneVision-Encoder attentive probe", "paper",
                          "paper_attentive_probe.csv", True,
-                         "the OneVision-Encoder repository's shells and results figure"),
+                         "the OneVision-Encoder repository's shells and results figure",
+                         ("ssv2", "diving48", "perception_test", "charadesego", "epic_verb",
+                          "epic_noun", "k400", "hmdb51"), ("frames", "method"), True, "paper"),
+    # its rows are models, whatever frames each dataset's config reads (16x2x3 on SSv2,
+    # 32x4x3 on Diving48 for ViT-L): no frame blocks, a row pairs on method and arch
     VJEPA2: Published(VJEPA2, "V-JEPA 2 frozen evaluation", "vjepa2",
                       "vjepa2_attentive_probe.csv", False,
                       "facebookresearch/vjepa2 c2963a4: evals/video_classification_frozen, "
-                      "configs/eval/vitl and vitg-384, README"),
+                      "configs/eval/vitl and vitg-384, README",
+                      ("ssv2", "diving48"), ("method", "arch")),
 }
 DEFAULT = "paper"
 REPORTED = "paper"  # the protocol that produced the OneVision paper's reported numbers
@@ -84,6 +93,11 @@ def published_of(protocol: str) -> Published:
     """The published code ``protocol`` follows (an unknown name: the default's)."""
     known = {p.name: p.follows for p in PROTOCOL_INFO}
     return PUBLISHED[known.get(protocol, known[DEFAULT])]
+
+
+def following(code: str) -> List[str]:
+    """The protocols that follow (or correct) published ``code``."""
+    return [p.name for p in PROTOCOL_INFO if p.follows == code]
 
 
 def origin(protocol: str) -> str:
@@ -411,7 +425,7 @@ def _markdown_behaviours() -> List[str]:
 
 
 def _markdown_deviations(code: str) -> List[str]:
-    kept = ", ".join(p.name for p in PROTOCOL_INFO if p.follows == code)
+    kept = ", ".join(following(code))
     head = [f"| difference | {CODE_HEADER[code]} | here ({kept}) | why | measured effect | "
             "flag |", "|---|---|---|---|---|---|"]
     return head + [f"| {d.name} | {d.published} | {d.ours} | {d.why} | {d.effect} | `{d.flag}` |"
