@@ -6,7 +6,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   created (UTC ISO time), wall_time_s,
   dataset   {name, version, num_classes, train_manifest, val_manifest,
              train_manifest_sha256, val_manifest_sha256}
-  protocol  {name ("paper" | "clean"), values {behaviour option: value}, departures {...}}
+  protocol  {name ("paper" | "clean" | "vjepa2"), values {behaviour option: value},
+             departures {...}}
   encoder   {family, model_name, model_weight (as given), weights (what the encoder says it
              loaded), parameters (its parameter count), spec{...},
              weights_path (absolute, or null: random / nothing local), weights_sha256 (a
@@ -42,7 +43,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              truncated[{index, clip, path, frames_used, packets}]}}  (a failed record keeps
              what was known: expected, and every clip skipped so far, with its reason)
   encoder_passes {train, val}, batches {train, val}   (summed over ranks)
-  compute   {tokens_per_clip (to the head), val_views_per_clip,
+  compute   {tokens_per_clip (to the head: every segment's, with --num_segments),
+             val_views_per_clip,
              encoder {arch, flops_method ("analytic" | "counter" | null), tokens_encoded,
                       sequences, gflops_per_clip (one view; 2 FLOPs per multiply-add, matrix
                       products only: see eval_encoder/compute.py), gflops_by_part{...}},
