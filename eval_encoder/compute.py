@@ -138,6 +138,14 @@ def encoder_cost(encoder: nn.Module, frames: int, tokens: int) -> Optional[Encod
     return None
 
 
+def repeated(cost: Optional[EncoderCost], times: int) -> Optional[EncoderCost]:
+    """The cost of ``times`` passes like ``cost`` (a clip's segments, each encoded on its own)."""
+    if cost is None or times == 1:
+        return cost
+    return EncoderCost(cost.arch, cost.method, cost.tokens * times, cost.sequences * times,
+                       {part: flops * times for part, flops in cost.flops.items()})
+
+
 def onevision_shape(config) -> ViTShape:
     """The shape of a OneVision ViT from its :class:`OneVisionConfig`."""
     return ViTShape.plain(config.num_hidden_layers, config.hidden_size, config.intermediate_size,

@@ -154,8 +154,9 @@ class CodecOptions:
 @dataclass
 class ProbeConfig:
     # --- protocol (eval_encoder/protocol.py): the published scripts' behaviours or our corrections
-    protocol: str = _f("paper", "paper: the published protocol; clean: our corrections (see "
-                       "`python -m eval_encoder ls protocol`)", choices=["paper", "clean"])
+    protocol: str = _f("paper", "paper: the published OneVision protocol; clean: our corrections "
+                       "of it; vjepa2: V-JEPA 2's frozen evaluation (see `python -m eval_encoder "
+                       "ls protocol`)", choices=["paper", "clean", "vjepa2"])
     round_pixels: Optional[bool] = _f(None, "keep resized, cropped and jittered frames as 8-bit "
                                       "integers before normalising (default: from --protocol)")
     brightness_mode: Optional[str] = _f(None, "brightness jitter: 'multiply' (as published, DALI's "
@@ -163,6 +164,24 @@ class ProbeConfig:
                                         "from --protocol", choices=["multiply", "shift"])
     drop_last: Optional[bool] = _f(None, "train floor(floor(n/W)/B) full steps per epoch, dropping "
                                    "the remainder as published; default: from --protocol")
+    frame_step: Optional[int] = _f(None, "frames between a segment's consecutive frames, as V-JEPA "
+                                   "2 samples (16 frames at step 4 span 64); 0: the frames spread "
+                                   "over the segment, one in each of --num_frames equal parts (the "
+                                   "OneVision scripts); default: from --protocol", check=NON_NEGATIVE)
+    num_segments: Optional[int] = _f(None, "segments per clip, spread over it: each of --num_frames "
+                                     "frames, encoded on its own, the tokens concatenated for the "
+                                     "head; default: from --protocol", check=AT_LEAST_1)
+    eval_window: Optional[str] = _f(None, "where a segment's frames sit at evaluation: the centre of "
+                                    "the range they may take, or drawn at random as in training "
+                                    "(V-JEPA 2's loader); default: from --protocol",
+                                    choices=["centre", "random"])
+    view_fusion: Optional[str] = _f(None, "how a validation clip's views combine: mean of the "
+                                    "logits, or mean of the softmax probabilities (V-JEPA 2); "
+                                    "default: from --protocol", choices=["logits", "softmax"])
+    train_augment: Optional[str] = _f(None, "training augmentation: 'ov' (the OneVision colour "
+                                      "jitter after resize and centre crop) or 'vjepa2' (RandAugment, "
+                                      "random resized crop, random erasing; torch loader only); "
+                                      "default: from --protocol", choices=["ov", "vjepa2"])
     # --- data
     dataset: str = _f("ssv2", "dataset card name (datasets/<name>.yaml)")
     data_root: Optional[str] = _f(None, "folder holding <dataset>/<manifest>.csv and the videos")

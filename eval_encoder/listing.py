@@ -22,7 +22,13 @@ from eval_encoder.encoders.base import CLIP_MEAN, CLIP_STD, HALF, IMAGENET_MEAN,
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 from eval_encoder.logs import add_verbosity_flags
 from eval_encoder.parsing import ArgumentParser
-from eval_encoder.protocol import BEHAVIOURS, DEVIATIONS, markdown_tables
+from eval_encoder.protocol import (
+    ALL_DEVIATIONS,
+    BEHAVIOURS,
+    PROTOCOLS,
+    following,
+    markdown_tables,
+)
 from eval_encoder.registry import ENCODERS
 from eval_encoder.text import did_you_mean
 from eval_encoder.video.manifest import ManifestError, cards_dir, known_datasets, load_card
@@ -125,20 +131,31 @@ def codec_rows() -> List[dict]:
 
 
 def protocol_rows() -> List[dict]:
-    """The protocol table: behaviours each protocol switches, then differences kept in both."""
-    switched = [{"kind": "switched", **asdict(r), "flag": r.flag} for r in BEHAVIOURS]
-    kept = [{"kind": "kept in both", **asdict(d), "paper": "published", "clean": "ours"}
-            for d in DEVIATIONS]
+    """The protocol table: behaviours the protocols switch (each protocol's value), then the
+    differences from each published code that its protocols keep."""
+    switched = [{"kind": "switched", "name": r.name, "flag": r.flag,
+                 **{p: _value_text(r.values[p]) for p in PROTOCOLS},
+                 "does": dict(r.does), "why": r.why, "effect": r.effect} for r in BEHAVIOURS]
+    kept = [{"kind": f"kept ({', '.join(following(d.code))})", **asdict(d),
+             **{p: ("ours" if p in following(d.code) else "") for p in PROTOCOLS}}
+            for d in ALL_DEVIATIONS]
     return switched + kept
+
+
+def _value_text(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def _protocol_details(rows: List[dict]) -> str:
     """What each protocol row means, one indented paragraph per row."""
     out = []
     for r in rows:
-        out.append(f"  {r['name']} ({r['kind']}; {r['flag']}):\n"
-                   f"    published: {r['published']}\n    {'clean' if r['kind'] == 'switched' else 'here'}: "
-                   f"{r['ours']}\n    why: {r['why']}\n    measured: {r['effect']}")
+        if r["kind"] == "switched":
+            said = "\n".join(f"    {p}: {text}" for p, text in r["does"].items())
+        else:
+            said = f"    published: {r['published']}\n    here: {r['ours']}"
+        out.append(f"  {r['name']} ({r['kind']}; {r['flag']}):\n{said}\n"
+                   f"    why: {r['why']}\n    measured: {r['effect']}")
     return "Details\n" + "\n".join(out)
 
 
@@ -208,8 +225,8 @@ COLUMNS: Dict[str, List[Tuple[str, object]]] = {
     "recipes": [("recipe", "name"), ("family", "model_family"), ("model", "model_name"),
                 ("protocol", "protocol"), ("frames", "num_frames"),
                 ("datasets", lambda r: r.get("datasets", r.get("dataset")))],
-    "protocol": [("behaviour", "name"), ("kind", "kind"), ("flag", "flag"), ("paper", "paper"),
-                 ("clean", "clean")],
+    "protocol": [("behaviour", "name"), ("kind", "kind"), ("flag", "flag"),
+                 *((name, name) for name in PROTOCOLS)],
     "codec": [("version", "name"), ("shell", "shell"),
               *((option, option) for option in codec_versions.VARYING)],
 }

@@ -6,7 +6,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   created (UTC ISO time), wall_time_s,
   dataset   {name, version, num_classes, train_manifest, val_manifest,
              train_manifest_sha256, val_manifest_sha256}
-  protocol  {name ("paper" | "clean"), values {behaviour option: value}, departures {...}}
+  protocol  {name ("paper" | "clean" | "vjepa2"), values {behaviour option: value},
+             departures {...}}
   encoder   {family, model_name, model_weight (as given), weights (what the encoder says it
              loaded), parameters (its parameter count), spec{family, model_name, embed_dim,
              patch_size, input_size, mean, std, clip_source, num_frames, tokens_per_frame (per
@@ -46,7 +47,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              truncated[{index, clip, path, frames_used, packets}]}}  (a failed record keeps
              what was known: expected, and every clip skipped so far, with its reason)
   encoder_passes {train, val}, batches {train, val}   (summed over ranks)
-  compute   {tokens_per_clip (to the head), val_views_per_clip,
+  compute   {tokens_per_clip (to the head: every segment's, with --num_segments),
+             val_views_per_clip,
              encoder {arch, flops_method ("analytic" | "counter" | null), tokens_encoded,
                       sequences, gflops_per_clip (one view; 2 FLOPs per multiply-add, matrix
                       products only: see eval_encoder/compute.py), gflops_by_part{...}},
@@ -103,7 +105,10 @@ RUNTIME_KEYS = frozenset({
 # (section, option): "" for a top-level option, "codec" for a codec option.
 HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels"): "source",
                 ("", "codec_version"): None, ("", "val_sampling"): "exact",
-                ("", "published_world_size"): 8, ("", "published_batch_size"): None}
+                ("", "published_world_size"): 8, ("", "published_batch_size"): None,
+                # V-JEPA 2's protocol (issue 21): the OneVision protocols' sampling and views
+                ("", "frame_step"): 0, ("", "num_segments"): 1, ("", "eval_window"): "centre",
+                ("", "view_fusion"): "logits", ("", "train_augment"): "ov"}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

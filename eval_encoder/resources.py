@@ -1,5 +1,5 @@
 """Where the data shipped with the package is found: dataset cards, probe recipes and the
-paper's reported numbers.
+reported numbers of each published evaluation.
 
 In the checkout they live where a person looks for them: ``datasets/*.yaml``,
 ``probes/*.yaml`` and ``results/paper_attentive_probe.csv``. ``eval_encoder/_data/`` holds
@@ -82,9 +82,10 @@ def _missing(folder: Folder, path: Path, override: bool) -> str:
             f"data; reinstall the package, or set {folder.env} to a folder of {folder.what}")
 
 
-def reported_csv() -> Path:
-    """The paper's reported numbers as shipped (``results/paper_attentive_probe.csv``)."""
-    return shipped_root() / REPORTED
+def reported_csv(name: str = REPORTED) -> Path:
+    """Reported numbers as shipped: ``results/<name>``, by default the OneVision paper's
+    (``results/paper_attentive_probe.csv``; V-JEPA 2's: ``vjepa2_attentive_probe.csv``)."""
+    return shipped_root() / name
 
 
 def optimism_csv() -> Path:

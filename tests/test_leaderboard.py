@@ -531,3 +531,57 @@ def test_records_with_and_without_codec_options_share_a_cell(tmp_path):
         rec["encoder"] = {"spec": {"clip_source": "codec"}}
     codec_new["config"] = dict(base, codec={"K_keep": 4096})
     assert _base_hash(codec_old) != _base_hash(codec_new)  # codec options matter there
+
+
+def _two_tables(tmp_path):
+    recs = full_row("Enc A", SCORES_A)
+    recs += [make_record("ssv2", 72.0, method="V-JEPA 2", arch="ViT-L/16", res=256, frames=16,
+                         protocol="vjepa2"),
+             make_record("diving48", 88.0, method="V-JEPA 2", arch="ViT-L/16", res=256,
+                         frames=32, protocol="vjepa2")]
+    return write_all(tmp_path, recs)
+
+
+def test_vjepa2_reported_numbers_are_the_readmes():
+    from eval_encoder.protocol import PUBLISHED
+    from eval_encoder.report.reported import reported_csv
+
+    published = PUBLISHED["vjepa2"]
+    rep = load_reported(reported_csv(published), published)
+    cells = {(r.arch, r.res): (r.ssv2, r.diving48) for r in rep.itertuples()}
+    assert cells == {("ViT-L/16", "256"): (73.7, 89.0), ("ViT-g/16", "384"): (77.3, 90.2)}
+    assert rep["avg"].isna().all() and (rep["protocol"] == "vjepa2").all()
+    assert not check_reported_avgs(rep, published.datasets)["avg_flag"].any()
+
+
+def test_a_table_per_published_code_and_one_by_protocol(tmp_path):
+    from eval_encoder.report.cli import make_boards
+
+    runs = _two_tables(tmp_path)
+    boards = make_boards(str(runs), reported=True)
+    assert [b.published.name for b in boards] == ["onevision", "vjepa2"]
+    vj = boards[1]
+    assert vj.datasets == ["ssv2", "diving48"]
+    row = vj.table[(vj.table.source == "measured")].iloc[0]
+    assert (row["frames"], row["ssv2"], row["diving48"], row["avg"]) == (0, 72.0, 88.0, 80.0)
+    delta = vj.table[vj.table.source == "delta"].iloc[0]
+    assert round(delta["ssv2"], 6) == -1.7 and round(delta["diving48"], 6) == -1.0
+    (paper,) = make_boards(str(runs), protocol="paper")
+    assert set(paper.table["protocol"]) == {"paper"}
+    (only,) = make_boards(str(runs), protocol="vjepa2")
+    assert set(only.table["method"]) == {"V-JEPA 2"}
+
+
+def test_options_that_need_one_table_say_so(tmp_path, capsys):
+    runs = _two_tables(tmp_path)
+    for extra, said in ((["--reported", "--reported_csv", "x.csv"], "choose one with --protocol"),
+                        (["--plot", str(tmp_path / "p.png")], "choose one with --protocol")):
+        assert main(["--runs", str(runs), *extra]) == 2
+        assert said in capsys.readouterr().err
+    assert main(["--runs", str(runs), "--protocol", "vjepa2", "--reported",
+                 "--val_optimism"]) == 2
+    assert "explains the OneVision paper's numbers" in capsys.readouterr().err
+    assert main(["--runs", str(runs), "--protocol", "vjepa2", "--reported", "--datasets",
+                 "ssv2"]) == 2
+    assert "V-JEPA 2 frozen evaluation numbers are over ssv2, diving48" in \
+        capsys.readouterr().err

@@ -27,7 +27,8 @@ from eval_encoder.video.manifest import known_datasets, load_card
 REPO = Path(__file__).resolve().parents[1]
 # what a wheel is built from: the package (whose _data/ links point into the rest) and metadata
 BUILD_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "eval_encoder", "datasets", "probes",
-                "results/paper_attentive_probe.csv", "results/val_sampling_optimism.csv")
+                "results/paper_attentive_probe.csv", "results/val_sampling_optimism.csv",
+                "results/vjepa2_attentive_probe.csv")
 CANDIDATES = [Version(f"3.{minor}") for minor in range(6, 30)]
 
 

@@ -36,6 +36,14 @@ VIEWS = {
     "mean_class_acc": ["--metric", "mean_class_acc"],
     "datasets": ["--datasets", "ssv2,demo"],
 }
+# name -> options, over the same records and V-JEPA 2 protocol runs beside them (a second
+# table, with its own reported numbers)
+VJEPA2_VIEWS = {
+    "vjepa2_tables": [],
+    "vjepa2_tables_reported": ["--reported"],
+    "vjepa2_only_reported_ci": ["--protocol", "vjepa2", "--reported", "--ci"],
+    "vjepa2_paper_only": ["--protocol", "paper"],
+}
 FORMATS = ("md", "csv", "tex")
 COMPARES = {
     "rows": ["OneVision Encoder@8:paper", "OneVision Encoder@8:clean"],
@@ -106,10 +114,32 @@ def _records(root: Path):
     return recs
 
 
+def _vjepa2_records(root: Path):
+    """V-JEPA 2 protocol runs: a model row whose datasets read different frames (16 on SSv2,
+    32 on Diving48, as the published configs), a partial row, one with a departure, and a
+    dataset outside V-JEPA 2's reported two."""
+    kw = dict(method="V-JEPA 2", arch="ViT-L/16", res=256, protocol="vjepa2")
+    recs = [_record(root, "vj-l-ssv2", "ssv2", 290, frames=16, token_budget=4096, **kw),
+            _record(root, "vj-l-diving48", "diving48", 352, frames=32, token_budget=8192, **kw),
+            _record(root, "vj-l-k400", "k400", None, top1=84.5, frames=16, **kw)]
+    recs.append(_record(root, "vj-g-ssv2", "ssv2", 306, method="V-JEPA 2", arch="ViT-g/16",
+                        res=384, frames=64, protocol="vjepa2"))
+    starred = _record(root, "vj-mine-ssv2", "ssv2", 250, method="My Encoder", frames=16,
+                      protocol="vjepa2")
+    starred["protocol"]["departures"] = {"probe_size": 1}
+    return recs + [starred]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("golden")
     return write_all(root, _records(root))
+
+
+@pytest.fixture(scope="module")
+def vjepa2_runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("golden_vjepa2")
+    return write_all(root, _records(root) + _vjepa2_records(root))
 
 
 def _run(capsys, argv) -> str:
@@ -134,6 +164,14 @@ def test_leaderboard_matches_golden(runs, capsys, view):
         _check(f"{view}.{fmt}", text, runs.parent)
 
 
+@pytest.mark.parametrize("view", list(VJEPA2_VIEWS))
+def test_vjepa2_tables_match_golden(vjepa2_runs, capsys, view):
+    for fmt in FORMATS:
+        text = _run(capsys, ["leaderboard", "--runs", str(vjepa2_runs), *VJEPA2_VIEWS[view],
+                             "--format", fmt])
+        _check(f"{view}.{fmt}", text, vjepa2_runs.parent)
+
+
 @pytest.mark.parametrize("name", list(COMPARES))
 def test_compare_matches_golden(runs, capsys, name):
     text = _run(capsys, ["compare", *COMPARES[name], "--runs", str(runs)])
@@ -142,5 +180,6 @@ def test_compare_matches_golden(runs, capsys, name):
 
 def test_every_golden_file_is_checked():
     """No stale file: each one belongs to a view and format, or to a comparison."""
-    want = {f"{v}.{f}" for v in VIEWS for f in FORMATS} | {f"compare_{c}.txt" for c in COMPARES}
+    views = [*VIEWS, *VJEPA2_VIEWS]
+    want = {f"{v}.{f}" for v in views for f in FORMATS} | {f"compare_{c}.txt" for c in COMPARES}
     assert {p.name for p in GOLDEN.iterdir()} == want

@@ -40,6 +40,10 @@ class CodecSource:
                 raise ConfigError(f"--{flag} {getattr(cfg, flag)}: the codec family selects "
                                   "patches on the centre crop of 64 uniform frames, so every "
                                   "view would be the same; use 1")
+        for flag, one in (("num_segments", 1), ("frame_step", 0)):
+            if getattr(cfg, flag, None) not in (None, one):
+                raise ConfigError(f"--{flag} {getattr(cfg, flag)}: the codec family selects "
+                                  f"patches from 64 uniform frames of the whole clip; use {one}")
         input_size = cfg.input_size or spec.input_size
         self.decode_threads = decode_threads
         opts = cfg.codec

@@ -19,6 +19,7 @@ from eval_encoder.probe.trainer import (
 )
 from eval_encoder.registry import CLIP_SOURCES
 from eval_encoder.video import preflight
+from eval_encoder.video.augment import DALI_AUGMENTS
 from eval_encoder.video.dataset import ClipDataset
 from eval_encoder.video.loader import make_loader, pick_backend, val_order
 from eval_encoder.video.manifest import (
@@ -124,7 +125,8 @@ def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Spl
     source_cls = CLIP_SOURCES.get(spec.clip_source)
     source = source_cls(num_frames=spec.num_frames or cfg.num_frames,
                         decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
-    train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed)
+    train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed,
+                        augment=cfg.train_augment or "ov")
     val = ClipDataset(m.val, m.root, source, train=False, seed=cfg.seed,
                       temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
     watched = monitor_entries(m.train, cfg.monitor_clips, cfg.seed)
@@ -149,6 +151,9 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
     require(cfg.drop_last is not None, "drop_last is unset: the protocol was not resolved "
             "(it fills drop_last from --protocol)")
     backend = pick_backend(cfg.loader, env.device)
+    require(backend != "dali" or (cfg.train_augment or "ov") in DALI_AUGMENTS,
+            f"--train_augment {cfg.train_augment} runs in the torch loader only (the DALI "
+            "pipeline has no RandAugment or random resized crop): use --loader torch (or auto)")
     cfg.sources.setdefault("loader_backend", backend)
     extras = list(getattr(splits.train.source, "extras_keys", ()))  # declared by the source
     n_train, n_val, views = len(splits.train), len(splits.val.entries), splits.val.views

@@ -84,7 +84,18 @@ def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -
 
 def token_budget(cfg: ProbeConfig, spec) -> int:
     """The tokens per clip the encoder declares it gives the head: the codec's K, else frames
-    / tubelet size x (patch + prefix tokens per frame or tubelet)."""
+    / tubelet size x (patch + prefix tokens per frame or tubelet); a clip of several segments
+    gives that per segment."""
+    return segments_of(cfg) * segment_budget(cfg, spec)
+
+
+def segments_of(cfg: ProbeConfig) -> int:
+    """The segments a clip is encoded in (each on its own, tokens concatenated)."""
+    return cfg.num_segments or 1
+
+
+def segment_budget(cfg: ProbeConfig, spec) -> int:
+    """The tokens the encoder gives for one segment (the whole clip, with one segment)."""
     if spec.tokens_per_frame is None:
         return cfg.codec.K_keep
     steps = (spec.num_frames or cfg.num_frames) // spec.tubelet_size
@@ -93,12 +104,13 @@ def token_budget(cfg: ProbeConfig, spec) -> int:
 
 def budget_text(cfg: ProbeConfig, spec) -> str:
     """How :func:`token_budget` was reached, for messages and the run's sources."""
+    each = "" if segments_of(cfg) == 1 else f"{segments_of(cfg)} segments x "
     if spec.tokens_per_frame is None:
-        return f"the encoder spec: K_keep {cfg.codec.K_keep} selected patches"
+        return f"the encoder spec: {each}K_keep {cfg.codec.K_keep} selected patches"
     frames = f"{spec.num_frames or cfg.num_frames} frames"
     if spec.tubelet_size > 1:
         frames += f" / tubelets of {spec.tubelet_size}"
-    return (f"the encoder spec: {frames} x ({spec.tokens_per_frame} patch + "
+    return (f"the encoder spec: {each}{frames} x ({spec.tokens_per_frame} patch + "
             f"{spec.prefix_tokens} prefix tokens)")
 
 
@@ -113,7 +125,8 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
         "val_manifest_sha256": file_sha256(splits.val_csv)}
     frames = spec.num_frames or cfg.num_frames
     budget = token_budget(cfg, spec)
-    cost = compute.encoder_cost(encoder, frames, budget)
+    cost = compute.repeated(compute.encoder_cost(encoder, frames, segment_budget(cfg, spec)),
+                            segments_of(cfg))
     record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
                          "model_weight": cfg.model_weight,
                          # what the encoder says it loaded (not what was asked for)

@@ -11,6 +11,7 @@ import time
 from typing import Dict, Optional, Sequence
 
 from eval_encoder import distributed as dist
+from eval_encoder import protocol
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig, require
 from eval_encoder.encoders import build_encoder, check_names, check_weights
@@ -111,13 +112,13 @@ def resolve_clip_shape(cfg: ProbeConfig, spec) -> None:
 
 def check_input_size(cfg: ProbeConfig, spec) -> None:
     """An input size the run asked for must be the one the encoder runs at: a recipe's or the
-    command line's is an error, the dataset card's (a default) a warning."""
+    command line's is an error, the dataset card's or the protocol's (defaults) a warning."""
     if cfg.input_size in (None, spec.input_size):
         return
     origin = cfg.sources.get("input_size", "command line")
     said = (f"{spec.family}/{spec.model_name} runs at {spec.input_size} px, not at the "
             f"{cfg.input_size} px from {origin}: its family does not take --input_size")
-    require(origin.startswith(CARD_ORIGIN), said)
+    require(origin.startswith(CARD_ORIGIN) or origin == protocol.origin(cfg.protocol), said)
     log.warning("%s; frames are resized to %d px", said, spec.input_size)
 
 

@@ -25,6 +25,7 @@ from eval_encoder.checkpoint import CheckpointError, decode, encode
 from eval_encoder.compute import LoaderClock
 from eval_encoder.probe.head import ClassificationHead, bank_logits, head_name
 from eval_encoder.probe.predictions import Scored, merge, score_clips, top1, top5
+from eval_encoder.probe.views import fold_segments, unfold_tokens, view_fusion
 from eval_encoder.video.dataset import FLAG_NAMES, FLAG_TRUNCATED
 
 log = logging.getLogger("eval_encoder.trainer")
@@ -179,7 +180,8 @@ class ProbeTrainer:
 
     def __init__(self, encoder: nn.Module, heads: List[HeadState], env, smoothing: float,
                  clip_grad: float, num_classes: int, num_tokens: Optional[int] = None,
-                 print_freq: int = 10, accumulation: int = 1, tokens_from: str = "--num_tokens"):
+                 print_freq: int = 10, accumulation: int = 1, tokens_from: str = "--num_tokens",
+                 segments: int = 1, fusion: str = "logits"):
         self.encoder = encoder
         self.heads = heads
         self.env = env
@@ -195,12 +197,16 @@ class ProbeTrainer:
         self.epoch_loss = EpochLoss.zeros(len(heads))
         self.last_epoch: Dict[str, float] = {}  # seconds and clips of the last epoch trained
         self.clock = LoaderClock()  # loop time and batch waits per split, for the record
+        self.segments = segments  # encoded one by one, their tokens side by side (views.py)
+        self.fusion = view_fusion(fusion)  # how a validation clip's views combine
 
     # ---- encoder
     def tokens(self, batch: Dict, split: str) -> torch.Tensor:
-        """The single encoder pass of a batch (counted, so tests can check it)."""
+        """The single encoder pass of a batch (counted, so tests can check it); a clip's
+        segments are encoded as samples of their own and their tokens put side by side."""
         with torch.no_grad(), _autocast(self.env.device):
-            out = self.encoder(batch)
+            out = unfold_tokens(self.encoder(fold_segments(batch, self.segments)),
+                                self.segments)
         self.counters.encoder_passes[split] += 1
         if self.num_tokens is not None and out.shape[1] != self.num_tokens:
             raise RunFailed(f"the encoder returned {out.shape[1]} tokens for a clip, but "
@@ -410,7 +416,8 @@ class ProbeTrainer:
                  keep_probs: bool = False, split: str = "val") -> Scored:
         """Score every clip once with each of ``modules`` (heads, or snapshots of heads).
 
-        Logits are averaged over a clip's views, then turned into probabilities. Returns, on
+        A clip's views combine as ``self.fusion`` says (logits, or softmax probabilities,
+        averaged), then turn into probabilities. Returns, on
         every rank, the clips of all ranks (sorted) with each module's 5 best classes and
         their probabilities, and every class's probability with ``keep_probs``.
         """
@@ -432,11 +439,12 @@ class ProbeTrainer:
             logits = bank_logits(modules, feats).cpu()
             for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
                                                     batch["labels"].tolist())):
-                sums[clip] = sums.get(clip, 0) + logits[row]
+                sums[clip] = sums.get(clip, 0) + self.fusion.per_view(logits[row])
                 seen[clip] += 1
                 labels[clip] = label
         # a clip with a view that failed to decode is listed as skipped, not scored
-        means = {c: total / views for c, total in sums.items() if seen[c] == views}
+        means = {c: self.fusion.to_logits(total / views) for c, total in sums.items()
+                 if seen[c] == views}
         local = score_clips(means, labels, keep_probs, min(5, self.num_classes))
         return merge(dist.all_gather_objects(local))
 

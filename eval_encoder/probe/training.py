@@ -198,7 +198,8 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
                        env.device, cfg.seed)
     trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
                            cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
-                           tokens_from=cfg.sources.get("num_tokens", "--num_tokens"))
+                           tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),
+                           segments=cfg.num_segments or 1, fusion=cfg.view_fusion or "logits")
     log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs (global "
              "batch %d: %d processes x %d micro-batches of %d), %s loader", cfg.model_name,
              card.name, len(splits.train.entries), len(splits.val.entries), len(heads), steps,

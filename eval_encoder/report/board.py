@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pandas as pd
 
 from eval_encoder import stats
+from eval_encoder.protocol import ONEVISION, PUBLISHED, Published
 from eval_encoder.report.cells import CellKey, measured_table, pick_latest, score_cells
 from eval_encoder.report.names import (
     ASYMMETRY,
@@ -42,6 +43,8 @@ from eval_encoder.report.names import (
 from eval_encoder.report.records import records_frame
 from eval_encoder.report.reported import check_reported_avgs
 
+ONEVISION_TABLE = PUBLISHED[ONEVISION]
+
 SOURCES = ("measured", "reported", "delta")
 
 
@@ -50,6 +53,7 @@ class Board:
     """A built leaderboard: the long table and which dataset columns it shows."""
 
     table: pd.DataFrame  # a line per (row, source); see build_board
+    published: Published  # whose table: its protocols' runs, its reported numbers
     datasets: List[str]  # benchmark columns: AVG is over these
     extras: List[str] = field(default_factory=list)  # other datasets found in the records
     metric: str = "top1"  # the view shown (stats.VIEWS)
@@ -65,20 +69,23 @@ class Board:
         return [*self.datasets, *self.extras]
 
 
-def default_columns(records: Sequence[Dict[str, Any]], reported: bool) -> List[str]:
-    """The benchmark columns (AVG's) when none are asked for: the paper's eight beside the
-    paper's rows; else those the records hold, the paper's among them in its order or, when
-    they hold none of the paper's, all of them, so that a table of one's own datasets shows
-    them rather than eight empty columns. Other datasets stand after them, outside AVG."""
+def default_columns(records: Sequence[Dict[str, Any]], reported: bool,
+                    published: Published = ONEVISION_TABLE) -> List[str]:
+    """The benchmark columns (AVG's) when none are asked for: the published table's (the
+    OneVision paper's eight) beside its reported rows; else those the records hold, the
+    published table's among them in its order or, when they hold none of them, all of them,
+    so that a table of one's own datasets shows them rather than empty columns. Other
+    datasets stand after them, outside AVG."""
     held = {r["dataset"]["name"] for r in records}
     if reported or not held:
-        return list(PAPER_DATASETS)
-    return [d for d in PAPER_DATASETS if d in held] or sorted(held)
+        return list(published.datasets)
+    return [d for d in published.datasets if d in held] or sorted(held)
 
 
 def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAPER_DATASETS,
                 reported: Optional[pd.DataFrame] = None, metric: str = "top1",
-                ci: Optional[str] = None, resamples: int = stats.RESAMPLES) -> Board:
+                ci: Optional[str] = None, resamples: int = stats.RESAMPLES,
+                published: Published = ONEVISION_TABLE) -> Board:
     """The leaderboard: measured rows and, with ``reported``, paper rows and delta rows.
 
     Table columns: ROW_KEYS, source (measured | reported | delta), avg, one per dataset,
@@ -87,23 +94,24 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     interval, with ``ci``) and ``<col>_sd`` and ``<col>_seeds`` (when a cell has several
     seeds) for AVG and every column. Cells show ``metric`` (a :data:`stats.VIEWS` name).
     Rows: frame blocks ascending, in a block the paper's order, then other methods by name;
-    in a row measured, reported, delta.
+    in a row measured, reported, delta. ``published``: whose table it is (the OneVision
+    paper's by default); a table without frame blocks (V-JEPA 2's) puts every row in one.
     """
     datasets = list(datasets)
-    _check_options(datasets, reported, metric, ci)
+    _check_options(datasets, reported, metric, ci, published)
     parts, extras, cells, failures = [], [], {}, []
     if records:
-        picked, cells = score_cells(pick_latest(records_frame(records)), records, metric, ci,
-                                    resamples)
+        picked, cells = score_cells(pick_latest(_framed(records_frame(records), published)),
+                                    records, metric, ci, resamples)
         failures = failure_rows(picked, records)
         extras = sorted(set(picked["dataset"]) - set(datasets))
         parts.append(measured_table(picked, datasets, cells))
     if reported is not None:
-        rep = check_reported_avgs(reported)
+        rep = check_reported_avgs(reported, datasets)
         _add_counts(rep, datasets)
         parts.append(rep)
         if records:
-            parts.append(delta_rows(parts[0], rep, datasets))
+            parts.append(delta_rows(parts[0], rep, datasets, published.pair_on))
     if not parts:
         raise LeaderboardError("nothing to show: no run records and no reported numbers")
     table = pd.concat(parts, ignore_index=True)
@@ -111,7 +119,7 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
         if col not in table.columns:
             table[col] = math.nan
     table["avg_flag"] = table["avg_flag"].eq(True)
-    table = _order(table, reported)
+    table = _order(table, reported, published.pair_on)
     fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
     table["mixed"] = table["mixed"].fillna("") if "mixed" in table.columns else ""
     rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag",
@@ -120,8 +128,13 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
         ["sd", "seeds"] if any(len(c.seeds) > 1 for c in cells.values()) else [])
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
     notes = stat_notes(cells, metric, ci, resamples) if records else []
-    return Board(table.reindex(columns=fixed + rest + held), datasets, extras, metric, ci,
-                 notes, suffixes, failures=failures)
+    return Board(table.reindex(columns=fixed + rest + held), published, datasets, extras,
+                 metric, ci, notes, suffixes, failures=failures)
+
+
+def _framed(frame: pd.DataFrame, published: Published) -> pd.DataFrame:
+    """The records' lines, in one block (frames 0) when the table has no frame blocks."""
+    return frame if published.frame_blocks else frame.assign(frames=0)
 
 
 def failure_rows(picked: pd.DataFrame, records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -138,10 +151,13 @@ def failure_rows(picked: pd.DataFrame, records: Sequence[Dict[str, Any]]) -> Lis
 
 
 def _check_options(datasets: List[str], reported: Optional[pd.DataFrame], metric: str,
-                   ci: Optional[str]) -> None:
-    if reported is not None and datasets != list(PAPER_DATASETS):
-        raise LeaderboardError("the paper's AVG is over its eight datasets; leave out --datasets "
-                               "when comparing with reported numbers")
+                   ci: Optional[str], published: Published = ONEVISION_TABLE) -> None:
+    if reported is not None and datasets != list(published.datasets):
+        raise LeaderboardError(
+            "the paper's AVG is over its eight datasets; leave out --datasets when comparing "
+            "with reported numbers" if published.datasets == PAPER_DATASETS else
+            f"the {published.title} numbers are over {', '.join(published.datasets)}; leave "
+            "out --datasets when comparing with reported numbers")
     if metric not in stats.VIEWS:
         raise LeaderboardError(f"unknown metric {metric!r}; use one of {', '.join(stats.VIEWS)}")
     if reported is not None and stats.VIEWS[metric].metric != "top1":
@@ -217,11 +233,12 @@ def _add_counts(rep: pd.DataFrame, datasets: Sequence[str]) -> None:
     rep["failed"] = ""
 
 
-def delta_rows(measured: pd.DataFrame, reported: pd.DataFrame,
-               datasets: Sequence[str]) -> pd.DataFrame:
-    """measured - reported per cell and for AVG, for rows matched on (frames, method) that
-    followed the paper's protocol (a clean run is not compared with the paper's numbers)."""
-    pair = measured.merge(reported, on=["frames", "method", "protocol"], suffixes=("", "_rep"))
+def delta_rows(measured: pd.DataFrame, reported: pd.DataFrame, datasets: Sequence[str],
+               pair_on: Sequence[str] = ("frames", "method")) -> pd.DataFrame:
+    """measured - reported per cell and for AVG, for rows matched on ``pair_on`` ((frames,
+    method) for the OneVision paper) that followed the protocol that reproduces the
+    published code (a clean run is not compared with the paper's numbers)."""
+    pair = measured.merge(reported, on=[*pair_on, "protocol"], suffixes=("", "_rep"))
     delta = pair[ROW_KEYS].copy()
     for col in [*datasets, "avg"]:
         delta[col] = pair[col].astype(float) - pair[f"{col}_rep"].astype(float)
@@ -231,12 +248,18 @@ def delta_rows(measured: pd.DataFrame, reported: pd.DataFrame,
     return delta
 
 
-def _order(table: pd.DataFrame, reported: Optional[pd.DataFrame]) -> pd.DataFrame:
+def _order(table: pd.DataFrame, reported: Optional[pd.DataFrame],
+           pair_on: Sequence[str] = ("frames", "method")) -> pd.DataFrame:
     paper = {} if reported is None else {
-        (int(r.frames), r.method): int(r.order) for r in reported.itertuples()}
-    rank = [paper.get((int(f), m), len(paper)) for f, m in zip(table["frames"], table["method"])]
+        _pair_key(r, pair_on): int(r["order"]) for r in reported.to_dict("records")}
+    rank = [paper.get(_pair_key(r, pair_on), len(paper)) for r in table.to_dict("records")]
     source_rank = table["source"].map({s: i for i, s in enumerate(SOURCES)})
     table = table.assign(_rank=rank, _src=source_rank)
     table = table.sort_values(["frames", "_rank", "method", "protocol", "arch", "res", "_src"],
                               kind="stable")
     return table.drop(columns=["_rank", "_src"]).reset_index(drop=True)
+
+
+def _pair_key(row: Dict[str, Any], pair_on: Sequence[str]) -> tuple:
+    """A row's pairing key, frames as an integer."""
+    return tuple(int(row[k]) if k == "frames" else row[k] for k in pair_on)

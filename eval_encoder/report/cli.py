@@ -1,10 +1,17 @@
 """``python -m eval_encoder leaderboard``: run records -> leaderboard tables (md / csv / tex)
-and plots, beside the paper's numbers (see :mod:`eval_encoder.report.board` for what the
+and plots, beside the reported numbers (see :mod:`eval_encoder.report.board` for what a
 table shows).
 
-Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--reported [--val_optimism]]
-[--format md|csv|tex] [--plot FILE.png] [--metric NAME] [--ci [bootstrap|exact]]
-[--resamples N] [--gflops] [--plot_compute FILE.png]``.
+Usage: ``python -m eval_encoder leaderboard [--runs DIR] [--protocol NAME] [--reported
+[--val_optimism]] [--format md|csv|tex] [--plot FILE.png] [--metric NAME] [--ci
+[bootstrap|exact]] [--resamples N] [--gflops] [--plot_compute FILE.png]``.
+
+One table per published evaluation the records' protocols follow: the OneVision paper's
+(runs of ``paper`` and ``clean``) and V-JEPA 2's (runs of ``vjepa2``), each with its own
+datasets and, with ``--reported``, its own reported numbers and deltas; ``--protocol NAME``
+shows one table, of that protocol's runs. Several tables are printed one after the other,
+each under a title line (a Markdown heading, a ``#`` line in csv, a ``%`` line in tex); a
+single table prints exactly as it always has.
 
 ``--val_optimism`` adds a footnote (md and tex) with the gain each dataset's paper number is
 expected to owe to the published scripts' validation draw (see
@@ -21,18 +28,20 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.parsing import ArgumentParser
+from eval_encoder.protocol import PROTOCOLS, PUBLISHED, Published
 from eval_encoder.report.board import Board, build_board, default_columns
 from eval_encoder.report.names import LeaderboardError
 from eval_encoder.report.optimism import load_optimism, optimism_note
 from eval_encoder.report.plots import plot_board, plot_compute
-from eval_encoder.report.records import add_runs_flag, load_records
-from eval_encoder.report.render import FORMATS, render
-from eval_encoder.report.reported import REPORTED_CSV, load_reported
+from eval_encoder.report.records import add_runs_flag, load_records, records_by_table
+from eval_encoder.report.render import FORMATS, render_tables
+from eval_encoder.report.reported import load_reported
+from eval_encoder.report.reported import reported_csv as reported_path
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m eval_encoder leaderboard",
         description="Build the attentive-probe leaderboard from run records.")
     add_runs_flag(parser)
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="one table, of this protocol's runs (and with --reported the numbers "
+                             "of the published code it follows); default: a table per published "
+                             "code the records' protocols follow (the OneVision paper: paper and "
+                             "clean; V-JEPA 2: vjepa2)")
     parser.add_argument("--reported", action="store_true",
-                        help="show the paper's numbers beside the measured ones, with deltas")
+                        help="show the reported numbers beside the measured ones, with deltas")
     parser.add_argument("--val_optimism", action="store_true",
                         help="with --reported: a footnote with each dataset's expected gain from "
                              "the paper's validation draw (results/val_sampling_optimism.csv)")
-    parser.add_argument("--reported_csv", default=str(REPORTED_CSV),
-                        help="reported numbers "
-                             "(default: the shipped results/paper_attentive_probe.csv)")
+    parser.add_argument("--reported_csv",
+                        help="reported numbers (default: the shipped file of the table's "
+                             "published code: results/paper_attentive_probe.csv, "
+                             "results/vjepa2_attentive_probe.csv); one table only")
     parser.add_argument("--format", default="md", choices=FORMATS, help="table format (default md)")
     parser.add_argument("--out", help="write the table here instead of standard output")
     parser.add_argument("--plot", metavar="FILE.png", help="also save a plot (needs matplotlib)")
@@ -76,16 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_board(runs: str, reported: bool = False, reported_csv: Path = REPORTED_CSV,
+def make_board(runs: str, reported: bool = False, reported_csv: Optional[Path] = None,
                datasets: Optional[Sequence[str]] = None, metric: str = "top1",
-               ci: Optional[str] = None, resamples: int = stats.RESAMPLES) -> Board:
-    """Load the records under ``runs`` (and the paper's numbers) and build the board."""
+               ci: Optional[str] = None, resamples: int = stats.RESAMPLES,
+               protocol: Optional[str] = None) -> Board:
+    """The first table :func:`make_boards` makes (the only one, for records of one table)."""
+    return make_boards(runs, reported, reported_csv, datasets, metric, ci, resamples,
+                       protocol)[0]
+
+
+def make_boards(runs: str, reported: bool = False, reported_csv: Optional[Path] = None,
+                datasets: Optional[Sequence[str]] = None, metric: str = "top1",
+                ci: Optional[str] = None, resamples: int = stats.RESAMPLES,
+                protocol: Optional[str] = None) -> List[Board]:
+    """Load the records under ``runs`` and build a table per published code they follow (one,
+    of ``protocol``'s runs, when given), each beside its reported numbers with ``reported``."""
     records = load_records(Path(runs))
     if not records:
         log.warning("no run records under %s", runs)
-    rep = load_reported(Path(reported_csv)) if reported else None
-    columns = datasets or default_columns(records, reported)
-    return build_board(records, columns, rep, metric, ci, resamples)
+    tables = records_by_table(records, protocol)
+    if reported_csv and len(tables) > 1:
+        raise LeaderboardError("--reported_csv holds one table's numbers, and the records fill "
+                               f"{len(tables)} tables: choose one with --protocol")
+    return [_table(PUBLISHED[name], recs, reported, reported_csv, datasets, metric, ci,
+                   resamples) for name, recs in tables.items()]
+
+
+def _table(published: Published, records: Sequence[Dict[str, Any]], reported: bool,
+           reported_csv: Optional[Path], datasets: Optional[Sequence[str]], metric: str,
+           ci: Optional[str], resamples: int) -> Board:
+    rep = (load_reported(Path(reported_csv or reported_path(published)), published)
+           if reported else None)
+    columns = datasets or default_columns(records, reported, published)
+    return build_board(records, columns, rep, metric, ci, resamples, published)
 
 
 def val_optimism_note(reported: bool, datasets: Sequence[str]) -> str:
@@ -95,22 +133,40 @@ def val_optimism_note(reported: bool, datasets: Sequence[str]) -> str:
     return optimism_note(load_optimism(), datasets)
 
 
+def add_optimism(boards: Sequence[Board], reported: bool) -> None:
+    """``--val_optimism``: the footnote under each table whose reported numbers it explains."""
+    explained = [b for b in boards if b.published.val_draw_note]
+    if not explained:
+        raise LeaderboardError("--val_optimism explains the OneVision paper's numbers; these "
+                               "records fill no table of them")
+    for board in explained:
+        board.notes.append(val_optimism_note(reported, board.datasets))
+
+
+def write_plots(boards: Sequence[Board], plot: Optional[str], compute: Optional[str]) -> None:
+    if (plot or compute) and len(boards) > 1:
+        raise LeaderboardError(f"a plot shows one table and the records fill {len(boards)}: "
+                               "choose one with --protocol")
+    if plot:
+        plot_board(boards[0], plot)
+    if compute:
+        plot_compute(boards[0], compute)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m eval_encoder leaderboard``: print (or write) the table, optionally a plot."""
+    """``python -m eval_encoder leaderboard``: print (or write) the tables, optionally a plot."""
     args = build_parser().parse_args(argv)
     setup_logging()
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     try:
-        board = make_board(args.runs, args.reported, args.reported_csv, datasets, args.metric,
-                           args.ci, args.resamples)
-        board.gflops = args.gflops
+        boards = make_boards(args.runs, args.reported, args.reported_csv, datasets, args.metric,
+                             args.ci, args.resamples, args.protocol)
+        for board in boards:
+            board.gflops = args.gflops
         if args.val_optimism:
-            board.notes.append(val_optimism_note(args.reported, board.datasets))
-        text = render(board, args.format)
-        if args.plot:
-            plot_board(board, args.plot)
-        if args.plot_compute:
-            plot_compute(board, args.plot_compute)
+            add_optimism(boards, args.reported)
+        text = render_tables(boards, args.format)
+        write_plots(boards, args.plot, args.plot_compute)
     except ValueError as exc:  # LeaderboardError and unreadable records (read_record)
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-PAPER_DATASETS: Tuple[str, ...] = ("ssv2", "diving48", "perception_test", "charadesego",
-                                   "epic_verb", "epic_noun", "k400", "hmdb51")
+from eval_encoder.protocol import ONEVISION, PUBLISHED
+
+PAPER_DATASETS: Tuple[str, ...] = PUBLISHED[ONEVISION].datasets  # the OneVision paper's eight
 DISPLAY_NAMES: Dict[str, str] = {
     "ssv2": "SSV2", "diving48": "Diving48", "perception_test": "Perce. Test",
     "charadesego": "CharEgo", "epic_verb": "Epic Verb", "epic_noun": "Epic Noun",

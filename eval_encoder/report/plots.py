@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional, Tuple
 import pandas as pd
 
 from eval_encoder import stats
-from eval_encoder.protocol import REPORTED
 from eval_encoder.report.board import Board
 from eval_encoder.report.names import DISPLAY_NAMES, LeaderboardError
 
@@ -48,9 +47,8 @@ def plot_board(board: Board, path: str):
     the matplotlib Figure."""
     Figure, Canvas = _figure_class()
     table = board.table[board.table["source"] != "delta"]
-    # a method run under another protocol than the paper's is its own line
-    table = table.assign(method=[m if p == REPORTED else f"{m} ({p})"
-                                 for m, p in zip(table["method"], table["protocol"])])
+    # a method run under another protocol than the reproduced one is its own line
+    table = table.assign(method=_labels(table, board))
     blocks = sorted(table["frames"].unique())
     cols = ["avg", *board.columns]
     methods = {b: list(dict.fromkeys(table.loc[table.frames == b, "method"])) for b in blocks}
@@ -68,7 +66,8 @@ def plot_board(board: Board, path: str):
             if bi == 0:
                 axes[bi][ci].set_title("AVG" if col == "avg" else DISPLAY_NAMES.get(col, col),
                                        fontsize=9, fontweight="bold")
-        axes[bi][0].set_ylabel(f"{block} frames", fontsize=10, fontweight="bold")
+        axes[bi][0].set_ylabel(f"{block} frames" if board.published.frame_blocks else "",
+                               fontsize=10, fontweight="bold")
     unit = f"{stats.METRICS[stats.VIEWS[board.metric].metric].title} (%)"
     for ax in axes[-1]:
         ax.set_xlabel(unit, fontsize=7.5, color="0.3")
@@ -247,12 +246,22 @@ def _compute_points(board: Board) -> pd.DataFrame:
     row followed the paper's protocol and the paper has the row."""
     table = board.table
     measured = table[(table.source == "measured") & table["gflops"].notna()].copy()
-    measured["label"] = [m if p == REPORTED else f"{m} ({p})"
-                         for m, p in zip(measured["method"], measured["protocol"])]
-    cols = ["avg", *board.columns]
-    paper = table[table.source == "reported"][["frames", "method", *cols]]
-    paper = paper.assign(protocol=REPORTED).rename(columns={c: f"rep_{c}" for c in cols})
-    return measured.merge(paper, on=["frames", "method", "protocol"], how="left")
+    measured["label"] = _labels(measured, board)
+    cols, pair_on = ["avg", *board.columns], list(board.published.pair_on)
+    paper = table[table.source == "reported"][[*dict.fromkeys(["frames", *pair_on]), *cols]]
+    paper = paper.assign(protocol=board.published.reproduced_by).rename(
+        columns={c: f"rep_{c}" for c in cols})
+    return measured.merge(paper, on=[*dict.fromkeys(["frames", *pair_on]), "protocol"],
+                          how="left")
+
+
+def _labels(rows: pd.DataFrame, board: Board) -> List[str]:
+    """A line's name: the method (with its arch where the table pairs rows on it), and the
+    protocol when it is not the one that reproduces the published code."""
+    arch = "arch" in board.published.pair_on
+    names = [f"{m} {a}" if arch else m for m, a in zip(rows["method"], rows["arch"])]
+    return [n if p == board.published.reproduced_by else f"{n} ({p})"
+            for n, p in zip(names, rows["protocol"])]
 
 
 def _compute_panel(ax, points: pd.DataFrame, col: str, markers: Dict[Any, str]) -> None:

@@ -8,13 +8,13 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
 from eval_encoder import stats
 from eval_encoder.config import DEFAULT_RESULTS, RESULTS_ENV
-from eval_encoder.protocol import UNSTATED, label
+from eval_encoder.protocol import DEFAULT, PUBLISHED, UNSTATED, label, published_of
 from eval_encoder.record import SCHEMA, SCHEMA_VERSION, config_hash, read_record, runs_dir
 from eval_encoder.report.names import ROW_KEYS, LeaderboardError
 
@@ -127,6 +127,26 @@ def protocol_label(record: Dict[str, Any]) -> str:
     """The protocol a record followed, as the table shows it (see :func:`row_labels`)."""
     text = label(record)
     return UNSTATED if text.startswith("?") else text
+
+
+def protocol_name(record: Dict[str, Any]) -> str:
+    """The protocol a record followed, without the departures' star (``unstated``: none)."""
+    return protocol_label(record).rstrip("*")
+
+
+def records_by_table(records: Sequence[Dict[str, Any]], protocol: Optional[str] = None
+                     ) -> Dict[str, List[Dict[str, Any]]]:
+    """{published code: its records} in :data:`PUBLISHED` order: a table per published code
+    the records' protocols follow (a record of no known protocol: the default's), or with
+    ``protocol`` one table, of that protocol's records (none: the default's table)."""
+    if protocol is not None:
+        return {published_of(protocol).name: [r for r in records
+                                              if protocol_name(r) == protocol]}
+    found: Dict[str, List[Dict[str, Any]]] = {name: [] for name in PUBLISHED}
+    for record in records:
+        found[published_of(protocol_name(record)).name].append(record)
+    held = {name: recs for name, recs in found.items() if recs}
+    return held or {published_of(DEFAULT).name: []}
 
 
 def find_records(runs_dir: Path) -> List[Path]:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pandas as pd
 
-from eval_encoder.protocol import REPORTED, UNSTATED
+from eval_encoder.protocol import UNSTATED, following
 from eval_encoder.report.board import Board
 from eval_encoder.report.names import ASYMMETRY, DISPLAY_NAMES, LeaderboardError
 
@@ -29,18 +29,23 @@ def display_rows(board: Board, style: str) -> Tuple[List[List[str]], List[str]]:
 
     ``style`` is "md" or "tex": only the markers of sub-rows differ.
     """
-    sub = {"md": ("↳ paper", "↳ Δ", "–"),
-           "tex": (r"\quad paper", r"\quad $\Delta$", "--")}[style]
-    table = board.table
-    mine = table[(table.source == "measured") & (table.protocol == REPORTED)]
-    measured = {(f, m): (a, r) for f, m, a, r in zip(mine.frames, mine.method, mine.arch, mine.res)}
+    said = board.published.reported_label
+    sub = {"md": (f"↳ {said}", "↳ Δ", "–"),
+           "tex": (rf"\quad {said}", r"\quad $\Delta$", "--")}[style]
+    table, pair_on = board.table, board.published.pair_on
+    mine = table[(table.source == "measured") & (table.protocol == board.published.reproduced_by)]
+    measured = {_key(r, pair_on): (r["arch"], r["res"]) for r in mine.to_dict("records")}
     lines, notes, block = [], {}, None
     for row in table.to_dict("records"):
-        if row["frames"] != block:
+        if board.published.frame_blocks and row["frames"] != block:
             block = row["frames"]
             lines.append([f"\x00{block} Frames"])
-        lines.append(_line(row, board, measured.get((row["frames"], row["method"])), sub, notes))
+        lines.append(_line(row, board, measured.get(_key(row, pair_on)), sub, notes))
     return lines, list(notes.values()) + board.notes
+
+
+def _key(row: Dict[str, Any], pair_on) -> tuple:
+    return tuple(row[k] for k in pair_on)
 
 
 def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
@@ -55,7 +60,8 @@ def _line(row: Dict[str, Any], board: Board, paired: Optional[Tuple[str, str]],
     if source == "reported" and paired and (arch, res) == paired:
         arch, res = "", ""  # same as the measured line above it
     if protocol.endswith("*"):
-        notes["protocol*"] = ("paper*/clean*: a protocol with some of its options set on their "
+        starred = "/".join(f"{p}*" for p in following(board.published.name))
+        notes["protocol*"] = (f"{starred}: a protocol with some of its options set on their "
                               "own (see the record's protocol.departures)")
     if protocol == UNSTATED:
         notes["unstated"] = ("unstated: a record written before the protocol switch existed "
@@ -197,6 +203,23 @@ def to_csv(board: Board) -> str:
                *[f"{c}_{s}" for c in ["avg", *board.columns] for s in board.stat_suffixes]]
     table[numeric] = table[numeric].astype(float).round(4)
     return table.to_csv(index=False, lineterminator="\n")
+
+
+# a title line above each of several tables, by format
+TITLES = {"md": "### {title} ({protocols})\n\n", "csv": "# {title} ({protocols})\n",
+          "tex": "% {title} ({protocols})\n"}
+
+
+def render_tables(boards: List[Board], fmt: str) -> str:
+    """One board as :func:`render` gives it; several one after the other, each under a title
+    line, a blank line between them."""
+    if len(boards) == 1:
+        return render(boards[0], fmt)
+    if fmt not in FORMATS:
+        raise LeaderboardError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return "\n".join(TITLES[fmt].format(title=b.published.title,
+                                        protocols=", ".join(following(b.published.name)))
+                     + render(b, fmt) for b in boards)
 
 
 def render(board: Board, fmt: str) -> str:

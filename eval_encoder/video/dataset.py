@@ -16,9 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from eval_encoder.registry import CLIP_SOURCES
-from eval_encoder.video.decode import ClipDecodeError, decode_clip_counted
+from eval_encoder.video.decode import ClipDecodeError, decode_counted
 from eval_encoder.video.manifest import ManifestEntry, Segment
-from eval_encoder.video.transforms import JitterParams, draw_jitter
+from eval_encoder.video.augment import augment_drawer
+from eval_encoder.video.transforms import JitterParams
+from eval_encoder.video.windows import ClipPlan
 
 
 # bit -> name of the per-clip "flags" extra a clip source may set (codec: fallback taken, ...);
@@ -47,6 +49,8 @@ class Sample:
     frame_indices: Optional[np.ndarray] = None  # int64 [T]
     total_frames: int = 0
     crop_pos: Tuple[float, float] = (0.5, 0.5)  # (x, y) of the crop window, in [0, 1]
+    # the training augmentation's draws: the OneVision jitter, or one that makes its own crop
+    # (video/augment.py; it has a ``transform``)
     jitter: Optional[JitterParams] = None
     extras: Dict[str, np.ndarray] = field(default_factory=dict)
     error: Optional[str] = None
@@ -63,21 +67,31 @@ class ClipRequest:
 
 
 class FramesSource:
-    """T frames at segment points (train: random point per segment; eval: centres)."""
+    """The frames a :class:`ClipPlan` picks: ``--num_frames`` per segment (train: drawn; eval:
+    at the centres, or drawn under ``--eval_window random``), segment after segment."""
 
     extras_keys = ("flags", "packets")  # what load() adds to each sample, for the batch
 
-    def __init__(self, num_frames: int, decode_threads: int = 1, **_):
-        self.num_frames = num_frames
+    def __init__(self, num_frames: int, decode_threads: int = 1, cfg=None, **_):
+        self.plan = clip_plan(num_frames, cfg)
+        self.num_frames = self.plan.frames_per_clip
+        self.segments = self.plan.segments
         self.decode_threads = decode_threads
 
     def load(self, req: ClipRequest) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, np.ndarray]]:
-        frames, idx, count = decode_clip_counted(
-            req.path, self.num_frames, req.train, req.rng, self.decode_threads,
-            req.temporal_view, req.num_temporal_views, segment=req.segment)
+        pick = self.plan.picker(req.train, req.rng, req.temporal_view, req.num_temporal_views)
+        frames, idx, count = decode_counted(req.path, pick, self.decode_threads, req.segment)
         flags = np.array([FLAG_TRUNCATED if count.truncated else 0], dtype=np.int64)
         return frames, idx, count.used, {"flags": flags,
                                          "packets": np.array([count.packets], dtype=np.int64)}
+
+
+def clip_plan(num_frames: int, cfg=None) -> ClipPlan:
+    """The run's :class:`ClipPlan` (one segment spread over the clip without a config)."""
+    if cfg is None:
+        return ClipPlan(num_frames)
+    return ClipPlan(num_frames, cfg.frame_step or 0, cfg.num_segments or 1,
+                    cfg.eval_window or "centre")
 
 
 CLIP_SOURCES.register("frames", FramesSource)
@@ -98,7 +112,8 @@ class ClipDataset:
     """
 
     def __init__(self, entries: Sequence[ManifestEntry], video_root: str, source, train: bool,
-                 seed: int, temporal_views: int = 1, spatial_views: int = 1):
+                 seed: int, temporal_views: int = 1, spatial_views: int = 1,
+                 augment: str = "ov"):
         self.entries = list(entries)
         self.video_root = video_root
         self.source = source
@@ -107,6 +122,8 @@ class ClipDataset:
         self.temporal_views = 1 if train else temporal_views
         self.spatial_views = 1 if train else spatial_views
         self.spatial_pos = spatial_crop_positions(self.spatial_views)
+        self.draw_augment = augment_drawer(augment)  # --train_augment
+        self.segments = getattr(source, "segments", 1)
 
     @property
     def views(self) -> int:
@@ -140,5 +157,5 @@ class ClipDataset:
         # spatial views slide along the longer side; the shorter one stays centred
         out.crop_pos = (pos, 0.5) if width >= height else (0.5, pos)
         if self.train:
-            out.jitter = draw_jitter(rng)
+            out.jitter = self.draw_augment(rng, self.segments)
         return out

@@ -458,6 +458,13 @@ def decode_clip_counted(path: str, num_frames: int, train: bool,
     return _decode_counted(path, pick, threads, decode_frames, segment)
 
 
+def decode_counted(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
+                   segment: Optional[Segment] = None):
+    """Decode the frames ``pick(total)`` chooses (see :func:`decode_picked`): (frames
+    [T,H,W,3] uint8, indices [T], :class:`FrameCount`)."""
+    return _decode_counted(path, pick, threads, decode_frames, segment)
+
+
 def decode_picked(path: str, pick: Callable[[int], np.ndarray], threads: int = 1,
                   fetch: Callable = decode_frames, segment: Optional[Segment] = None):
     """Decode the frames ``pick(total)`` chooses with ``fetch(source, indices, threads,

@@ -403,6 +403,9 @@ def transform_clip(frames, spec: TransformSpec, crop_pos=(0.5, 0.5),
     without rounding; with it, to the level except where a value sits on a rounding boundary.
     """
     frames = _as_frames(frames)
+    own = getattr(jitter, "transform", None)
+    if own is not None:  # an augmentation that makes its own crop (V-JEPA 2's, video/augment.py)
+        return own(frames, spec, out)
     # the resized crop is an intermediate here (normalise writes elsewhere): reuse its memory
     size = spec.input_size
     x = resize_crop(frames, spec, crop_pos, out=_scratch("resized", (3, frames.shape[0], size, size)))
