@@ -99,7 +99,13 @@ RUNTIME_KEYS = frozenset({
 # (section, option): "" for a top-level option, "codec" for a codec option.
 HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels"): "source",
                 ("", "codec_version"): None, ("", "val_sampling"): "exact",
-                ("", "published_world_size"): 8, ("", "published_batch_size"): None}
+                ("", "published_world_size"): 8, ("", "published_batch_size"): None,
+                # head kinds, schedules and scoring without training (issue 21)
+                ("", "probe_head"): "ov", ("", "probe_num_heads"): None,
+                ("", "lr_schedule"): "linear", ("", "start_lr"): None, ("", "warmup"): 0.0,
+                ("", "final_lr"): 0.0, ("", "wd_schedule"): "constant",
+                ("", "final_weight_decay"): None, ("", "val_only"): False,
+                ("", "probe_checkpoint"): None}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

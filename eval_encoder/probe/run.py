@@ -18,6 +18,7 @@ from eval_encoder.flags import build_parser
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
+from eval_encoder.probe.heads.options import check_head
 from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
@@ -65,8 +66,7 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
             f"gives {spec.tokens_per_frame} patch tokens per frame (plus {spec.prefix_tokens} "
             "prefix tokens given to the head)")
     require(cfg.num_temporal_crops >= 1 and cfg.num_spatial_crops >= 1, "crop counts must be >= 1")
-    require(cfg.probe_size == 1, f"--probe_size {cfg.probe_size}: the published head has one "
-            "attention-pooling block (the published scripts parse --probe_size and ignore it)")
+    check_head(cfg, spec.embed_dim)  # e.g. ov takes one pooling block (--probe_size 1)
     for name in ("print_freq", "eval_freq", "num_frames"):
         require(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
     require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
@@ -195,6 +195,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         setup_logging()  # with the level -v/-q asked for
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
         check_names(cfg)  # nor does a misspelt family or model name
+        check_head(cfg)  # nor a head option its kind does not take
         check_flags(cfg)  # nor flags of a validation draw the run does not make
         check_data(cfg)  # nor a data root or manifest that is not there
         check_weights(cfg)  # nor weights that are not there (before any clip is opened)
