@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from torch import nn
+
 from eval_encoder.config import ConfigError, ProbeConfig
-from eval_encoder.probe.heads.base import HEADS, HeadKind
+from eval_encoder.probe.heads.base import HEADS, HeadKind, head_parameters
 from eval_encoder.registry import RegistryError
 
 # head option -> the configuration field (flag) that carries it; options without one (e.g.
@@ -60,7 +62,12 @@ def check_head(cfg: ProbeConfig, dim: Optional[int] = None) -> None:
         raise ConfigError(f"--{name} {options.get(option)}: head kind {kind.name!r} {why}")
 
 
-def describe_head(cfg: ProbeConfig, dim: int) -> Dict[str, Any]:
-    """The record's ``probe_head``: the kind and every option it was built with."""
+def describe_head(cfg: ProbeConfig, dim: int, module: Optional[nn.Module] = None
+                  ) -> Dict[str, Any]:
+    """The record's ``probe_head``: the kind, every option it is built with (None: decided by
+    the kind from the width), the width and, given a head, its parameter count."""
     kind = kind_of(cfg)
-    return {"kind": kind.name, "options": kind.resolve(head_options(cfg)), "width": dim}
+    out = {"kind": kind.name, "options": kind.resolve(head_options(cfg)), "width": dim}
+    if module is not None:
+        out["parameters"] = head_parameters(module)
+    return out
