@@ -24,6 +24,17 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
             ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
             in records)
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
+  probe_head {kind ("ov" | "vjepa2" | a user's), options {depth, num_heads, mlp_ratio, ...: as
+             built; null: the kind decides from the width}, width, parameters (one head's)}
+  val_only  (only under --val_only: heads scored without training; see
+             eval_encoder/probe/given.py) {heads_from {path, sha256, format ("vjepa2 probe
+             checkpoint" | "state_dict" | "safetensors" | "eval_encoder checkpoint"), heads,
+             epoch (the file's, when it says) or position, config_hash and config_differences
+             (our checkpoint's options that differ from the run's)}, note}. Such a record's
+             heads are [{name, status, top1, top5}], reported.epoch and predictions.epoch are
+             null, reported.selection is "val_only" (chosen_on "val", or "none" for one head),
+             and it has no batch, checkpoints, resumed_from, monitor, samples.train,
+             compute.train, encoder_passes.train or batches.train
   metrics   {top1, top5, mean_class_acc, map (where the card declares it)} of the reported head
   val_sampling (only under --val_sampling published; see eval_encoder/probe/sampling.py)
             {mode, world_size, batch, batch_from, clips, per_rank_share, items_per_evaluation,
