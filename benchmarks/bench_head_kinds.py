@@ -18,7 +18,8 @@ range over rounds of its ratio to one head of the same kind measured in the same
           grid of N costs about N heads; the V-JEPA 2 configs train 20 (5 lr x 4 wd)
 
 ``--encoder vit_base_patch16_224`` adds a frozen timm ViT-B/16 encoding the batch's frames in
-the step, as a run does: the ratio a run pays (slow: use few rounds).
+the step, as a run does: the ratio a run pays (slow: use few rounds). ``--device cuda`` times
+the step on the GPU (bf16 autocast, as a run there) and prints the peak memory per head count.
 """
 import os
 
@@ -37,6 +38,11 @@ from eval_encoder.probe.heads import head_grid  # noqa: E402
 from eval_encoder.probe.trainer import ProbeTrainer, make_heads  # noqa: E402
 
 ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class Tokens(nn.Module):
@@ -66,40 +72,51 @@ class FrameEncoder(nn.Module):
         return out.reshape(b, t * out.shape[1], out.shape[2])
 
 
-def step_time(kind: str, n: int, tokens: torch.Tensor, classes: int, encoder=None) -> float:
+def step_time(kind: str, n: int, tokens: torch.Tensor, classes: int, encoder=None,
+              env: DistEnv = ENV) -> float:
     """Seconds of one training step of ``n`` heads of ``kind`` after a warm-up step."""
     grid = head_grid([1e-4 * (1 + i) for i in range(n)], [0.0])
     heads = make_heads(grid, tokens.shape[-1], classes, steps=100, min_lr=1e-7,
-                       device=ENV.device, seed=0, kind=kind)
-    trainer = ProbeTrainer(Tokens(tokens), heads, ENV, 0.1, 5.0, classes)
-    batch = {"labels": torch.randint(0, classes, (tokens.shape[0],)), "skipped": []}
+                       device=env.device, seed=0, kind=kind)
+    trainer = ProbeTrainer(Tokens(tokens), heads, env, 0.1, 5.0, classes)
+    labels = torch.randint(0, classes, (tokens.shape[0],), device=env.device)
+    batch = {"labels": labels, "skipped": []}
     trainer.train_step(batch, 0, 0)  # warm-up: AdamW state, allocator
     if encoder is not None:
         trainer.encoder = encoder
+    _sync(env.device)
     start = time.perf_counter()
     trainer.train_step(batch, 0, 1)
+    _sync(env.device)
     return time.perf_counter() - start
 
 
-def measure(args, tokens, encoder=None):
-    """Step times per (kind, head count), interleaved round by round."""
+def measure(args, tokens, encoder=None, env: DistEnv = ENV):
+    """Step times per (kind, head count), interleaved round by round; the peak device memory
+    (GiB) per (kind, head count) on CUDA."""
     times = {(k, n): [] for k in args.kinds for n in args.heads}
+    peaks = {}
     for _ in range(args.rounds):
         for kind in args.kinds:
             for n in args.heads:
-                times[kind, n].append(step_time(kind, n, tokens, args.classes, encoder))
-    return times
+                if env.device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(env.device)
+                times[kind, n].append(step_time(kind, n, tokens, args.classes, encoder, env))
+                if env.device.type == "cuda":
+                    peaks[kind, n] = torch.cuda.max_memory_allocated(env.device) / 2**30
+    return times, peaks
 
 
-def report(title: str, times, kinds, counts) -> None:
+def report(title: str, times, kinds, counts, peaks=None) -> None:
     print(title)
     for kind in kinds:
         base = times[kind, counts[0]]
         for n in counts:
             ratios = [t / b for t, b in zip(times[kind, n], base)]
+            peak = f", peak {peaks[kind, n]:.1f} GiB" if peaks else ""
             print(f"  {kind:6s} {n:3d} heads: {statistics.median(times[kind, n]) * 1e3:9.1f} "
                   f"ms/step, {statistics.median(ratios):6.2f}x {counts[0]} head(s) (range "
-                  f"{min(ratios):.2f}-{max(ratios):.2f})")
+                  f"{min(ratios):.2f}-{max(ratios):.2f}){peak}")
 
 
 def main(argv=None) -> None:
@@ -116,20 +133,24 @@ def main(argv=None) -> None:
                         help="timm encoder in the step, e.g. vit_base_patch16_224 ('none': "
                              "heads only)")
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    env = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device(args.device))
     encoder = None
     if args.encoder != "none":
-        encoder = FrameEncoder(args.encoder, torch.randn(args.batch, args.frames, 3, 224, 224))
+        frames = torch.randn(args.batch, args.frames, 3, 224, 224, device=env.device)
+        encoder = FrameEncoder(args.encoder, frames).to(env.device)
         with torch.no_grad():
             tokens = encoder(None)
     else:
-        tokens = torch.randn(args.batch, args.tokens, args.width)
-    times = measure(args, tokens, encoder)
+        tokens = torch.randn(args.batch, args.tokens, args.width, device=env.device)
+    times, peaks = measure(args, tokens, encoder, env)
     what = f"full step with {args.encoder}" if encoder is not None else "heads only"
-    report(f"tokens {list(tokens.shape)}, {args.classes} classes, {args.rounds} rounds, one "
-           f"thread; {what}", times, args.kinds, args.heads)
+    where = "one thread" if env.device.type == "cpu" else f"{args.device}, bf16 autocast"
+    report(f"tokens {list(tokens.shape)}, {args.classes} classes, {args.rounds} rounds, "
+           f"{where}; {what}", times, args.kinds, args.heads, peaks)
 
 
 if __name__ == "__main__":
