@@ -34,6 +34,7 @@ benchmark: $(VENV)/.installed
 	$(PY) benchmarks/bench_codec_pixels.py --clock cpu
 	$(PY) benchmarks/bench_loader.py
 	$(PY) benchmarks/bench_heads.py --ways bank
+	$(PY) benchmarks/bench_head_kinds.py
 	$(PY) benchmarks/bench_throughput.py --loader_workers 0 1 2
 
 gpu-check: $(VENV)/.installed

@@ -8,7 +8,7 @@ LinearLR step) on precomputed tokens ([batch, tokens, width]; ViT-B width, 8 fra
 tokens by default), for each head count, two ways, interleaved round by round:
 
   bank   the trainer as it runs: every head's scores from one product of the tokens with
-         the stacked folded queries (eval_encoder.probe.head.bank_logits)
+         the stacked folded queries (the ``ov`` kind's bank, eval_encoder.probe.heads.ov)
   loop   each head's own forward (nn.MultiheadAttention projecting every token to keys and
          values), one head after another: the reference the bank replaces
 
@@ -36,7 +36,7 @@ from torch import nn  # noqa: E402
 
 from eval_encoder.distributed import DistEnv  # noqa: E402
 from eval_encoder.probe import trainer as trainer_mod  # noqa: E402
-from eval_encoder.probe.head import head_grid  # noqa: E402
+from eval_encoder.probe.heads import head_grid  # noqa: E402
 from eval_encoder.probe.trainer import ProbeTrainer, make_heads  # noqa: E402
 
 ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
@@ -69,9 +69,9 @@ class FrameEncoder(nn.Module):
         return out.reshape(b, t * out.shape[1], out.shape[2])
 
 
-def loop_logits(heads, tokens):
-    """Each head's own forward, one after another."""
-    return torch.stack([h(tokens) for h in heads], dim=1)
+def loop_groups(heads):
+    """Each head's own forward, one after another (as the trainer runs kinds without a bank)."""
+    return [([j], lambda tokens, h=h: h(tokens).unsqueeze(1)) for j, h in enumerate(heads)]
 
 
 def step_time(n: int, tokens: torch.Tensor, classes: int, way, encoder=None) -> float:
@@ -81,7 +81,7 @@ def step_time(n: int, tokens: torch.Tensor, classes: int, way, encoder=None) -> 
                        device=ENV.device, seed=0)
     trainer = ProbeTrainer(Tokens(tokens), heads, ENV, 0.1, 5.0, classes)
     batch = {"labels": torch.randint(0, classes, (tokens.shape[0],)), "skipped": []}
-    trainer_mod.bank_logits = way
+    trainer_mod.bank_groups = way
     trainer.train_step(batch, 0, 0)  # warm-up: AdamW state, allocator
     if encoder is not None:
         trainer.encoder = encoder
@@ -129,14 +129,14 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     tokens = torch.randn(args.batch, args.tokens, args.width)
-    ways = {"bank": trainer_mod.bank_logits, "loop": loop_logits}
+    ways = {"bank": trainer_mod.bank_groups, "loop": loop_groups}
     head_times = measure(args, tokens, ways)
     shape = f"tokens [{args.batch}, {args.tokens}, {args.width}], {args.classes} classes"
     report(f"{shape}, {args.rounds} rounds, one thread; heads only (encoder left out)",
            head_times, args.ways, args.heads)
     if args.encoder != "none":
         full_step(args, ways)
-    trainer_mod.bank_logits = ways["bank"]
+    trainer_mod.bank_groups = ways["bank"]
 
 
 def full_step(args, ways) -> None:

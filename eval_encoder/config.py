@@ -229,11 +229,30 @@ class ProbeConfig:
                                       check=POSITIVE)
     default_weight_decay: List[float] = _f([0.0], "weight decays: one head per (lr, wd)", nargs="+",
                                            check=NON_NEGATIVE)
-    default_min_lr: float = _f(1e-7, "LinearLR end learning rate", check=NON_NEGATIVE)
+    default_min_lr: float = _f(1e-7, "LinearLR end learning rate (--lr_schedule linear)",
+                               check=NON_NEGATIVE)
+    lr_schedule: str = _f("linear", "learning rate per step: 'linear' (OneVision's LinearLR to "
+                          "--default_min_lr) or 'cosine' (V-JEPA 2's: warmup from --start_lr "
+                          "over --warmup epochs, then cosine to --final_lr)")
+    start_lr: Optional[float] = _f(None, "--lr_schedule cosine: learning rate the warmup starts "
+                                   "from (unset: each head's own)", check=NON_NEGATIVE)
+    warmup: float = _f(0.0, "--lr_schedule cosine: warmup epochs", check=NON_NEGATIVE)
+    final_lr: float = _f(0.0, "--lr_schedule cosine: learning rate at the last step",
+                         check=NON_NEGATIVE)
+    wd_schedule: str = _f("constant", "weight decay per step: 'constant' (each head's) or "
+                          "'cosine' (V-JEPA 2's: from each head's to --final_weight_decay)")
+    final_weight_decay: Optional[float] = _f(None, "--wd_schedule cosine: weight decay at the "
+                                             "last step (unset: each head's own)",
+                                             check=NON_NEGATIVE)
     clip_grad: float = _f(5.0, "gradient-norm clip per head (0: off)", check=NON_NEGATIVE)
     smoothing: float = _f(0.1, "label smoothing", check=FRACTION)
-    probe_size: int = _f(1, "attention-pooling blocks in the head: 1, as published",
-                         check=AT_LEAST_1)
+    probe_head: str = _f("ov", "probe head kind: 'ov' (OneVision's published head), 'vjepa2' "
+                         "(V-JEPA 2's AttentiveClassifier) or one registered by a module of "
+                         "--encoder_module (@register_head)")
+    probe_size: int = _f(1, "attention blocks in the head (its depth): 1 for ov, as published; "
+                         "left at 1, the kind's own default (vjepa2: 4)", check=AT_LEAST_1)
+    probe_num_heads: Optional[int] = _f(None, "attention heads of the probe head",
+                                        check=AT_LEAST_1)
     seed: int = _f(1, "seed for sampling, jitter and head init", check=NON_NEGATIVE)
     select: str = _f("best_val", "reported score: best epoch on val (upstream) or last epoch",
                      choices=["best_val", "last"])
@@ -248,6 +267,12 @@ class ProbeConfig:
     max_skip_fraction: float = _f(0.01, "fail when more than this fraction of a split is unreadable",
                                    check=FRACTION)
     # --- evaluation
+    val_only: bool = _f(False, "score given heads on the validation split without training: "
+                        "the heads of --probe_checkpoint, or of our checkpoint "
+                        "--resume_checkpoint")
+    probe_checkpoint: Optional[str] = _f(None, "--val_only: file of trained heads: a published "
+                                         "V-JEPA 2 probe checkpoint ({'classifiers': [...]}), "
+                                         "a state_dict (.pt) or a safetensors file")
     eval_freq: int = _f(1, "evaluate every N epochs (and always after the last)", check=AT_LEAST_1)
     monitor_clips: int = _f(64, "training clips scored in eval mode by every head after each "
                             "epoch: a progress line for long runs, never reported and never "

@@ -28,6 +28,8 @@ DEFAULT_FROM: Dict[str, str] = {
     "short_side_size": "the crop size", "global_batch_size": "batch_size x processes",
     "checkpoint_dir": "<save_report>/checkpoints", "data_root": "none: required",
     "published_batch_size": "global_batch_size / published_world_size, else batch_size",
+    "probe_num_heads": "the head kind's: ov width/64, vjepa2 16",
+    "start_lr": "each head's learning rate", "final_weight_decay": "each head's weight decay",
 }
 
 

@@ -29,6 +29,17 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
             ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
             in records)
   reported  {head, top1, top5, epoch, selection, chosen_on, note}
+  probe_head {kind ("ov" | "vjepa2" | a user's), options {depth, num_heads, mlp_ratio, ...: as
+             built; null: the kind decides from the width}, width, parameters (one head's)}
+  val_only  (only under --val_only: heads scored without training; see
+             eval_encoder/probe/given.py) {heads_from {path, sha256, format ("vjepa2 probe
+             checkpoint" | "state_dict" | "safetensors" | "eval_encoder checkpoint"), heads,
+             epoch (the file's, when it says) or position, config_hash and config_differences
+             (our checkpoint's options that differ from the run's)}, note}. Such a record's
+             heads are [{name, status, top1, top5}], reported.epoch and predictions.epoch are
+             null, reported.selection is "val_only" (chosen_on "val", or "none" for one head),
+             and it has no batch, checkpoints, resumed_from, monitor, samples.train,
+             compute.train, encoder_passes.train or batches.train
   metrics   {top1, top5, mean_class_acc, map (where the card declares it)} of the reported head
   val_sampling (only under --val_sampling published; see eval_encoder/probe/sampling.py)
             {mode, world_size, batch, batch_from, clips, per_rank_share, items_per_evaluation,
@@ -108,7 +119,13 @@ HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels")
                 ("", "published_world_size"): 8, ("", "published_batch_size"): None,
                 # V-JEPA 2's protocol (issue 21): the OneVision protocols' sampling and views
                 ("", "frame_step"): 0, ("", "num_segments"): 1, ("", "eval_window"): "centre",
-                ("", "view_fusion"): "logits", ("", "train_augment"): "ov"}
+                ("", "view_fusion"): "logits", ("", "train_augment"): "ov",
+                # head kinds, schedules and scoring without training (issue 21)
+                ("", "probe_head"): "ov", ("", "probe_num_heads"): None,
+                ("", "lr_schedule"): "linear", ("", "start_lr"): None, ("", "warmup"): 0.0,
+                ("", "final_lr"): 0.0, ("", "wd_schedule"): "constant",
+                ("", "final_weight_decay"): None, ("", "val_only"): False,
+                ("", "probe_checkpoint"): None}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

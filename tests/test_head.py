@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from eval_encoder.distributed import DistEnv
-from eval_encoder.probe.head import AttentivePooling, ClassificationHead, head_grid
+from eval_encoder.probe.heads import head_grid
+from eval_encoder.probe.heads.ov import AttentivePooling, ClassificationHead
 from eval_encoder.probe.trainer import (ProbeTrainer, RunFailed, accuracy, check_scored_once,
                                         make_heads)
 
@@ -146,7 +147,7 @@ def test_accuracy_and_exactly_once_checks():
 def test_head_bank_equals_each_head_in_logits_and_gradients():
     """The folded bank (scores from folded queries, values projected after pooling) against
     every head's own forward: logits and every parameter's gradient within round-off."""
-    from eval_encoder.probe.head import bank_logits
+    from eval_encoder.probe.heads import bank_logits
 
     torch.manual_seed(0)
     heads = [ClassificationHead(128, 7) for _ in range(3)]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from eval_encoder.probe.head import ClassificationHead
+from eval_encoder.probe.heads.ov import ClassificationHead
 
 PUBLISHED_KEYS = [
     "pool.probe", "pool.attention.in_proj_weight", "pool.attention.in_proj_bias",

@@ -4,7 +4,8 @@ defaults < ``base`` (a caller's values) < YAML recipe (``--config``: its top lev
 ``suite.per_dataset`` entry for the run's dataset, as the suite reads it) < command line; then
 the recipe's codec version fills the codec options left unset, a ``--model_weight`` alias
 becomes its canonical name, launcher flags are checked against torchrun's environment, and
-every behaviour left unset takes the protocol's value. ``--help`` shows the values the recipe,
+every behaviour left unset takes the protocol's value, the head flags left unset take the head
+kind's defaults and the schedules are checked. ``--help`` shows the values the recipe,
 its codec version and the dataset card would supply.
 """
 from __future__ import annotations
@@ -17,9 +18,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from eval_encoder import recipe
 from eval_encoder.codec.versions import apply_codec_version, version_defaults
 from eval_encoder.config import ConfigError, ProbeConfig, apply_values, load_yaml
+from eval_encoder.encoders.user import load_encoder_modules
 from eval_encoder.flags import build_parser
 from eval_encoder.launch import LAUNCHERS
 from eval_encoder.launch.torchrun import check_rendezvous_flags
+from eval_encoder.probe.heads import HEADS
+from eval_encoder.probe.heads.options import resolve_head
+from eval_encoder.probe.schedules import check_schedules
 from eval_encoder.protocol import apply_protocol
 from eval_encoder.registry import WEIGHT_ALIASES
 from eval_encoder.video.manifest import ManifestError, load_card
@@ -112,6 +117,10 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_pr
     canonical_weight(cfg)
     check_launcher_flags(cfg)
     apply_protocol(cfg)
+    if cfg.probe_head not in HEADS:  # perhaps a user's kind: its module registers it
+        load_encoder_modules(cfg.encoder_module)
+    resolve_head(cfg)
+    check_schedules(cfg)
     return cfg
 
 

@@ -224,8 +224,9 @@ def say_result(record: Dict, cfg: ProbeConfig, path: Path) -> None:
     """A complete run's last lines, on standard output at any verbosity short of -qq: the
     reported score, the record's path and the leaderboard command that shows it."""
     r, val = record["reported"], record["samples"]["val"]
+    when = "no training" if r["epoch"] is None else f"epoch {r['epoch']}"
     result(f"{cfg.dataset} {cfg.model_name}: top-1 {r['top1']:.2f}% top-5 {r['top5']:.2f}% "
-           f"(head {r['head']}, epoch {r['epoch']}, chosen on {r['chosen_on']}; "
+           f"(head {r['head']}, {when}, chosen on {r['chosen_on']}; "
            f"{val['scored']}/{val['expected']} val clips scored, {record['wall_time_s']:.1f} s)")
     result(f"run record: {path}")
     result(f"show it: {rec.leaderboard_command(cfg.save_report)}")

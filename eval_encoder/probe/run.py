@@ -19,6 +19,8 @@ from eval_encoder.flags import build_parser
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
+from eval_encoder.probe.given import check_given_flags, load_given, score_given
+from eval_encoder.probe.heads.options import check_head, describe_head
 from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
@@ -41,6 +43,7 @@ from eval_encoder.probe.training import (
     prepare_training,
     remove_checkpoints,
     resume,
+    semantic_config,
     train_and_score,
 )
 from eval_encoder.registry import RegistryError
@@ -68,8 +71,7 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
             f"gives {spec.tokens_per_frame} patch tokens per {step_text(spec)} (plus "
             f"{spec.prefix_tokens} prefix tokens given to the head)")
     require(cfg.num_temporal_crops >= 1 and cfg.num_spatial_crops >= 1, "crop counts must be >= 1")
-    require(cfg.probe_size == 1, f"--probe_size {cfg.probe_size}: the published head has one "
-            "attention-pooling block (the published scripts parse --probe_size and ignore it)")
+    check_head(cfg, spec.embed_dim)  # e.g. ov takes one pooling block (--probe_size 1)
     for name in ("print_freq", "eval_freq", "num_frames"):
         require(getattr(cfg, name) >= 1, f"--{name} must be >= 1, got {getattr(cfg, name)}")
     require(0 <= cfg.max_skip_fraction < 1, "--max_skip_fraction must be in [0, 1)")
@@ -164,12 +166,31 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     record["batch"] = training.plan.describe()
     record["checkpoints"] = training.checkpointer.describe()
     record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
+    record["probe_head"] = describe_head(cfg, encoder.spec.embed_dim,
+                                         training.trainer.heads[0].module)
     if published is not None:  # chosen, and reported, on the published draw's accuracy
         record["reported"], record["val_sampling"] = published_report(
             record["heads"], cfg.select, published)
     if env.is_main:
         attach_predictions(record, cfg, training)
         record["encoder"].update(weights_identity(encoder, cfg))
+    record["status"] = "complete"
+
+
+def val_only_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
+                 progress: Progress) -> None:
+    """Score the heads given to ``--val_only`` once on the validation split, without
+    training, and fill the record (see eval_encoder/probe/given.py)."""
+    cap_decode_workers(cfg)
+    card = resolve_dataset(cfg)
+    progress.manifests = read_manifests(cfg, card)
+    encoder = build_encoder(cfg).to(env.device)
+    check_encoder_flags(cfg, encoder.spec)
+    if env.is_main:
+        say_input_size(encoder.spec)
+    given = load_given(cfg, encoder.spec.embed_dim, card.num_classes, env.device,
+                       semantic_config(cfg))
+    score_given(cfg, card, progress.manifests, encoder, env, given, record)
     record["status"] = "complete"
 
 
@@ -180,7 +201,8 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     record = base_record(cfg, requested_hash, env, start)
     progress = Progress()
     try:
-        train_run(cfg, env, record, requested_hash, progress)
+        (val_only_run if cfg.val_only else train_run)(cfg, env, record, requested_hash,
+                                                      progress)
     except Exception as exc:  # any failure still leaves a record saying why, then re-raises
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["wall_time_s"] = round(time.time() - start, 2)
@@ -193,7 +215,8 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:
         path = write_outputs(record, cfg)
-        remove_checkpoints(progress.training.checkpointer)
+        if progress.training is not None:  # a run that trained: its checkpoints go
+            remove_checkpoints(progress.training.checkpointer)
         say_result(record, cfg, path)
     return record
 
@@ -212,6 +235,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         setup_logging()  # with the level -v/-q asked for
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
         check_names(cfg)  # nor does a misspelt family or model name
+        check_head(cfg)  # nor a head option its kind does not take
+        check_given_flags(cfg)  # nor --val_only without the heads to score
         check_flags(cfg)  # nor flags of a validation draw the run does not make
         check_data(cfg)  # nor a data root or manifest that is not there
         check_weights(cfg)  # nor weights that are not there (before any clip is opened)

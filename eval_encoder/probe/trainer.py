@@ -1,6 +1,7 @@
 """One encoder pass per batch feeds every probe head; validation scores every clip once.
 
-Each (learning rate, weight decay) pair gets its own head, AdamW and LinearLR schedule.
+Each (learning rate, weight decay) pair gets its own head (of the run's kind), AdamW and
+schedules (eval_encoder/probe/schedules.py: OneVision's LinearLR by default).
 Gradients are synchronised by hand (one flat all-reduce over all heads, weighted by each
 rank's number of good samples) rather than with DDP, so a batch that lost clips to decode
 errors, or a head stopped by a non-finite loss, cannot desynchronise the ranks.
@@ -14,7 +15,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -23,9 +24,10 @@ from tqdm import tqdm
 from eval_encoder import distributed as dist
 from eval_encoder.checkpoint import CheckpointError, decode, encode
 from eval_encoder.compute import LoaderClock
-from eval_encoder.probe.head import ClassificationHead, bank_logits, head_name
+from eval_encoder.probe.heads import bank_groups, bank_logits, build_head, head_name
 from eval_encoder.probe.predictions import Scored, merge, score_clips, top1, top5
 from eval_encoder.probe.views import fold_segments, unfold_tokens, view_fusion
+from eval_encoder.probe.schedules import Plan
 from eval_encoder.video.dataset import FLAG_NAMES, FLAG_TRUNCATED
 
 log = logging.getLogger("eval_encoder.trainer")
@@ -40,11 +42,15 @@ class HeadState:
     name: str
     lr: float
     weight_decay: float
-    module: ClassificationHead
+    module: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler]
+    scheduler: Optional[Any]  # the learning rate's (eval_encoder/probe/schedules.py)
     status: str = "ok"
     history: List[Dict] = field(default_factory=list)
+    wd_scheduler: Optional[Any] = None  # the weight decay's
+
+    def schedules(self) -> List[Any]:
+        return [s for s in (self.scheduler, self.wd_scheduler) if s is not None]
 
     @property
     def alive(self) -> bool:
@@ -142,18 +148,20 @@ class Counters:
 
 
 def make_heads(grid, dim: int, num_classes: int, steps: int, min_lr: float,
-               device: torch.device, seed: int) -> List[HeadState]:
-    """One head, optimiser and LinearLR(lr -> min_lr over all steps) per (lr, wd)."""
+               device: torch.device, seed: int, kind: str = "ov",
+               options: Optional[Dict[str, Any]] = None,
+               plan: Optional[Plan] = None) -> List[HeadState]:
+    """One head of ``kind`` (``options``: its options), AdamW and schedules per (lr, wd).
+    ``plan``: the schedules (default: LinearLR from lr to ``min_lr`` over ``steps``, constant
+    weight decay)."""
+    plan = plan or Plan(total=steps, min_lr=min_lr)
     heads = []
     for i, (lr, wd) in enumerate(grid):
         torch.manual_seed(seed + i)  # the same initial head on every rank
-        module = ClassificationHead(dim, num_classes).to(device)
+        module = build_head(kind, dim, num_classes, **(options or {})).to(device)
         opt = adamw(module.parameters(), lr, wd)
-        sched = None
-        if min_lr < lr:
-            sched = torch.optim.lr_scheduler.LinearLR(
-                opt, start_factor=1.0, end_factor=min_lr / lr, total_iters=max(1, steps))
-        heads.append(HeadState(head_name(lr, wd), lr, wd, module, opt, sched))
+        heads.append(HeadState(head_name(lr, wd), lr, wd, module, opt, plan.lr_schedule(opt, lr),
+                               wd_scheduler=plan.wd_schedule(opt, wd)))
     return heads
 
 
@@ -286,20 +294,30 @@ class ProbeTrainer:
             pending.started = True
         batch = _to_device(batch, self.env.device)
         feats = self.tokens(batch, "train")
-        with _autocast(self.env.device):  # every live head on one pass over the tokens
-            logits = bank_logits([self.heads[i].module for i in live], feats)
-        losses = {i: self.criterion(logits[:, j].float(), batch["labels"])
-                  for j, i in enumerate(live)}
-        # the exact sum keeps loss x clips per micro-batch (divided by the step's clips in
-        # _sync_grads); a whole step on one process backpropagates the mean directly
-        weight = n_local if self._exact_sum() else 1
-        sum(loss * weight for loss in losses.values()).backward()
+        losses = self._backward(feats, batch["labels"], live, n_local)
         pending.count += n_local
         for i, loss in losses.items():
             pending.loss[i] += float(loss.detach()) * n_local
             pending.nonfinite[i] += 0.0 if torch.isfinite(loss) else 1.0
         if self._exact_sum():  # sum micro-batch gradients in float64: order-free, see _sync_grads
             pending.add_grads(self.heads, live)
+
+    def _backward(self, feats: torch.Tensor, labels: torch.Tensor, live: List[int],
+                  n_local: int) -> Dict[int, torch.Tensor]:
+        """Every live head's loss on one pass over the tokens, backpropagated group by group
+        (a kind's fused bank at once, other heads one by one: one group's activations at a
+        time). The exact sum keeps loss x clips per micro-batch (divided by the step's clips
+        in _sync_grads); a whole step on one process backpropagates the mean directly."""
+        weight = n_local if self._exact_sum() else 1
+        losses: Dict[int, torch.Tensor] = {}
+        for members, logits_of in bank_groups([self.heads[i].module for i in live]):
+            with _autocast(self.env.device):
+                logits = logits_of(feats)
+            part = {live[j]: self.criterion(logits[:, k].float(), labels)
+                    for k, j in enumerate(members)}
+            sum(loss * weight for loss in part.values()).backward()
+            losses.update(part)
+        return losses
 
     def train_step(self, batch: Dict, epoch: int, step: int):
         """One batch as a whole optimiser step: (clips over all ranks, loss sum per head)."""
@@ -342,8 +360,8 @@ class ProbeTrainer:
         except (RuntimeError, OverflowError, ValueError) as exc:
             self._stop(h, f"optimiser step failed at epoch {epoch} step {step} ({exc})")
             return
-        if h.scheduler is not None:
-            h.scheduler.step()
+        for schedule in h.schedules():
+            schedule.step()
         # weights an overflowing step made non-finite give a non-finite loss at the next step,
         # which stops the head there
 
@@ -452,6 +470,7 @@ class ProbeTrainer:
 def _head_state(h: HeadState) -> Dict:
     return {"name": h.name, "module": h.module.state_dict(), "optimizer": h.optimizer.state_dict(),
             "scheduler": h.scheduler.state_dict() if h.scheduler is not None else None,
+            "wd_scheduler": h.wd_scheduler.state_dict() if h.wd_scheduler is not None else None,
             "status": h.status, "history": json.dumps(encode(h.history))}
 
 
@@ -460,6 +479,8 @@ def _load_head(h: HeadState, saved: Dict) -> None:
     h.optimizer.load_state_dict(saved["optimizer"])
     if h.scheduler is not None:
         h.scheduler.load_state_dict(saved["scheduler"])
+    if h.wd_scheduler is not None:
+        h.wd_scheduler.load_state_dict(saved["wd_scheduler"])
     h.status, h.history = saved["status"], decode(json.loads(saved["history"]))
 
 

@@ -16,9 +16,11 @@ from eval_encoder import record as rec
 from eval_encoder.config import ProbeConfig
 from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
 from eval_encoder.probe.monitor import score_monitor
-from eval_encoder.probe.head import head_grid
+from eval_encoder.probe.heads import head_grid
+from eval_encoder.probe.heads.options import head_options
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
 from eval_encoder.probe.sampling import PublishedSampling
+from eval_encoder.probe.schedules import plan_of
 from eval_encoder.probe.trainer import (
     ProbeTrainer,
     accuracy,
@@ -195,7 +197,8 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
     steps = plan.steps(len(splits.train))
     heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
                        card.num_classes, steps * cfg.default_epoch, cfg.default_min_lr,
-                       env.device, cfg.seed)
+                       env.device, cfg.seed, kind=cfg.probe_head, options=head_options(cfg),
+                       plan=plan_of(cfg, steps))
     trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
                            cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
                            tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),

@@ -1,6 +1,7 @@
-"""The attentive probe as published: a learned query attends over all tokens, then norm + linear.
+"""Head kind ``ov``: the OneVision probe as published: a learned query attends over all tokens,
+then norm + linear.
 
-The head is the probe's definition, so both protocols use it unchanged. It follows the
+The head is the probe's definition, so both OneVision protocols use it unchanged. It follows the
 published ``ClassificationHead`` (OneVision-Encoder ``eval_encoder/attentive_probe.py``) and its
 pooling block (``Siglip2MultiheadAttentionPoolingHead``):
 
@@ -11,16 +12,19 @@ with an RMSNorm without bias (eps from the input's dtype), an MLP of width 4D wi
 either way. Modules are created in the published order, so one seed gives the published
 initialisation: probe ~ N(0, 1); attention in-projection Xavier-uniform with zero bias; every
 Linear (the attention's out-projection included) truncated-normal(0.02) with zero bias; the
-classifier then scaled by 1e-3.
+classifier then scaled by 1e-3. Options: ``num_heads`` (default D // 64, as published),
+``mlp_ratio`` (4) and ``depth``, which is 1 only (one pooling block, as published).
 """
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from eval_encoder.probe.heads.base import register_head
 
 
 class PoolingMLP(nn.Module):
@@ -56,9 +60,12 @@ class AttentivePooling(nn.Module):
 class ClassificationHead(nn.Module):
     """Attentive pooling -> LayerNorm -> Linear; the classifier starts scaled by ``init_scale``."""
 
-    def __init__(self, dim: int, num_classes: int, init_scale: float = 1e-3):
+    head_kind = "ov"  # what the bank fuses it with (eval_encoder.probe.heads.base.bank_groups)
+
+    def __init__(self, dim: int, num_classes: int, init_scale: float = 1e-3,
+                 num_heads: Optional[int] = None, mlp_ratio: int = 4):
         super().__init__()
-        self.pool = AttentivePooling(dim, max(1, dim // 64))
+        self.pool = AttentivePooling(dim, num_heads or max(1, dim // 64), mlp_ratio)
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, num_classes)
         self.apply(_init_weights)
@@ -79,15 +86,6 @@ def _init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-def head_grid(lrs: Sequence[float], wds: Sequence[float]) -> List[Tuple[float, float]]:
-    """Every (learning rate, weight decay) pair: one head each, all fed by one encoder pass."""
-    return [(float(lr), float(wd)) for lr in lrs for wd in wds]
-
-
-def head_name(lr: float, wd: float) -> str:
-    return f"lr={lr:g},wd={wd:g}"
 
 
 # ----------------------------------------------------------------------------- the head bank
@@ -118,7 +116,7 @@ def _after_pooling(pool: AttentivePooling, mixed: torch.Tensor) -> torch.Tensor:
     return pooled + pool.mlp(pool.norm(pooled))
 
 
-def bank_logits(heads: Sequence["ClassificationHead"], tokens: torch.Tensor) -> torch.Tensor:
+def fused_logits(heads: Sequence["ClassificationHead"], tokens: torch.Tensor) -> torch.Tensor:
     """Logits [B, len(heads), C] of every head on the same tokens [B, N, D], exactly the
     heads' own ``forward`` up to float round-off, at the cost of about one head.
 
@@ -134,3 +132,15 @@ def bank_logits(heads: Sequence["ClassificationHead"], tokens: torch.Tensor) -> 
     mixed = (weights @ tokens).split(split, dim=1)  # per head [B, H, D]
     return torch.stack([h.fc(h.norm(_after_pooling(h.pool, m))) for h, m in zip(heads, mixed)],
                        dim=1)
+
+
+ONE_BLOCK = "the published head has one attention-pooling block (the published scripts parse " \
+            "--probe_size and ignore it)"
+
+
+@register_head("ov", options={"depth": 1, "num_heads": None, "mlp_ratio": 4},
+               fixed={"depth": (1, ONE_BLOCK)}, bank=fused_logits)
+def build(dim: int, num_classes: int, depth: int, num_heads: Optional[int],
+          mlp_ratio: int) -> ClassificationHead:
+    """OneVision's published head: one query, MHA (D/64 heads), RMSNorm-MLP, LayerNorm, linear."""
+    return ClassificationHead(dim, num_classes, num_heads=num_heads, mlp_ratio=mlp_ratio)
