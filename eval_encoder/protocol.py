@@ -100,9 +100,12 @@ def following(code: str) -> List[str]:
     return [p.name for p in PROTOCOL_INFO if p.follows == code]
 
 
+ORIGIN_PREFIX = "protocol "
+
+
 def origin(protocol: str) -> str:
     """How a run's sources name a value its protocol supplied."""
-    return f"protocol {protocol}"
+    return ORIGIN_PREFIX + protocol
 
 
 @dataclass(frozen=True)
@@ -222,10 +225,45 @@ VJEPA2_ROWS: Tuple[Behaviour, ...] = (
     _row("gradient clipping", "clip_grad", (5.0, 5.0, 0.0),
          ("each head's gradient norm clipped to 5", "as paper", "none"),
          "the published steps differ", "not measured here"),
-    _row("attention blocks", "probe_size", (1, 1, 4),
-         ("one attention-pooling block", "as paper",
-          "num_probe_blocks: 4 (the V-JEPA 2 head: another change brings it)"),
+    _row("probe head", "probe_head", ("ov", "ov", "vjepa2"),
+         ("OneVision's attention-pooling head: one query, one block, D/64 heads "
+          "(`python -m eval_encoder ls heads`)", "as paper",
+          "V-JEPA 2's AttentiveClassifier: 3 self-attention blocks over every token, then a "
+          "query's cross-attention block, linear"),
          "the published heads differ", "not measured here"),
+    _row("attention blocks", "probe_size", (None, None, 4),
+         ("the head kind's (ov: 1)", "as paper", "num_probe_blocks: 4"),
+         "the published heads differ", "not measured here"),
+    _row("attention heads", "probe_num_heads", (None, None, 16),
+         ("the head kind's (ov: width / 64)", "as paper", "num_heads: 16"),
+         "the published heads differ", "not measured here"),
+    _row("learning rates", "default_lr_list",
+         (None, None, ByDataset([0.005, 0.003, 0.001, 0.0003, 0.0001],
+                                (("diving48", [0.001, 0.0003, 0.0001]),
+                                 ("jester", [0.001, 0.0003, 0.0001])))),
+         ("the recipe's (one head per rate)", "as paper",
+          "multihead_kwargs: lr 0.005, 0.003, 0.001, 0.0003, 0.0001 (Diving48 and Jester: "
+          "0.001, 0.0003, 0.0001), each head's start_lr its own"),
+         "V-JEPA 2 trains a grid of heads and reports the best",
+         "20 heads on one encoder pass (Diving48 and Jester: 3)"),
+    _row("weight decays", "default_weight_decay",
+         (None, None, ByDataset([0.01, 0.1, 0.4, 0.8], (("diving48", [0.8]), ("jester", [0.8])))),
+         ("the recipe's (one head per rate and decay)", "as paper",
+          "multihead_kwargs: weight_decay 0.01, 0.1, 0.4, 0.8 (Diving48 and Jester: 0.8), "
+          "final_weight_decay equal to it (constant)"),
+         "V-JEPA 2 trains a grid of heads and reports the best",
+         "4 decays x 5 rates: 20 heads (Diving48 and Jester: 3)"),
+    _row("learning-rate schedule", "lr_schedule", ("linear", "linear", "cosine"),
+         ("LinearLR from each head's rate to --default_min_lr over the run", "as paper",
+          "WarmupCosineSchedule: warmup 0, then cosine from each head's rate to final_lr 0"),
+         "the published optimisers differ", "not measured here"),
+    _row("batch per step", "global_batch_size",
+         (None, None, ByDataset(256, (("diving48", 128), ("jester", 128)))),
+         ("the card's batch per process x processes", "as paper",
+          "batch_size 4 (Diving48 and Jester: 2) on 8 nodes x 8 GPUs: 256 (128) clips per "
+          "step, accumulated on fewer processes"),
+         "the published launches differ",
+         "64x fewer optimiser steps per epoch than batch 4 on one process"),
 )
 
 

@@ -1,9 +1,7 @@
 """End to end: the upstream command line on the generated demo data, with torchrun and gloo."""
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

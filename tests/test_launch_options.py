@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from eval_encoder.config import ConfigError
 from eval_encoder.launch import LAUNCHERS, LocalLauncher, SlurmLauncher, Topology
 from eval_encoder.launch.slurm import exit_status
 from eval_encoder.suite import cli, recipes, runner

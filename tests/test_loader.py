@@ -1,5 +1,4 @@
 """The torch loader: whole batches built in the worker, prefetching workers, the worker cap."""
-import os
 
 import numpy as np
 import pytest

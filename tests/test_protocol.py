@@ -109,7 +109,7 @@ def test_listing_prints_every_row_and_the_readme_holds_the_same_tables(capsys):
 
 def test_every_recipe_names_its_protocol():
     rows = listing.recipe_rows()
-    assert rows and all(r.get("protocol") == "paper" for r in rows)
+    assert rows and all(r.get("protocol") in protocol.PROTOCOLS for r in rows)
 
 
 @pytest.mark.slow
@@ -153,7 +153,9 @@ def test_a_vjepa2_run_of_the_demo_completes_with_segments_and_views(tmp_path, mo
     assert record["status"] == "complete" and record["protocol"]["name"] == "vjepa2"
     assert record["protocol"]["departures"] == {"num_frames": 4, "frame_step": 2,
                                                 "input_size": 224, "default_epoch": 1,
-                                                "probe_size": 1}
+                                                "probe_size": 1,  # the demo's own grid:
+                                                "default_lr_list": [0.001, 0.0001],
+                                                "default_weight_decay": [0.0]}
     values = record["protocol"]["values"]
     assert (values["num_segments"], values["num_spatial_crops"], values["view_fusion"],
             values["train_augment"]) == (2, 3, "softmax", "vjepa2")

@@ -15,7 +15,7 @@ import math
 import threading
 from dataclasses import astuple, dataclass
 from functools import lru_cache
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch

@@ -8,11 +8,13 @@ from torch import nn
 
 from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.probe.heads.base import HEADS, HeadKind, head_parameters
+from eval_encoder.protocol import ORIGIN_PREFIX
 from eval_encoder.registry import RegistryError
 
 # head option -> the configuration field (flag) that carries it; options without one (e.g.
 # mlp_ratio) keep the kind's default
 FLAGS = {"depth": "probe_size", "num_heads": "probe_num_heads"}
+NOT_GIVEN = ("head kind", ORIGIN_PREFIX)  # sources that yield to the kind's defaults
 USER_KINDS = ("a kind of your own registers with @register_head in a module given to "
               "--encoder_module")
 
@@ -28,19 +30,21 @@ def kind_of(cfg: ProbeConfig) -> HeadKind:
 def resolve_head(cfg: ProbeConfig) -> None:
     """Name the kind canonically and give the head flags left at their built-in values the
     kind's defaults (``vjepa2``: ``--probe_size 4``, ``--probe_num_heads 16``), with the kind
-    as their source. A flag given for an option the kind does not have is refused. Runs while
-    the configuration is parsed, so hashes, recipes and records see the resolved values."""
+    as their source; a value the protocol supplied yields to the kind too (``--protocol vjepa2
+    --probe_head ov`` is one block, a departure). A flag given for an option the kind does not
+    have is refused. Runs while the configuration is parsed, so hashes, recipes and records see
+    the resolved values."""
     kind = kind_of(cfg)
     cfg.probe_head = kind.name
     for option, name in FLAGS.items():
-        given = name in cfg.sources and not cfg.sources[name].startswith("head kind")
+        given = not cfg.sources.get(name, "head kind").startswith(NOT_GIVEN)
         if option not in kind.options:
             if given:
                 raise ConfigError(f"--{name} {getattr(cfg, name)}: head kind {kind.name!r} "
                                   f"has no {option} option")
             continue
         default = kind.options[option]
-        if not given and default is not None and getattr(cfg, name) != default:
+        if not given and getattr(cfg, name) != default:
             setattr(cfg, name, default)
             cfg.sources[name] = f"head kind {kind.name}"
 
