@@ -12,7 +12,7 @@ out=${1:-${OUT:-gpu_check}}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-"$py" -m pytest -m gpu -s -q -rs tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
+"$py" -m pytest -m gpu -s -q -rs tests/test_gpu.py tests/test_gpu_heads.py 2>&1 | tee "$out/gpu_tests.log"
 tests=${PIPESTATUS[0]}
 "$py" benchmarks/bench_throughput.py --rounds 5 --loader_workers 0 4 8 \
     --json "$out/throughput.json" 2>&1 | tee "$out/throughput.log"
