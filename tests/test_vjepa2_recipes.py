@@ -4,6 +4,7 @@ random V-JEPA 2), its table printed by ``leaderboard`` beside the reported cells
 scored again by ``--val_only`` to the same numbers."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,7 +97,7 @@ def test_a_vjepa2_recipe_runs_scores_again_and_shows_in_its_table(tiny, monkeypa
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(run_mod, "remove_checkpoints", lambda checkpointer: None)
     report = tiny / "report"
-    assert _run(tiny, report) == 0
+    assert _run(tiny, report, "--select", "last") == 0
     (path,) = (report / "runs").rglob("*.json")
     record = read_record(str(path))
     assert record["status"] == "complete" and record["protocol"]["name"] == "vjepa2"
@@ -112,11 +113,17 @@ def test_a_vjepa2_recipe_runs_scores_again_and_shows_in_its_table(tiny, monkeypa
     assert "ViT-L/16" in ours
     assert "73.7" in table and "77.3" in table  # the reported rows beside it
 
-    # --val_only of the last checkpoint: the same numbers for every head
+    # --val_only of the last checkpoint: the same numbers for every head, the same
+    # probabilities for every clip (its 2 segments folded, its 3 views fused as in training)
     (checkpoint,) = (report / "checkpoints").rglob("e0001-end.pt")
     again = tiny / "again"
-    assert _run(tiny, again, "--val_only", "--resume_checkpoint", str(checkpoint)) == 0
+    assert _run(tiny, again, "--val_only", "--resume_checkpoint", str(checkpoint),
+                "--select", "last") == 0
     (scored,) = [read_record(str(p)) for p in (again / "runs").rglob("*.json")]
     assert [h["name"] for h in scored["heads"]] == [h["name"] for h in record["heads"]]
     for a, b in zip(scored["heads"], record["heads"]):
         assert (a["top1"], a["top5"]) == (b["last_top1"], b["last_top5"])
+    trained, given = (np.load(next((r / "runs").rglob("*.predictions.npz")))
+                      for r in (report, again))
+    assert (trained["id"] == given["id"]).all() and (trained["top5"] == given["top5"]).all()
+    np.testing.assert_allclose(given["top5_prob"], trained["top5_prob"], atol=1e-6)

@@ -227,7 +227,8 @@ def _scoring(cfg: ProbeConfig, card, manifests, encoder, env):
     loaders, _, _ = build_loaders(cfg, splits, encoder.spec, env)
     trainer = ProbeTrainer(encoder, [], env, cfg.smoothing, cfg.clip_grad, card.num_classes,
                            cfg.num_tokens, cfg.print_freq,
-                           tokens_from=cfg.sources.get("num_tokens", "--num_tokens"))
+                           tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),
+                           segments=cfg.num_segments or 1, fusion=cfg.view_fusion or "logits")
     return splits, loaders[1], trainer
 
 
