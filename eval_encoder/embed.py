@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -188,9 +189,12 @@ def describe(cfg: ProbeConfig, encoder, args, ids: Sequence[str], views: int,
     if weights["weights_sha256"] is None:
         weights["weights_sha256"] = encoder_digest(encoder)
         weights["weights_note"] = "no weight file: sha256 of the parameters (encoder_digest)"
-    pool = args.pool if args.pool == "none" else resolve_pool(args.pool, spec.prefix_tokens)
+    try:
+        pool = args.pool if args.pool == "none" else resolve_pool(args.pool, spec.prefix_tokens)
+    except ValueError as exc:
+        raise ConfigError(f"--{exc}") from None
     tspec = asdict(transform_spec(cfg, spec))
-    return {"encoder": {"family": spec.family, "model_name": spec.model_name,
+    return as_json({"encoder": {"family": spec.family, "model_name": spec.model_name,
                         "embed_dim": spec.embed_dim, "prefix_tokens": spec.prefix_tokens,
                         "tokens_per_clip": cfg.num_tokens},
             "weights": weights, "preprocessing": dict(pixel_options(cfg, spec), transform=tspec,
@@ -198,7 +202,12 @@ def describe(cfg: ProbeConfig, encoder, args, ids: Sequence[str], views: int,
             "pool": pool, "views": {"asked": args.views, "per_clip": views},
             "dtype": args.dtype, "inputs": {"source": inputs.source, "clips": len(ids),
                                             "sha256": inputs_digest(ids)},
-            "eval_encoder": __version__, "complete": False}
+            "eval_encoder": __version__, "complete": False})
+
+
+def as_json(value: Dict) -> Dict:
+    """``value`` as it reads back from JSON (tuples as lists), so headers compare equal."""
+    return json.loads(json.dumps(value))
 
 
 def open_folder(folder: Path, header: Dict, env) -> None:

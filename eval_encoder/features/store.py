@@ -156,6 +156,19 @@ def write_index(folder: PathLike, order: Optional[Sequence[Tuple[str, int]]] = N
     return len(lines)
 
 
+def index_order(folder: PathLike) -> List[Tuple[str, int]]:
+    """The (clip, view) pairs of ``index.jsonl`` in its order ([] without one)."""
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        return []
+    try:
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    except ValueError as exc:
+        log.warning("%s: unreadable (%s); clips in shard order", path, exc)
+        return []
+    return [(str(item["clip"]), int(item["view"])) for item in lines]
+
+
 # ---------------------------------------------------------------------------- writer
 class ShardWriter:
     """One process's writer: rows gather in memory and go out as a shard of about
@@ -202,7 +215,10 @@ class FeatureStore:
         if self.header is None:
             raise StoreError(f"{self.folder}: no {HEADER}: not a feature store (write one with "
                              "`python -m eval_encoder embed`)")
-        self.located = {k: Located(*v) for k, v in entries(read_sidecars(self.folder)).items()}
+        found = entries(read_sidecars(self.folder))
+        order = [k for k in index_order(self.folder) if k in found]  # the merged index's order
+        keys = order + [k for k in found if k not in set(order)]
+        self.located = {k: Located(*found[k]) for k in keys}
         self._loaded: Dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -213,7 +229,7 @@ class FeatureStore:
         return (str(clip), int(view)) in self.located
 
     def clips(self) -> List[str]:
-        """Clip ids, each once, in the order they were written."""
+        """Clip ids, each once, in the index's order (the manifest's, for ``embed``)."""
         return list(dict.fromkeys(clip for clip, _ in self.located))
 
     def views(self) -> List[int]:
