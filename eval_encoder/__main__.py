@@ -1,4 +1,4 @@
-"""``python -m eval_encoder <command>``: probe, demo, ls, codec, suite, leaderboard, ..."""
+"""``python -m eval_encoder <command>``: probe, demo, ls, codec, suite, leaderboard, embed, ..."""
 from __future__ import annotations
 
 import importlib
@@ -22,6 +22,7 @@ COMMANDS = {
     "compare": ("eval_encoder.report.compare", "paired comparison of two runs or leaderboard rows"),
     "prepare": ("eval_encoder.prepare.cli", "official annotations -> manifests in a data root"),
     "check": ("eval_encoder.prepare.check", "health report of a dataset in a data root"),
+    "embed": ("eval_encoder.embed", "an encoder's features of videos or a split, as a store"),
 }
 
 TOP_FLAGS = ("--help", "--version")

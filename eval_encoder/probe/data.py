@@ -120,15 +120,28 @@ def read_manifests(cfg: ProbeConfig, card: DatasetCard) -> Manifests:
     return out
 
 
+def clip_source(cfg: ProbeConfig, spec):
+    """The clip source the encoder declares, set up for the run."""
+    source_cls = CLIP_SOURCES.get(spec.clip_source)
+    return source_cls(num_frames=spec.num_frames or cfg.num_frames,
+                      decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
+
+
+def eval_dataset(cfg: ProbeConfig, entries: list, root: str, source,
+                 views: bool = True) -> ClipDataset:
+    """The evaluation view of ``entries`` (the validation split's, and ``embed``'s): every
+    temporal x spatial view the run asks for, or with ``views`` off one (the centre) view."""
+    temporal, spatial = (cfg.num_temporal_crops, cfg.num_spatial_crops) if views else (1, 1)
+    return ClipDataset(entries, root, source, train=False, seed=cfg.seed,
+                       temporal_views=temporal, spatial_views=spatial)
+
+
 def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Splits:
     """The train and val datasets, fed by the clip source the encoder declares."""
-    source_cls = CLIP_SOURCES.get(spec.clip_source)
-    source = source_cls(num_frames=spec.num_frames or cfg.num_frames,
-                        decode_threads=cfg.decord_num_threads, cfg=cfg, spec=spec)
+    source = clip_source(cfg, spec)
     train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed,
                         augment=cfg.train_augment or "ov")
-    val = ClipDataset(m.val, m.root, source, train=False, seed=cfg.seed,
-                      temporal_views=cfg.num_temporal_crops, spatial_views=cfg.num_spatial_crops)
+    val = eval_dataset(cfg, m.val, m.root, source)
     watched = monitor_entries(m.train, cfg.monitor_clips, cfg.seed)
     monitor = ClipDataset(watched, m.root, source, train=False, seed=cfg.seed) if watched else None
     return Splits(card, m.root, m.train_csv, m.val_csv, train, val, monitor)
