@@ -6,7 +6,7 @@ and declares the clip it takes and the tokens it gives; the suite samples T fram
 them to the input size, normalises them, checks the tokens of every batch against the
 declaration and counts the FLOPs on one blank clip::
 
-    python -m eval_encoder.probe.run --encoder_module examples/my_clip_encoder.py \\
+    python -m eval_encoder probe --encoder_module examples/my_clip_encoder.py \\
         --model_family my_clip_encoder --model_name tiny --model_weight random --dataset demo
 
 Here: 8 frames of 64 px, tubelets of 2 frames x 16 x 16 px (4 x 16 patch tokens) and one
