@@ -17,7 +17,8 @@ in :data:`COST_MODELS` by the family's own module (see :func:`register_cost`): t
 a timm image encoder encodes T sequences of prefix (class, register) + patch tokens, its
 shape read from its blocks; a transformers model is counted once on one frame with
 ``FlopCounterMode`` and scaled by T; V-JEPA 2 encodes one sequence of ``T/2 * (S/p)^2``
-tubelets, each embedded from 2 frames. An encoder of another class may define
+tubelets, each embedded from 2 frames; a clip-level module (transformers' video models, users'
+clip encoders) is counted on one blank clip with ``FlopCounterMode``. An encoder of another class may define
 ``flops_per_clip(frames, tokens) -> EncoderCost`` itself; otherwise the record says that
 its FLOPs were not counted.
 """
@@ -268,6 +269,17 @@ def frame_counted_cost(encoder, frames: int, tokens_per_frame: int, shape: ViTSh
     per_frame = count_flops(lambda: encoder.encode_images(image))
     return EncoderCost(shape.arch, "counter", frames * tokens_per_frame, frames,
                        {"total": frames * per_frame})
+
+
+def clip_counted_cost(encoder, frames: int, tokens: int) -> EncoderCost:
+    """A clip-level encoder counted with FlopCounterMode on one blank clip of ``frames``
+    frames (its own count: a clip module takes no other), as one sequence."""
+    spec = encoder.spec
+    clip = torch.zeros(1, 3, frames, spec.input_size, spec.input_size, device=_device_of(encoder))
+    flops = count_flops(lambda: encoder({"pixel_values": clip}))
+    depth = int(getattr(encoder, "depth", 0) or 0)  # what the encoder says of its layers
+    arch = ViTShape.plain(depth, spec.embed_dim, 0, spec.patch_size).arch
+    return EncoderCost(arch, "counter", tokens, 1, {"total": flops})
 
 
 def _device_of(module: nn.Module) -> torch.device:

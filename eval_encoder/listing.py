@@ -192,7 +192,8 @@ def _clip_tokens(row: dict):
     patches = row.get("tokens_per_frame")
     if not isinstance(patches, int):
         return None
-    return 16 // (row.get("tubelet_size") or 1) * (patches + (row.get("prefix_tokens") or 0))
+    return (row.get("clip_prefix_tokens") or 0) + 16 // (row.get("tubelet_size") or 1) * (
+        patches + (row.get("prefix_tokens") or 0))
 
 
 def _cell(value) -> str:

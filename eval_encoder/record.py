@@ -11,7 +11,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
   encoder   {family, model_name, model_weight (as given), weights (what the encoder says it
              loaded), parameters (its parameter count), spec{family, model_name, embed_dim,
              patch_size, input_size, mean, std, clip_source, num_frames, tokens_per_frame (per
-             frame, or per tubelet), prefix_tokens, overrides, tubelet_size (frames per temporal
+             frame, or per tubelet), prefix_tokens, clip_prefix_tokens (once per clip: TimeSformer's
+             and ViViT's class token), overrides, tubelet_size (frames per temporal
              patch: 1, V-JEPA 2's 2), short_side (the model's own resize before the crop, or
              null), origins (where the family read its preprocessing)},
              weights_path (absolute, or null: random / nothing local), weights_sha256 (a

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 # registration: every built-in family
-from eval_encoder.encoders import baselines, codec, hf_backend, sampling, vjepa2  # noqa: F401
+from eval_encoder.encoders import (baselines, codec, hf_backend, hf_video,  # noqa: F401
+                                   sampling, vjepa2)
 from eval_encoder.encoders.base import EncoderSpec, VideoEncoder
+from eval_encoder.encoders.clip import ClipLayout, register_clip_encoder
 from eval_encoder.encoders.user import load_encoder_modules, load_entry_points
 from eval_encoder.registry import ENCODERS, register_encoder
 
-__all__ = ["EncoderSpec", "VideoEncoder", "build_encoder", "check_names", "check_weights",
-           "register_encoder"]
+__all__ = ["ClipLayout", "EncoderSpec", "VideoEncoder", "build_encoder", "check_names",
+           "check_weights", "register_clip_encoder", "register_encoder"]
 
 
 def build_encoder(cfg) -> VideoEncoder:

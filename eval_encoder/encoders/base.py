@@ -50,6 +50,10 @@ class EncoderSpec:
     # prefix tokens (class, register) per frame given to the head ahead of that frame's patch
     # tokens; a frame gives the head tokens_per_frame + prefix_tokens tokens
     prefix_tokens: int = 0
+    # prefix tokens (a class token) once per clip, ahead of every frame's or tubelet's tokens
+    # (TimeSformer's and ViViT's class token); a clip gives the head clip_prefix_tokens +
+    # frames / tubelet_size x (tokens_per_frame + prefix_tokens) tokens
+    clip_prefix_tokens: int = 0
     # where each value came from when it was overridden on the command line
     overrides: Dict[str, str] = field(default_factory=dict)
     # frames per temporal patch: an encoder that embeds tubelets of k frames (V-JEPA 2: 2)

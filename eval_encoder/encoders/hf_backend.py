@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import replace
-from typing import Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -42,6 +42,10 @@ EXTRA_HINT = "the hf family needs transformers: pip install 'eval-encoder[hf]'"
 # the published wrappers gave the head last_hidden_state whole, except DINOv2's ([:, 1:]);
 # keyed by transformers' model_type, "all" for every other type
 PUBLISHED_LAYOUT = {"dinov2": "patch"}
+# transformers model_type -> builder(cfg, transformers, source, config) of a clip-level video
+# encoder, and the listing rows of those; filled by hf_video.py, which imports this module
+VIDEO_BUILDERS: Dict[str, Callable] = {}
+VIDEO_ROWS: List[Callable[[], list]] = []
 
 
 def import_transformers():
@@ -74,9 +78,11 @@ register_cost(HFFrameEncoder)(hf_cost)
 class HFFamily:
     """The ``hf`` family's ENCODERS factory."""
 
-    description = "any Hugging Face vision model id or folder (transformers, extra [hf])"
+    description = ("any Hugging Face vision model id or folder (transformers, extra [hf]): image "
+                   "models frame by frame; video models (VideoMAE, TimeSformer, ViViT, X-CLIP's "
+                   "vision tower, V-JEPA 2) on whole clips at their own frame count")
 
-    def __call__(self, cfg) -> HFFrameEncoder:
+    def __call__(self, cfg) -> nn.Module:
         return build_hf(cfg)
 
     def check_weights(self, cfg) -> None:
@@ -88,19 +94,25 @@ class HFFamily:
 
     def describe_models(self) -> list:
         """No fixed table: ``--model_name`` is any vision model id or folder."""
-        return [{"family": "hf", "model_name": "<hub id or folder>",
-                 "note": "any transformers vision model; width, size and mean/std from its "
-                         "config and image processor"}]
+        rows = [{"family": "hf", "model_name": "<hub id or folder>",
+                 "note": "any transformers image model, frame by frame; width, size and "
+                         "mean/std from its config and image processor"}]
+        return rows + [row for rows_of in VIDEO_ROWS for row in rows_of()]
 
 
-def build_hf(cfg) -> HFFrameEncoder:
-    """Build the frozen per-frame encoder for a transformers vision model (module docstring)."""
+def build_hf(cfg) -> nn.Module:
+    """Build the frozen encoder for a transformers model: a video model's config type goes to
+    its clip-level builder (:data:`VIDEO_BUILDERS`), any other model runs frame by frame."""
     check_per_frame_flags(cfg)
     transformers = import_transformers()
     given = (cfg.model_weight or "").strip()
     random_init = given == "random"
     source = cfg.model_name if random_init or given in NO_WEIGHT else given
     local_only = not cfg.allow_download
+    config = _read_config(transformers, source, local_only)
+    video = VIDEO_BUILDERS.get(getattr(config, "model_type", ""))
+    if video is not None:
+        return video(cfg, transformers, source, config)
     model = _load_model(transformers, source, local_only, random_init)
     vision = getattr(model, "vision_model", model)
     vcfg = getattr(model.config, "vision_config", model.config)
@@ -135,6 +147,17 @@ def token_spec(encoder: HFFrameEncoder, size: int, patch: int, vcfg, layout: str
         raise ConfigError(f"--token_layout {layout!r}: choose family, {', '.join(PREFIX_KEPT)}")
     return spec.with_overrides(prefix_tokens=PREFIX_KEPT[layout](have)
                                if layout in PREFIX_KEPT else None)
+
+
+def _read_config(transformers, source: str, local_only: bool):
+    """The checkpoint's config (never remote code; local files unless allowed)."""
+    try:
+        return transformers.AutoConfig.from_pretrained(source, local_files_only=local_only,
+                                                       trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        how = "" if not local_only else " (only local files are read; --allow_download fetches)"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"hf: cannot read the config of {source!r}{how}: {reason}") from exc
 
 
 def _load_model(transformers, source: str, local_only: bool, random_init: bool) -> nn.Module:

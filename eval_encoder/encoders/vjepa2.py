@@ -198,7 +198,13 @@ def build_vjepa2(cfg: ProbeConfig) -> VJEPA2Encoder:
     check_flags(cfg)
     transformers = import_transformers()
     folder = weight_folder(cfg, entry)
-    config = read_config(transformers, folder, entry)
+    return build_from_config(cfg, transformers, folder, read_config(transformers, folder, entry))
+
+
+def build_from_config(cfg: ProbeConfig, transformers, folder: Optional[Path],
+                      config) -> VJEPA2Encoder:
+    """The encoder of a ``VJEPA2Config`` read already, with the weights of ``folder`` (random
+    for None); the ``hf`` family routes a V-JEPA 2 checkpoint here too."""
     check_frames(cfg.num_frames, int(config.tubelet_size), f"{FAMILY}/{cfg.model_name}")
     spec = vjepa2_spec(cfg, config, read_processor(transformers, folder, int(config.crop_size)))
     config.crop_size = spec.input_size  # the RoPE grid: S/p positions per row and column

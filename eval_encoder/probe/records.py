@@ -99,7 +99,7 @@ def segment_budget(cfg: ProbeConfig, spec) -> int:
     if spec.tokens_per_frame is None:
         return cfg.codec.K_keep
     steps = (spec.num_frames or cfg.num_frames) // spec.tubelet_size
-    return steps * (spec.tokens_per_frame + spec.prefix_tokens)
+    return spec.clip_prefix_tokens + steps * (spec.tokens_per_frame + spec.prefix_tokens)
 
 
 def budget_text(cfg: ProbeConfig, spec) -> str:
@@ -110,7 +110,8 @@ def budget_text(cfg: ProbeConfig, spec) -> str:
     frames = f"{spec.num_frames or cfg.num_frames} frames"
     if spec.tubelet_size > 1:
         frames += f" / tubelets of {spec.tubelet_size}"
-    return (f"the encoder spec: {each}{frames} x ({spec.tokens_per_frame} patch + "
+    clip = f"{spec.clip_prefix_tokens} clip prefix + " if spec.clip_prefix_tokens else ""
+    return (f"the encoder spec: {each}{clip}{frames} x ({spec.tokens_per_frame} patch + "
             f"{spec.prefix_tokens} prefix tokens)")
 
 
