@@ -28,7 +28,7 @@ from eval_encoder import distributed as dist
 from eval_encoder.config import ConfigError, ProbeConfig, require
 from eval_encoder.encoders import build_encoder, check_names, check_weights
 from eval_encoder.features.cache import encoder_digest, pixel_options
-from eval_encoder.features.pool import pool_tokens, resolve_pool
+from eval_encoder.features.pool import TokenLayout, pool_tokens, resolve_pool
 from eval_encoder.features.store import (
     ShardWriter,
     StoreError,
@@ -190,7 +190,7 @@ def describe(cfg: ProbeConfig, encoder, args, ids: Sequence[str], views: int,
         weights["weights_sha256"] = encoder_digest(encoder)
         weights["weights_note"] = "no weight file: sha256 of the parameters (encoder_digest)"
     try:
-        pool = args.pool if args.pool == "none" else resolve_pool(args.pool, spec.prefix_tokens)
+        pool = args.pool if args.pool == "none" else resolve_pool(args.pool, layout_of(cfg, spec))
     except ValueError as exc:
         raise ConfigError(f"--{exc}") from None
     tspec = asdict(transform_spec(cfg, spec))
@@ -242,13 +242,18 @@ def pending_samples(folder: Path, ids: Sequence[str], views: int, env) -> List[i
     return todo[env.rank::env.world_size]
 
 
-def features(trainer: ProbeTrainer, batch: Dict, pool: str, spec, segments: int,
+def layout_of(cfg: ProbeConfig, spec) -> TokenLayout:
+    """Where the prefix tokens are among a clip's tokens, for pooling."""
+    return TokenLayout.of(spec, cfg.num_frames, cfg.num_segments or 1)
+
+
+def features(trainer: ProbeTrainer, batch: Dict, pool: str, layout: TokenLayout,
              dtype: torch.dtype) -> torch.Tensor:
     """The batch's tokens as the probe computes them, pooled unless ``pool`` is none."""
     batch = {k: (v.to(trainer.env.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
     tokens = trainer.tokens(batch, "val").float()
     if pool != "none":
-        tokens = pool_tokens(tokens, pool, spec.prefix_tokens, segments)
+        tokens = pool_tokens(tokens, pool, layout)
     return tokens.to(dtype).cpu()
 
 
@@ -274,11 +279,13 @@ def embed(cfg: ProbeConfig, args, env) -> Dict:
     trainer = ProbeTrainer(encoder, [], env, 0.0, 0.0, 1, cfg.num_tokens, cfg.print_freq,
                            tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),
                            segments=cfg.num_segments or 1)
-    skipped = write_features(folder, loader, trainer, header, ids, ds, env, args)
+    skipped = write_features(folder, loader, trainer, header, layout_of(cfg, spec), ids, ds,
+                             env, args)
     return finish(folder, header, ids, ds.views, skipped, env)
 
 
-def write_features(folder: Path, loader, trainer, header: Dict, ids, ds, env, args) -> List:
+def write_features(folder: Path, loader, trainer, header: Dict, layout: TokenLayout, ids, ds,
+                   env, args) -> List:
     """This rank's clips through the encoder into its shards; the clips that failed."""
     writer = ShardWriter(folder, env.rank, int(args.shard_mb * (1 << 20)))
     skipped, start, rows = [], time.perf_counter(), 0
@@ -288,8 +295,7 @@ def write_features(folder: Path, loader, trainer, header: Dict, ids, ds, env, ar
         skipped += batch.get("skipped", [])
         if "labels" not in batch:
             continue
-        feats = features(trainer, batch, header["pool"], trainer.encoder.spec,
-                         trainer.segments, DTYPES[header["dtype"]])
+        feats = features(trainer, batch, header["pool"], layout, DTYPES[header["dtype"]])
         writer.add([{"clip": ids[ds.clip_of(i)], "label": int(label), "view": i % ds.views}
                     for i, label in zip(batch["index"].tolist(), batch["labels"].tolist())], feats)
         rows += feats.shape[0]

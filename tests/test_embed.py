@@ -13,7 +13,7 @@ import torch
 
 from eval_encoder import embed as embed_mod
 from eval_encoder.demo import free_port, generate_dataset, save_tiny_encoder
-from eval_encoder.features.pool import pool_tokens
+from eval_encoder.features.pool import TokenLayout, pool_tokens
 from eval_encoder.features.store import open_store, read_sidecars
 from eval_encoder.probe import trainer as trainer_mod
 from eval_encoder.probe.run import main as probe_main
@@ -79,7 +79,7 @@ def test_embed_gives_the_tokens_the_probe_scored(tiny, tmp_path, monkeypatch):
     for index, want in seen.items():
         clip, view = store.clips()[index // 2], index % 2
         assert torch.equal(store.get(clip, view), want)
-        assert torch.allclose(pooled.get(clip, view), pool_tokens(want[None], "mean", 0)[0])
+        assert torch.allclose(pooled.get(clip, view), pool_tokens(want[None], "mean", TokenLayout())[0])
     x, y, ids = pooled.all(view=1)
     assert x.shape == (7, 128) and ids == _val_ids(tiny) and y.tolist() == [0, 1, 2, 3, 0, 1, 2]
 
