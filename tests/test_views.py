@@ -117,7 +117,7 @@ def test_evaluate_combines_views_as_asked(monkeypatch):
 def test_token_budget_and_cost_count_every_segment():
     cfg = SimpleNamespace(num_segments=2, num_frames=16, codec=SimpleNamespace(K_keep=2048))
     spec = SimpleNamespace(num_frames=None, tokens_per_frame=128, prefix_tokens=0,
-                           tubelet_size=1)
+                           tubelet_size=1, clip_prefix_tokens=0)
     assert token_budget(cfg, spec) == 4096
     assert budget_text(cfg, spec) == ("the encoder spec: 2 segments x 16 frames x (128 patch + 0 "
                                       "prefix tokens)")
