@@ -125,7 +125,9 @@ HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels")
                 ("", "lr_schedule"): "linear", ("", "start_lr"): None, ("", "warmup"): 0.0,
                 ("", "final_lr"): 0.0, ("", "wd_schedule"): "constant",
                 ("", "final_weight_decay"): None, ("", "val_only"): False,
-                ("", "probe_checkpoint"): None}
+                ("", "probe_checkpoint"): None,
+                # pooled head kinds: linear and kNN probes (issue 22)
+                ("", "probe_pool"): "auto", ("", "knn_k"): [20], ("", "knn_temperature"): 0.07}
 
 
 def config_hash(config: Dict[str, Any]) -> str:
