@@ -244,3 +244,30 @@ def test_knn_gives_the_same_numbers_on_one_and_two_processes(tiny, tmp_path):
     for key in ("clip", "top5", "top5_prob", "all_top1"):
         np.testing.assert_array_equal(files[0][key], files[1][key])
     assert json.dumps(one["reported"]) == json.dumps(two["reported"])
+
+
+def test_a_broken_run_of_pooled_kinds_resumes_to_the_same_numbers(tiny, tmp_path, no_launcher,
+                                                                   monkeypatch):
+    from eval_encoder.probe import training as training_mod
+
+    flags = ["--probe_head", "linear", "knn", "--knn_k", "3", "--default_lr_list", "1e-3",
+             "--checkpoint_every_min", "0", "--eval_freq", "1"]
+    assert probe_main(_flags(tiny, tmp_path / "clean", *flags)) == 0
+    monitor = training_mod.score_monitor
+
+    def broken(trainer, loader, epoch):
+        if epoch == 1:
+            raise RuntimeError("killed")
+        monitor(trainer, loader, epoch)
+
+    monkeypatch.setattr(training_mod, "score_monitor", broken)
+    assert probe_main(_flags(tiny, tmp_path / "resumed", *flags)) == 1
+    monkeypatch.setattr(training_mod, "score_monitor", monitor)
+    for path in (tmp_path / "resumed" / "runs").rglob("*.json"):
+        path.unlink()  # the failed run's record
+    assert probe_main(_flags(tiny, tmp_path / "resumed", *flags)) == 0
+    clean, resumed = _record(tmp_path / "clean"), _record(tmp_path / "resumed")
+    assert resumed["resumed_from"]["epoch"] == 1
+    assert [(h["name"], h["history"]) for h in clean["heads"]] == \
+        [(h["name"], h["history"]) for h in resumed["heads"]]
+    assert clean["reported_by_kind"] == resumed["reported_by_kind"]
