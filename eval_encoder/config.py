@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
@@ -246,9 +246,19 @@ class ProbeConfig:
                                              check=NON_NEGATIVE)
     clip_grad: float = _f(5.0, "gradient-norm clip per head (0: off)", check=NON_NEGATIVE)
     smoothing: float = _f(0.1, "label smoothing", check=FRACTION)
-    probe_head: str = _f("ov", "probe head kind: 'ov' (OneVision's published head), 'vjepa2' "
-                         "(V-JEPA 2's AttentiveClassifier) or one registered by a module of "
-                         "--encoder_module (@register_head)")
+    probe_head: Union[str, List[str]] = _f(
+        "ov", "probe head kind(s): 'ov' (OneVision's published head), 'vjepa2' (V-JEPA 2's "
+        "AttentiveClassifier), 'linear' (a linear classifier on the pooled tokens), 'knn' "
+        "(k-nearest neighbours of the pooled tokens, no training) or one registered by a module "
+        "of --encoder_module (@register_head); several (e.g. ov linear knn) share one encoder "
+        "pass", nargs="+")
+    probe_pool: str = _f("auto", "the pooled kinds' (linear, knn) clip vector: the class token "
+                         "where the encoder has one (auto), the mean of the patch tokens, or "
+                         "the class token", choices=["auto", "mean", "cls"])
+    knn_k: List[int] = _f([20], "--probe_head knn: neighbours voting, one knn head per value",
+                          nargs="+", check=AT_LEAST_1)
+    knn_temperature: float = _f(0.07, "--probe_head knn: a neighbour's vote is exp(cosine / T)",
+                                check=POSITIVE)
     probe_size: int = _f(1, "attention blocks in the head (its depth): 1 for ov, as published; "
                          "left at 1, the kind's own default (vjepa2: 4)", check=AT_LEAST_1)
     probe_num_heads: Optional[int] = _f(None, "attention heads of the probe head",
@@ -377,7 +387,7 @@ def _convert(name: str, value: Any, f: dataclasses.Field, origin: str) -> Any:
             return None
         if "List" in ftype:
             items = value if isinstance(value, (list, tuple)) else [value]
-            inner = float if "float" in ftype else str
+            inner = float if "float" in ftype else int if "List[int]" in ftype else str
             return [inner(v) for v in items]
         if "bool" in ftype:
             return parse_bool(value)

@@ -22,16 +22,19 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              <save_report>/cache/weight_sha256.json)
   method, arch, res, frames, token_budget      (leaderboard row labels; arch is the recipe's
              arch_label, else the encoder's shape, e.g. "ViT-L/14")
-  heads     [{name, lr, weight_decay, status, best_top1, best_top5, best_epoch,
+  heads     [{name, kind, lr, weight_decay, status, best_top1, best_top5, best_epoch,
               last_top1, last_top5, history[{epoch, train_loss, top1, top5, monitor_top1}]}]
+             (a knn head: lr and weight_decay null, one history entry, under the last epoch)
   monitor   {clips, split, note}: the few training clips scored in eval mode after each epoch
              (each head's history monitor_top1; progress only, never reported or chosen on)
             (epochs count from 0 here, in ``best_epoch``, ``reported.epoch``, the log's
             ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
             in records)
-  reported  {head, top1, top5, epoch, selection, chosen_on, note}
-  probe_head {kind ("ov" | "vjepa2" | a user's), options {depth, num_heads, mlp_ratio, ...: as
-             built; null: the kind decides from the width}, width, parameters (one head's)}
+  reported  {head, top1, top5, epoch, selection, chosen_on, note}: of the first head kind
+  reported_by_kind (a run of several kinds only) {kind: reported of that kind's heads}
+  probe_head {kind ("ov" | "vjepa2" | "linear" | "knn" | a user's), options {depth,
+             num_heads, mlp_ratio, pool, k, ...: as built; null: the kind decides from the
+             width}, width, parameters (one head's); kinds {kind: the same} with several}
   val_only  (only under --val_only: heads scored without training; see
              eval_encoder/probe/given.py) {heads_from {path, sha256, format ("vjepa2 probe
              checkpoint" | "state_dict" | "safetensors" | "eval_encoder checkpoint"), heads,
@@ -126,7 +129,9 @@ HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels")
                 ("", "lr_schedule"): "linear", ("", "start_lr"): None, ("", "warmup"): 0.0,
                 ("", "final_lr"): 0.0, ("", "wd_schedule"): "constant",
                 ("", "final_weight_decay"): None, ("", "val_only"): False,
-                ("", "probe_checkpoint"): None}
+                ("", "probe_checkpoint"): None,
+                # pooled head kinds: linear and kNN probes (issue 22)
+                ("", "probe_pool"): "auto", ("", "knn_k"): [20], ("", "knn_temperature"): 0.07}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

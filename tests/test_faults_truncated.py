@@ -48,8 +48,8 @@ def test_truncated_clips_are_listed_by_path_with_their_counts(clips):
     batch = collate([_Indexed(ds, tspec)[(i, 0)] for i in range(len(ds))])  # as the loader does
     assert batch["packets"].view(-1).tolist() == [20] * 4
     trainer = _trainer()
-    trainer._note_batch(batch, "val")
-    trainer._note_batch(batch, "val")  # seen again (another epoch): listed once
+    trainer.note_batch(batch, "val")
+    trainer.note_batch(batch, "val")  # seen again (another epoch): listed once
     assert trainer.flag_counts("val") == {FLAG_NAMES[FLAG_TRUNCATED]: 2}  # two views
     listed = trainer.truncated_clips("val", ds)
     assert [(t["index"], t["clip"], t["path"]) for t in listed] == \

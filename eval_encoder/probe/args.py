@@ -23,7 +23,7 @@ from eval_encoder.flags import build_parser
 from eval_encoder.launch import LAUNCHERS
 from eval_encoder.launch.torchrun import check_rendezvous_flags
 from eval_encoder.probe.heads import HEADS
-from eval_encoder.probe.heads.options import resolve_head
+from eval_encoder.probe.heads.options import kind_names, resolve_head
 from eval_encoder.probe.schedules import check_schedules
 from eval_encoder.protocol import apply_protocol
 from eval_encoder.registry import WEIGHT_ALIASES
@@ -117,7 +117,7 @@ def parse_config(argv: Optional[Sequence[str]] = None, prog: str = "attentive_pr
     canonical_weight(cfg)
     check_launcher_flags(cfg)
     apply_protocol(cfg)
-    if cfg.probe_head not in HEADS:  # perhaps a user's kind: its module registers it
+    if any(n not in HEADS for n in kind_names(cfg)):  # a user's kind: its module registers it
         load_encoder_modules(cfg.encoder_module)
     resolve_head(cfg)
     check_schedules(cfg)

@@ -201,6 +201,23 @@ def build_loaders(cfg: ProbeConfig, splits: Splits, spec, env):
             make_loader(splits.val, val_batches, **common), monitor), plan, backend
 
 
+def eval_view_loader(cfg: ProbeConfig, splits: Splits, spec, env):
+    """The train clips in the evaluation view (the validation transform, one view each: the
+    temporal and spatial centre), this rank's share, every clip on one rank only: what the
+    train vectors of a kNN head come from (probe/pooled.py)."""
+    data = ClipDataset(splits.train.entries, splits.video_root, splits.train.source, train=False,
+                       seed=cfg.seed)
+
+    def batches(_epoch):
+        return chunk(val_order(len(data), 1, env.rank, env.world_size), cfg.batch_size)
+
+    backend = cfg.sources.get("loader_backend") or pick_backend(cfg.loader, env.device)
+    return make_loader(data, batches, batch_size=cfg.batch_size, tspec=transform_spec(cfg, spec),
+                       backend=backend, device=env.device, workers=cfg.dali_py_num_workers,
+                       dali_threads=cfg.dali_num_threads, seed=cfg.seed,
+                       extras_keys=list(getattr(splits.train.source, "extras_keys", ())))
+
+
 def batch_warnings(plan: StepPlan, n_train: int, n_val: int) -> List[str]:
     """What a batch larger than a split means: the training steps an epoch then has, and
     that validation runs in one batch per process (``n_val``: clips x views)."""
@@ -256,7 +273,7 @@ def transform_spec(cfg: ProbeConfig, spec) -> TransformSpec:
 def skip_check(trainer: ProbeTrainer, split: str, clips: int, views: int, limit: float) -> None:
     """Fail (on every rank) once a split has more unreadable clips than allowed."""
     merged = {}
-    for part in dist.all_gather_objects(trainer.counters.skipped[split]):
+    for part in dist.all_gather_objects(trainer.counters.skipped.get(split, {})):
         merged.update(part)
     trainer.counters.skipped[split] = merged
     lost = {index // views for index in merged}  # one failed view loses its whole clip

@@ -140,7 +140,7 @@ def read_our_checkpoint(cfg: ProbeConfig, config: Dict[str, Any]
 
 
 def load_given(cfg: ProbeConfig, dim: int, num_classes: int, device: torch.device,
-               config: Dict[str, Any]) -> GivenHeads:
+               config: Dict[str, Any], spec: Any = None) -> GivenHeads:
     """Read the given heads and build each as the run's kind (strict load); ``config``: this
     run's semantic options, to list where our checkpoint's differ."""
     if cfg.probe_checkpoint:
@@ -148,7 +148,7 @@ def load_given(cfg: ProbeConfig, dim: int, num_classes: int, device: torch.devic
     else:
         path, (states, source) = cfg.resume_checkpoint, read_our_checkpoint(cfg, config)
     require(bool(states), f"{path}: no head to score")
-    modules = [_built(cfg, dim, num_classes, path, name, state).to(device)
+    modules = [_built(cfg, dim, num_classes, path, name, state, spec).to(device)
                for name, state in states]
     source.update({"path": str(Path(path).resolve()), "sha256": file_sha256(path),
                    "heads": len(modules)})
@@ -158,14 +158,14 @@ def load_given(cfg: ProbeConfig, dim: int, num_classes: int, device: torch.devic
 
 
 def _built(cfg: ProbeConfig, dim: int, num_classes: int, path: str, name: str,
-           state: State) -> nn.Module:
+           state: State, spec: Any = None) -> nn.Module:
     """One head of the run's kind holding ``state``; a ConfigError naming the file, the head
     and the flags when it does not fit."""
-    module = build_head(cfg.probe_head, dim, num_classes, **head_options(cfg))
+    module = build_head(cfg.probe_head, dim, num_classes, **head_options(cfg, spec=spec))
     try:
         module.load_state_dict(_unwrapped(state), strict=True)
     except RuntimeError as exc:
-        head = describe_head(cfg, dim)
+        head = describe_head(cfg, dim, spec=spec)
         raise ConfigError(f"{path}: head {name} does not fit --probe_head {head['kind']} "
                           f"{head['options']} at width {dim} with {num_classes} classes: "
                           f"{exc}") from None
@@ -247,7 +247,7 @@ def score_given(cfg: ProbeConfig, card, manifests, encoder, env, given: GivenHea
     scores = [accuracy(scored, j) for j in range(len(given.modules))]
     record["heads"], record["reported"] = given_rows(given, scores)
     record["val_only"] = val_only_block(given)
-    record["probe_head"] = describe_head(cfg, spec.embed_dim, given.modules[0])
+    record["probe_head"] = describe_head(cfg, spec.embed_dim, given.modules[0], spec=spec)
     if env.is_main:
         write_predictions(record, cfg, splits, given, scored)
         record["encoder"].update(weights_identity(encoder, cfg))

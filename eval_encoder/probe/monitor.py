@@ -17,7 +17,7 @@ log = logging.getLogger("eval_encoder.run")
 def score_monitor(trainer: ProbeTrainer, loader, epoch: int) -> None:
     """Score the monitor clips with every live head after ``epoch`` (a collective call) and
     say how the heads do; nothing when the monitor is off."""
-    live = [i for i, h in enumerate(trainer.heads) if h.alive]
+    live = trainer.training_heads()  # a knn head is fitted after the training only
     if loader is None or not live:
         return
     loader.set_epoch(0)

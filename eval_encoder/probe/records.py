@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from eval_encoder import compute, protocol
 from eval_encoder import distributed as dist
@@ -20,6 +20,7 @@ from eval_encoder.encoders.weights import describe_weights, weight_hash_cache
 from eval_encoder.files import file_sha256
 from eval_encoder.logs import result
 from eval_encoder.probe.data import Manifests, Splits
+from eval_encoder.probe.kinds import rows_of_kind
 from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import (
     ProbeTrainer,
@@ -33,24 +34,34 @@ log = logging.getLogger("eval_encoder.run")
 
 
 def summarise_heads(trainer: ProbeTrainer, select: str):
-    """Per-head best/last scores, and the reported head with how it was chosen."""
-    rows = []
-    for h in trainer.heads:
-        evals = [e for e in h.history if e.get("top1") is not None and math.isfinite(e["top1"])]
-        best = max(evals, key=lambda e: e["top1"], default=None)
-        last = evals[-1] if evals and h.alive else None
-        rows.append({
-            "name": h.name, "lr": h.lr, "weight_decay": h.weight_decay, "status": h.status,
-            "best_top1": best and best["top1"], "best_top5": best and best["top5"],
-            "best_epoch": best and best["epoch"], "last_top1": last and last["top1"],
-            "last_top5": last and last["top5"], "history": h.history})
+    """Per-head best/last scores, and the reported head with how it was chosen: among the
+    heads of the run's first kind (each kind's: :func:`reported_by_kind`)."""
+    rows = [head_row(h) for h in trainer.heads]
+    return rows, choose(rows_of_kind(rows, rows[0]["kind"]) if rows else rows, select)
+
+
+def head_row(h) -> Dict:
+    """One head's row: its kind, grid values, status, best and last scores, history."""
+    evals = [e for e in h.history if e.get("top1") is not None and math.isfinite(e["top1"])]
+    best = max(evals, key=lambda e: e["top1"], default=None)
+    last = evals[-1] if evals and h.alive else None
+    return {
+        "name": h.name, "kind": h.kind, "lr": h.lr, "weight_decay": h.weight_decay,
+        "status": h.status, "best_top1": best and best["top1"],
+        "best_top5": best and best["top5"], "best_epoch": best and best["epoch"],
+        "last_top1": last and last["top1"], "last_top5": last and last["top5"],
+        "history": h.history}
+
+
+def choose(rows: List[Dict], select: str) -> Dict:
+    """The reported head among ``rows`` (best, or last, epoch's top-1 on val)."""
     prefix = "best" if select == "best_val" else "last"
     candidates = [r for r in rows if r["status"] == "ok" and r[f"{prefix}_top1"] is not None]
     if not candidates:
         raise RunFailed("no head finished with a finite score: " +
                         "; ".join(f"{r['name']}: {r['status']}" for r in rows))
     chosen = max(candidates, key=lambda r: r[f"{prefix}_top1"])
-    reported = {
+    return {
         "head": chosen["name"], "top1": chosen[f"{prefix}_top1"], "top5": chosen[f"{prefix}_top5"],
         "epoch": chosen["best_epoch"] if prefix == "best" else chosen["history"][-1]["epoch"],
         "selection": select, "chosen_on": "val",
@@ -58,7 +69,21 @@ def summarise_heads(trainer: ProbeTrainer, select: str):
                  "(the upstream protocol; optimistic by the selection)") if prefix == "best" else
                 "last epoch; the head is chosen on the validation split that is reported",
     }
-    return rows, reported
+
+
+def reported_by_kind(rows: List[Dict], select: str) -> Optional[Dict[str, Dict]]:
+    """Each kind's reported head, chosen among its own heads (None: a run of one kind, whose
+    ``reported`` says it). A kind with no finite head is reported as failed."""
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    if len(kinds) < 2:
+        return None
+    out: Dict[str, Dict] = {}
+    for kind in kinds:
+        try:
+            out[kind] = choose(rows_of_kind(rows, kind), select)
+        except RunFailed as exc:
+            out[kind] = {"head": None, "top1": None, "top5": None, "error": str(exc)}
+    return out
 
 
 def base_record(cfg: ProbeConfig, requested_hash: str, env, wall_start: float) -> Dict:

@@ -20,7 +20,8 @@ from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
 from eval_encoder.probe.given import check_given_flags, load_given, score_given
-from eval_encoder.probe.heads.options import check_head, describe_head
+from eval_encoder.probe.heads.options import check_head, check_kinds, describe_head
+from eval_encoder.probe.kinds import one_of_each
 from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
@@ -29,6 +30,7 @@ from eval_encoder.probe.records import (
     failure_samples,
     fill_record,
     say_result,
+    reported_by_kind,
     summarise_heads,
     token_budget,
     weights_identity,
@@ -166,8 +168,12 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     record["batch"] = training.plan.describe()
     record["checkpoints"] = training.checkpointer.describe()
     record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
+    by_kind = reported_by_kind(record["heads"], cfg.select)
+    if by_kind is not None:
+        record["reported_by_kind"] = by_kind
     record["probe_head"] = describe_head(cfg, encoder.spec.embed_dim,
-                                         training.trainer.heads[0].module)
+                                         training.trainer.heads[0].module, spec=encoder.spec,
+                                         modules=one_of_each(training.trainer.heads))
     if published is not None:  # chosen, and reported, on the published draw's accuracy
         record["reported"], record["val_sampling"] = published_report(
             record["heads"], cfg.select, published)
@@ -189,7 +195,7 @@ def val_only_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     if env.is_main:
         say_input_size(encoder.spec)
     given = load_given(cfg, encoder.spec.embed_dim, card.num_classes, env.device,
-                       semantic_config(cfg))
+                       semantic_config(cfg), spec=encoder.spec)
     score_given(cfg, card, progress.manifests, encoder, env, given, record)
     record["status"] = "complete"
 
@@ -236,6 +242,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         load_card(cfg.dataset)  # a misspelt dataset leaves no record under its misspelt name
         check_names(cfg)  # nor does a misspelt family or model name
         check_head(cfg)  # nor a head option its kind does not take
+        check_kinds(cfg)  # nor kinds a mode cannot score (knn under --val_only)
         check_given_flags(cfg)  # nor --val_only without the heads to score
         check_flags(cfg)  # nor flags of a validation draw the run does not make
         check_data(cfg)  # nor a data root or manifest that is not there

@@ -43,7 +43,7 @@ class HeadState:
     lr: float
     weight_decay: float
     module: nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Optional[torch.optim.Optimizer]  # None: a head that trains nothing (knn)
     scheduler: Optional[Any]  # the learning rate's (eval_encoder/probe/schedules.py)
     status: str = "ok"
     history: List[Dict] = field(default_factory=list)
@@ -55,6 +55,14 @@ class HeadState:
     @property
     def alive(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def trains(self) -> bool:
+        return self.optimizer is not None
+
+    @property
+    def kind(self) -> str:
+        return getattr(self.module, "head_kind", "?")
 
 
 @dataclass
@@ -135,9 +143,9 @@ class Counters:
         for row, (flags, index) in enumerate(pairs):
             for bit, name in FLAG_NAMES.items():
                 if int(flags) & bit:
-                    self.flags[split].setdefault(name, set()).add(int(index))
+                    self.flags.setdefault(split, {}).setdefault(name, set()).add(int(index))
             if int(flags) & FLAG_TRUNCATED:
-                self.truncated[split][int(index)] = self.frame_counts(batch, row)
+                self.truncated.setdefault(split, {})[int(index)] = self.frame_counts(batch, row)
 
     @staticmethod
     def frame_counts(batch: Dict, row: int) -> Dict:
@@ -150,17 +158,18 @@ class Counters:
 def make_heads(grid, dim: int, num_classes: int, steps: int, min_lr: float,
                device: torch.device, seed: int, kind: str = "ov",
                options: Optional[Dict[str, Any]] = None,
-               plan: Optional[Plan] = None) -> List[HeadState]:
+               plan: Optional[Plan] = None, named: bool = False) -> List[HeadState]:
     """One head of ``kind`` (``options``: its options), AdamW and schedules per (lr, wd).
     ``plan``: the schedules (default: LinearLR from lr to ``min_lr`` over ``steps``, constant
-    weight decay)."""
+    weight decay); ``named``: the heads' names start with the kind (a run of several)."""
     plan = plan or Plan(total=steps, min_lr=min_lr)
     heads = []
     for i, (lr, wd) in enumerate(grid):
         torch.manual_seed(seed + i)  # the same initial head on every rank
         module = build_head(kind, dim, num_classes, **(options or {})).to(device)
         opt = adamw(module.parameters(), lr, wd)
-        heads.append(HeadState(head_name(lr, wd), lr, wd, module, opt, plan.lr_schedule(opt, lr),
+        heads.append(HeadState(head_name(lr, wd, kind if named else None), lr, wd, module, opt,
+                               plan.lr_schedule(opt, lr),
                                wd_scheduler=plan.wd_schedule(opt, wd)))
     return heads
 
@@ -215,16 +224,18 @@ class ProbeTrainer:
         with torch.no_grad(), _autocast(self.env.device):
             out = unfold_tokens(self.encoder(fold_segments(batch, self.segments)),
                                 self.segments)
-        self.counters.encoder_passes[split] += 1
+        passes = self.counters.encoder_passes
+        passes[split] = passes.get(split, 0) + 1
         if self.num_tokens is not None and out.shape[1] != self.num_tokens:
             raise RunFailed(f"the encoder returned {out.shape[1]} tokens for a clip, but "
                             f"{self.num_tokens} were expected ({self.tokens_from})")
         return out
 
-    def _note_batch(self, batch: Dict, split: str) -> None:
-        self.counters.batches[split] += 1
+    def note_batch(self, batch: Dict, split: str) -> None:
+        c = self.counters
+        c.batches[split] = c.batches.get(split, 0) + 1
         for item in batch.get("skipped", []):
-            self.counters.skipped[split][item["index"]] = item
+            c.skipped.setdefault(split, {})[item["index"]] = item
         if "flags" in batch:
             self.counters.note_flags(batch, split)
 
@@ -262,7 +273,7 @@ class ProbeTrainer:
                    leave=False, dynamic_ncols=True)
         step, start, clips = start_step, time.perf_counter(), self.epoch_loss.clips.max().item()
         for k, batch in enumerate(bar):
-            self._note_batch(batch, "train")
+            self.note_batch(batch, "train")
             self.accumulate(batch)
             if (k + 1) % self.accumulation:
                 continue
@@ -286,7 +297,7 @@ class ProbeTrainer:
         wait in ``self.pending`` until :meth:`finish_step`."""
         pending = self.pending
         n_local = int(batch["labels"].shape[0]) if "labels" in batch else 0
-        live = [i for i, h in enumerate(self.heads) if h.alive]
+        live = self.training_heads()
         if not n_local or not live:
             return
         if not pending.started:  # the step's first micro-batch here: gradients start from zero
@@ -325,6 +336,10 @@ class ProbeTrainer:
         loss, ran = self.finish_step(epoch, step)
         return int(ran.max()) if len(ran) else 0, loss
 
+    def training_heads(self) -> List[int]:
+        """Positions of the live heads that train (a knn head trains nothing)."""
+        return [i for i, h in enumerate(self.heads) if h.alive and h.trains]
+
     def _exact_sum(self) -> bool:
         return self.accumulation > 1 or self.env.world_size > 1
 
@@ -337,7 +352,7 @@ class ProbeTrainer:
         stats = self._all_reduce(stats)
         n_global, count = int(stats[0]), len(self.heads)
         self._stop_nonfinite(stats[1:1 + count], epoch, step)
-        live = [i for i, h in enumerate(self.heads) if h.alive]
+        live = self.training_heads()
         ran = torch.tensor([float(n_global) if i in live else 0.0 for i in range(count)],
                            dtype=torch.float64)
         if n_global == 0 or not live:  # every clip of this step failed on every rank
@@ -448,7 +463,7 @@ class ProbeTrainer:
                    disable=not self._bars(),
                    leave=False, dynamic_ncols=True)
         for batch in bar:
-            self._note_batch(batch, split)
+            self.note_batch(batch, split)
             if "labels" not in batch:
                 continue
             batch = _to_device(batch, self.env.device)
@@ -468,7 +483,8 @@ class ProbeTrainer:
 
 
 def _head_state(h: HeadState) -> Dict:
-    return {"name": h.name, "module": h.module.state_dict(), "optimizer": h.optimizer.state_dict(),
+    return {"name": h.name, "module": h.module.state_dict(),
+            "optimizer": h.optimizer.state_dict() if h.trains else None,
             "scheduler": h.scheduler.state_dict() if h.scheduler is not None else None,
             "wd_scheduler": h.wd_scheduler.state_dict() if h.wd_scheduler is not None else None,
             "status": h.status, "history": json.dumps(encode(h.history))}
@@ -476,7 +492,8 @@ def _head_state(h: HeadState) -> Dict:
 
 def _load_head(h: HeadState, saved: Dict) -> None:
     h.module.load_state_dict(saved["module"])
-    h.optimizer.load_state_dict(saved["optimizer"])
+    if h.trains:
+        h.optimizer.load_state_dict(saved["optimizer"])
     if h.scheduler is not None:
         h.scheduler.load_state_dict(saved["scheduler"])
     if h.wd_scheduler is not None:

@@ -13,11 +13,12 @@ from typing import Dict, List, Optional
 
 from eval_encoder import checkpoint as ckpt
 from eval_encoder import record as rec
-from eval_encoder.config import ProbeConfig
+from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
 from eval_encoder.probe.monitor import score_monitor
-from eval_encoder.probe.heads import head_grid
-from eval_encoder.probe.heads.options import head_options
+from eval_encoder.probe.heads.options import kind_names
+from eval_encoder.probe.kinds import make_run_heads, untrained
+from eval_encoder.probe.pooled import fit_untrained
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
 from eval_encoder.probe.sampling import PublishedSampling
 from eval_encoder.probe.schedules import plan_of
@@ -25,7 +26,6 @@ from eval_encoder.probe.trainer import (
     ProbeTrainer,
     accuracy,
     check_scored_once,
-    make_heads,
 )
 from eval_encoder.video.manifest import (
     DatasetCard,
@@ -124,35 +124,60 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
     and scores all copies in one validation pass at the end: the validation clips are
     decoded and encoded once per run instead of once per evaluation, with the same numbers.
     ``--eval_mode epoch`` scores after each evaluation epoch, as upstream did. A resumed run
-    starts at its checkpoint's position.
+    starts at its checkpoint's position. Heads that train nothing (knn) are fitted after the
+    training and scored once, in the last evaluation's pass, under the last epoch; a run of
+    such heads only decodes no training batch.
     """
     trainer, splits = run.trainer, run.splits
     train_loader, val_loader, monitor_loader = run.loaders
     due = set(eval_epochs(cfg))
     mode = snapshot_budget(cfg, trainer, len(due))
-    for epoch in range(run.start.epoch, cfg.default_epoch):
+    last = cfg.default_epoch - 1
+    epochs = cfg.default_epoch if any(h.trains for h in trainer.heads) else run.start.epoch
+    for epoch in range(run.start.epoch, epochs):
         first = run.start.step if epoch == run.start.epoch else 0
         train_loader.set_epoch(epoch, first * run.plan.accumulation)
         losses = trainer.train_epoch(train_loader, epoch, first, run.after_step)
         skip_check(trainer, "train", len(splits.train.entries), 1, cfg.max_skip_fraction)
         for h in trainer.heads:
-            h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
+            if h.trains:
+                h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
         log_epoch(trainer, epoch, cfg.default_epoch, losses)
         score_monitor(trainer, monitor_loader, epoch)
-        live = [i for i, h in enumerate(trainer.heads) if h.alive]
-        if epoch in due and live and mode == "epoch":
-            modules = [trainer.heads[i].module for i in live]
-            scored = score_val(cfg, trainer, val_loader, splits, modules, f"val {epoch}")
-            _record_scores(run, scored, [(epoch, i) for i in live])
+        live = trainer.training_heads()
+        if epoch in due and mode == "epoch" and (live or epoch == last):
+            owners = [(epoch, i) for i in live] + (fitted(cfg, run, epoch) if epoch == last else [])
+            scored = score_val(cfg, trainer, val_loader, splits,
+                               [trainer.heads[i].module for _, i in owners], f"val {epoch}")
+            _record_scores(run, scored, owners)
         elif epoch in due and live:
             run.snapshots += [(epoch, i, copy.deepcopy(trainer.heads[i].module).cpu())
                               for i in live]
         run.save(ckpt.Position(epoch + 1, 0))
-    if run.snapshots:
+    extra = fitted(cfg, run, last) if mode != "epoch" or epochs <= run.start.epoch else []
+    if run.snapshots or extra:
         modules = [m.to(trainer.env.device) for _, _, m in run.snapshots]
+        modules += [trainer.heads[i].module for _, i in extra]
         scored = score_val(cfg, trainer, val_loader, splits, modules,
                            f"val ({len(modules)} head snapshots)")
-        _record_scores(run, scored, [(e, i) for e, i, _ in run.snapshots])
+        _record_scores(run, scored, [(e, i) for e, i, _ in run.snapshots] + extra)
+
+
+def fitted(cfg: ProbeConfig, run: Training, epoch: int) -> List:
+    """(epoch, head) of every head that trains nothing, fitted now (one pass over the train
+    split in the evaluation view, unless none: see probe/pooled.py)."""
+    heads = untrained(run.trainer.heads)
+    if heads:
+        fit_untrained(cfg, run.splits, run.trainer, run.trainer.encoder.spec,
+                      [run.trainer.heads[i] for i in heads])
+    return [(epoch, i) for i in heads]
+
+
+def check_knn_k(cfg: ProbeConfig, train_clips: int) -> None:
+    """A k larger than the train split is refused before anything trains."""
+    for k in cfg.knn_k if "knn" in kind_names(cfg) else ():
+        if k > train_clips:
+            raise ConfigError(f"--knn_k {k}: more neighbours than the {train_clips} train clips")
 
 
 SNAPSHOT_BYTES = 2 << 30  # head copies kept for one validation pass at the end
@@ -180,12 +205,22 @@ def _record_scores(run: Training, scored: Scored, owners) -> None:
     trainer = run.trainer
     run.predictions.add(scored, owners)
     for j, (epoch, i) in enumerate(owners):
-        trainer.heads[i].history[epoch].update(accuracy(scored, j))
+        entry = history_at(trainer.heads[i], epoch)
+        entry.update(accuracy(scored, j))
         if run.published is not None:
-            trainer.heads[i].history[epoch].update(run.published.scores(scored.module(j), epoch, i))
+            entry.update(run.published.scores(scored.module(j), epoch, i))
     for epoch in sorted({e for e, _ in owners}):
-        best = max(trainer.heads[i].history[epoch]["top1"] for e, i in owners if e == epoch)
+        best = max(history_at(trainer.heads[i], epoch)["top1"] for e, i in owners if e == epoch)
         log.info("epoch %d: best head top-1 %.2f%% over %d clips", epoch, best, len(scored))
+
+
+def history_at(head, epoch: int) -> Dict:
+    """A head's history entry of ``epoch`` (added for a head that trains nothing)."""
+    for entry in head.history:
+        if entry["epoch"] == epoch:
+            return entry
+    head.history.append({"epoch": epoch, "train_loss": None})
+    return head.history[-1]
 
 
 def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, encoder, env,
@@ -195,10 +230,9 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
     splits = build_splits(cfg, card, manifests, spec)
     loaders, plan, backend = build_loaders(cfg, splits, spec, env)
     steps = plan.steps(len(splits.train))
-    heads = make_heads(head_grid(cfg.default_lr_list, cfg.default_weight_decay), spec.embed_dim,
-                       card.num_classes, steps * cfg.default_epoch, cfg.default_min_lr,
-                       env.device, cfg.seed, kind=cfg.probe_head, options=head_options(cfg),
-                       plan=plan_of(cfg, steps))
+    check_knn_k(cfg, len(splits.train.entries))
+    heads = make_run_heads(cfg, spec, card.num_classes, steps * cfg.default_epoch, env.device,
+                           plan_of(cfg, steps))
     trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
                            cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
                            tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),

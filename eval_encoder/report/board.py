@@ -61,6 +61,7 @@ class Board:
     notes: List[str] = field(default_factory=list)  # footnotes on metric, intervals, seeds
     stat_suffixes: List[str] = field(default_factory=list)  # <col>_<suffix> columns held
     gflops: bool = False  # show the encoder's GFLOPs per clip (``--gflops``)
+    head_kind: Optional[str] = None  # the probe head kind of its cells (None: the records' one)
     # cells whose latest attempt failed, with the record's error (see failure_rows)
     failures: List[Dict[str, Any]] = field(default_factory=list)
 

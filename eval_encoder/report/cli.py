@@ -13,6 +13,12 @@ shows one table, of that protocol's runs. Several tables are printed one after t
 each under a title line (a Markdown heading, a ``#`` line in csv, a ``%`` line in tex); a
 single table prints exactly as it always has.
 
+Head kinds: records of runs of several kinds (``--probe_head ov linear knn``) fill one table
+per kind (each kind's reported head per run), one after the other under titles that name the
+kind; records of one kind print as before. ``--probe_head KIND`` shows that kind's table(s)
+only. The reported numbers stand beside the tables of the kind their published code probes
+with (ov: the OneVision paper, vjepa2: V-JEPA 2) only.
+
 ``--val_optimism`` adds a footnote (md and tex) with the gain each dataset's paper number is
 expected to owe to the published scripts' validation draw (see
 :mod:`eval_encoder.report.optimism`).
@@ -35,6 +41,7 @@ from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.parsing import ArgumentParser
 from eval_encoder.protocol import PROTOCOLS, PUBLISHED, Published
 from eval_encoder.report.board import Board, build_board, default_columns
+from eval_encoder.report.kinds import kinds_of_records, published_kind, records_by_kind
 from eval_encoder.report.names import LeaderboardError
 from eval_encoder.report.optimism import load_optimism, optimism_note
 from eval_encoder.report.plots import plot_board, plot_compute
@@ -56,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "of the published code it follows); default: a table per published "
                              "code the records' protocols follow (the OneVision paper: paper and "
                              "clean; V-JEPA 2: vjepa2)")
+    parser.add_argument("--probe_head", metavar="KIND",
+                        help="the tables of this head kind only (each run's reported head of "
+                             "that kind); default: a table per kind the records hold")
     parser.add_argument("--reported", action="store_true",
                         help="show the reported numbers beside the measured ones, with deltas")
     parser.add_argument("--val_optimism", action="store_true",
@@ -103,18 +113,41 @@ def make_board(runs: str, reported: bool = False, reported_csv: Optional[Path] =
 def make_boards(runs: str, reported: bool = False, reported_csv: Optional[Path] = None,
                 datasets: Optional[Sequence[str]] = None, metric: str = "top1",
                 ci: Optional[str] = None, resamples: int = stats.RESAMPLES,
-                protocol: Optional[str] = None) -> List[Board]:
+                protocol: Optional[str] = None, kind: Optional[str] = None) -> List[Board]:
     """Load the records under ``runs`` and build a table per published code they follow (one,
-    of ``protocol``'s runs, when given), each beside its reported numbers with ``reported``."""
+    of ``protocol``'s runs, when given) and per head kind (see :mod:`eval_encoder.report.kinds`;
+    ``kind``: that kind's only), each beside its reported numbers with ``reported``."""
     records = load_records(Path(runs))
     if not records:
         log.warning("no run records under %s", runs)
-    tables = records_by_table(records, protocol)
+    tables = [(name, k, recs) for name, held in records_by_table(records, protocol).items()
+              for k, recs in records_by_kind(held, kind).items()]
+    if kind and not any(recs for _, _, recs in tables):
+        raise LeaderboardError(f"--probe_head {kind}: no record reports a head of that kind "
+                               f"(they hold: {', '.join(kinds_of_records(records)) or 'none'})")
     if reported_csv and len(tables) > 1:
         raise LeaderboardError("--reported_csv holds one table's numbers, and the records fill "
                                f"{len(tables)} tables: choose one with --protocol")
-    return [_table(PUBLISHED[name], recs, reported, reported_csv, datasets, metric, ci,
-                   resamples) for name, recs in tables.items()]
+    boards = [_kind_table(PUBLISHED[name], k, recs, reported, reported_csv, datasets, metric,
+                          ci, resamples) for name, k, recs in tables]
+    if kind and len(boards) == 1:  # no title line names it
+        boards[0].notes.append(f"probe head: each run's reported {kind} head")
+    return boards
+
+
+def _kind_table(published: Published, kind: Optional[str], records, reported: bool,
+                reported_csv: Optional[Path], datasets, metric: str, ci: Optional[str],
+                resamples: int) -> Board:
+    """One kind's table; the reported numbers only beside their own kind's."""
+    own = kind in (None, published_kind(published.reproduced_by))
+    board = _table(published, records, reported and own, reported_csv, datasets, metric, ci,
+                   resamples)
+    board.head_kind = kind
+    if reported and not own:
+        board.notes.append(f"no reported numbers beside the {kind} heads: "
+                           f"{published.title} reports {published_kind(published.reproduced_by)}"
+                           " heads")
+    return board
 
 
 def _table(published: Published, records: Sequence[Dict[str, Any]], reported: bool,
@@ -160,7 +193,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     try:
         boards = make_boards(args.runs, args.reported, args.reported_csv, datasets, args.metric,
-                             args.ci, args.resamples, args.protocol)
+                             args.ci, args.resamples, args.protocol, args.probe_head)
         for board in boards:
             board.gflops = args.gflops
         if args.val_optimism:

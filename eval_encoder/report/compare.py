@@ -20,7 +20,8 @@ per-class accuracy, mAP) a paired interval at level 1 - alpha that excludes 0. E
 is tested on its own: with 8 datasets at 0.05, about one in three comparisons of two equal
 encoders finds at least one "significant" dataset.
 
-Runs on different validation manifests (``record["dataset"]["val_manifest_sha256"]``) are
+Runs whose reported heads are of different kinds (ov against linear) are refused, and so are
+runs on different validation manifests (``record["dataset"]["val_manifest_sha256"]``) are
 refused, naming the dataset and both hashes, and so are clips present in one file only.
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.parsing import ArgumentParser
 from eval_encoder.report.cells import pick_latest
+from eval_encoder.report.kinds import record_kinds
 from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
 from eval_encoder.report.records import (
     add_runs_flag,
@@ -184,6 +186,7 @@ def compare(a: Side, b: Side, metric: str = "top1", resamples: int = stats.RESAM
 def _dataset_line(dataset: str, a: List[Dict[str, Any]], b: List[Dict[str, Any]], metric: str,
                   resamples: int, alpha: float) -> Line:
     check_manifests(dataset, a, b)
+    check_kinds(dataset, a, b)
     measures = [stats.measure(r, metric, ids=True) for r in (*a, *b)]
     names = [f"{side} ({stats.where(r)})" for side, rs in (("A", a), ("B", b)) for r in rs]
     result = stats.paired(measures[:len(a)], measures[len(a):], names, dataset, resamples,
@@ -204,6 +207,21 @@ def _derived_line(name: str, a: Side, b: Side, resamples: int, alpha: float) -> 
     names = [f"{side} ({stats.where(x)})" for side, pairs in zip("AB", sides) for x, _ in pairs]
     result = stats.paired(measures[0], measures[1], names, name, resamples, 1.0 - alpha)
     return Line(name, result, _significant(result, alpha))
+
+
+def check_kinds(dataset: str, a: Sequence[Dict[str, Any]], b: Sequence[Dict[str, Any]]
+                ) -> None:
+    """Refuse runs whose reported heads (those of their per-clip predictions: a run's first
+    head kind) are of different kinds: like is compared with like."""
+    kinds = [(side, stats.where(r), record_kinds(r)[0])
+             for side, runs in (("A", a), ("B", b)) for r in runs]
+    other = next((k for k in kinds if k[2] != kinds[0][2]), None)
+    if other is not None:
+        first = kinds[0]
+        raise CompareError(
+            f"cannot compare {dataset}: {first[0]} {first[1]} reports a {first[2]} head and "
+            f"{other[0]} {other[1]} a {other[2]} head; compare runs of one head kind (a run's "
+            "per-clip predictions are its first --probe_head kind's)")
 
 
 def check_manifests(dataset: str, a: Sequence[Dict[str, Any]], b: Sequence[Dict[str, Any]]

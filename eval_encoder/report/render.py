@@ -217,9 +217,14 @@ def render_tables(boards: List[Board], fmt: str) -> str:
         return render(boards[0], fmt)
     if fmt not in FORMATS:
         raise LeaderboardError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return "\n".join(TITLES[fmt].format(title=b.published.title,
+    return "\n".join(TITLES[fmt].format(title=b.published.title + head_text(b),
                                         protocols=", ".join(following(b.published.name)))
                      + render(b, fmt) for b in boards)
+
+
+def head_text(board: Board) -> str:
+    """`` - linear heads`` in the title of a table of one kind among several."""
+    return f" - {board.head_kind} heads" if board.head_kind else ""
 
 
 def render(board: Board, fmt: str) -> str:

@@ -37,6 +37,19 @@ class Outcome:
     protocol: str = ""  # the protocol the dataset's run follows (part of its config hash)
     job: Optional[str] = None  # the launcher's job id and the run's log
     log: Optional[str] = None
+    kinds: str = ""  # a run of several head kinds: " (ov head; linear 71.4%, knn 65.0%)"
+
+
+def kinds_text(record: Dict[str, Any]) -> str:
+    """What a run of several head kinds reports besides its first kind's top-1 (the suite's
+    line names every kind); "" for a run of one kind."""
+    by_kind = record.get("reported_by_kind") or {}
+    if len(by_kind) < 2:
+        return ""
+    first, *others = by_kind
+    said = ", ".join(f"{k} " + (f"{by_kind[k]['top1']:.2f}%" if by_kind[k].get("top1")
+                                is not None else "failed") for k in others)
+    return f" ({first} head; {said})"
 
 
 def data_changed(record: Dict[str, Any], data_root: str) -> Optional[str]:
@@ -149,7 +162,8 @@ def conclude(entry: Entry, ended: Ended, keeps_books: bool = True) -> Outcome:
     complete = [(p, d) for p, d in new if d.get("status") == "complete"]
     if complete and ended.code in (0, None):
         path, data = complete[-1]
-        return Outcome(entry.dataset, "complete", path, float(data["reported"]["top1"]), wall)
+        return Outcome(entry.dataset, "complete", path, float(data["reported"]["top1"]), wall,
+                       kinds=kinds_text(data))
     how = f" ({ended.what}; log {entry.log})" if ended.launch else ""
     if new:  # the trainer recorded its own failure (its error says why)
         path, data = new[-1]

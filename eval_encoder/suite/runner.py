@@ -30,7 +30,7 @@ from eval_encoder.launch import (
 )
 from eval_encoder.launch.base import TRAINER
 from eval_encoder.launch.process import sigterm_interrupts, stream_process
-from eval_encoder.suite.books import Outcome, conclude, find_complete, new_entry
+from eval_encoder.suite.books import Outcome, conclude, find_complete, kinds_text, new_entry
 from eval_encoder.suite.locks import lock_path, try_lock
 from eval_encoder.suite.plan import check_extra_flags, make_task, protocol_label
 from eval_encoder.suite.recipes import Recipe
@@ -149,7 +149,8 @@ class Drive:
         if done:
             lock.close()
             self._note_skipped(task, done[0])
-            return Outcome(task.dataset, "skipped", done[0], float(done[1]["reported"]["top1"]))
+            return Outcome(task.dataset, "skipped", done[0], float(done[1]["reported"]["top1"]),
+                           kinds=kinds_text(done[1]))
         live = self._live_entry(task)
         if live is not None:
             lock.close()

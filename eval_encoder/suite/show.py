@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from eval_encoder import record as rec
 from eval_encoder.report.board import build_board
+from eval_encoder.report.kinds import records_by_kind
 from eval_encoder.report.records import load_record
 from eval_encoder.report.render import render as render_board
 from eval_encoder.suite.books import DONE, Outcome
@@ -22,9 +23,9 @@ def _say(text: str) -> None:
 def _describe(o: Outcome) -> str:
     said = f"[{o.protocol} protocol] " if o.protocol else ""
     if o.status == "skipped":
-        return f"{said}already complete (top-1 {o.top1:.2f}%), skipped: {o.record_path}"
+        return f"{said}already complete (top-1 {o.top1:.2f}%{o.kinds}), skipped: {o.record_path}"
     if o.status == "complete":
-        return f"{said}complete in {o.wall_s:.0f} s, top-1 {o.top1:.2f}%: {o.record_path}"
+        return f"{said}complete in {o.wall_s:.0f} s, top-1 {o.top1:.2f}%{o.kinds}: {o.record_path}"
     if o.status == "busy":
         return f"skipped: {o.error}"
     if o.status in ("submitted", "running", "interrupted"):
@@ -38,8 +39,10 @@ def recipe_row(outcomes: Sequence[Outcome], fmt: str = "md") -> str:
     if not paths:  # queued or busy only: no record to show yet
         return "(no run recorded yet: no leaderboard row)\n"
     # failed runs too: the board lists each failure with its record's error
-    board = build_board([load_record(p) for p in paths], [o.dataset for o in outcomes])
-    return render_board(board, fmt)
+    tables = records_by_kind([load_record(p) for p in paths])
+    return "\n".join((f"{kind} heads:\n" if kind else "")
+                     + render_board(build_board(recs, [o.dataset for o in outcomes]), fmt)
+                     for kind, recs in tables.items())
 
 
 def where_shown(outcomes: Sequence[Outcome], save_report: str) -> str:

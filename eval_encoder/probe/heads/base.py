@@ -39,7 +39,9 @@ class HeadKind:
 
     ``options``: every option the builder takes, with its default (None: the builder decides,
     e.g. from the width); ``fixed``: options that take one value only, as (value, why);
-    ``bank``: the logits of many heads of this kind at once (None: head by head)."""
+    ``bank``: the logits of many heads of this kind at once (None: head by head);
+    ``trains``: False for a kind fitted without gradients (``knn``: its train features), whose
+    heads are one per value of its option ``sweep`` (``k``) rather than one per (lr, wd)."""
 
     name: str
     build: Callable[..., nn.Module]
@@ -47,6 +49,8 @@ class HeadKind:
     fixed: Mapping[str, Tuple[Any, str]] = field(default_factory=dict)
     bank: Optional[Bank] = None
     summary: str = ""
+    trains: bool = True
+    sweep: Optional[str] = None
 
     def resolve(self, given: Mapping[str, Any]) -> Dict[str, Any]:
         """The builder's options: the defaults, updated by ``given`` (None: the default)."""
@@ -72,13 +76,15 @@ HEADS: Registry[HeadKind] = Registry("probe head kind")
 def register_head(name: str, options: Optional[Mapping[str, Any]] = None,
                   fixed: Optional[Mapping[str, Tuple[Any, str]]] = None,
                   bank: Optional[Bank] = None, summary: str = "",
-                  aliases: Sequence[str] = ()) -> Callable:
+                  aliases: Sequence[str] = (), trains: bool = True,
+                  sweep: Optional[str] = None) -> Callable:
     """Decorator registering a head builder ``f(dim, num_classes, **options) -> nn.Module``
     as kind ``name`` (see the module docstring); returns the builder unchanged."""
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         kind = HeadKind(name, build, dict(options or {}), dict(fixed or {}), bank,
-                        summary or (build.__doc__ or "").strip().split("\n")[0])
+                        summary or (build.__doc__ or "").strip().split("\n")[0], trains,
+                        sweep)
         HEADS.register(name, kind, aliases)
         return build
 
@@ -114,8 +120,14 @@ def head_grid(lrs: Sequence[float], wds: Sequence[float]) -> List[Tuple[float, f
     return [(float(lr), float(wd)) for lr in lrs for wd in wds]
 
 
-def head_name(lr: float, wd: float) -> str:
-    return f"lr={lr:g},wd={wd:g}"
+def head_name(lr: float, wd: float, kind: Optional[str] = None) -> str:
+    """``lr=..,wd=..``; ``<kind> lr=..,wd=..`` in a run of several kinds."""
+    return f"{kind + ' ' if kind else ''}lr={lr:g},wd={wd:g}"
+
+
+def sweep_name(kind: str, option: str, value: Any) -> str:
+    """The name of one head of a kind that sweeps an option: ``knn k=20``."""
+    return f"{kind} {option}={value:g}" if isinstance(value, float) else f"{kind} {option}={value}"
 
 
 # ----------------------------------------------------------------------------- the bank
