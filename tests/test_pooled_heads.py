@@ -27,7 +27,7 @@ from eval_encoder.record import read_record
 from eval_encoder.report.cli import main as leaderboard_main
 
 ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-FLAT = dict(pool="mean", prefix_tokens=0, segments=1)  # a [B, 1, D] token is its own vector
+FLAT = dict(pool="mean")  # a [B, 1, D] token is its own vector
 
 
 # ----------------------------------------------------------------------------- kNN

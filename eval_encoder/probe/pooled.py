@@ -17,7 +17,7 @@ import torch
 
 from eval_encoder import distributed as dist
 from eval_encoder.config import ProbeConfig
-from eval_encoder.features.pool import pool_tokens
+from eval_encoder.features.pool import TokenLayout, pool_tokens
 from eval_encoder.probe.data import Splits, eval_view_loader, skip_check
 from eval_encoder.probe.trainer import HeadState, ProbeTrainer, RunFailed
 
@@ -38,9 +38,9 @@ class PooledSplit:
 
 
 def pooled_features(cfg: ProbeConfig, splits: Splits, split: str, trainer: ProbeTrainer,
-                    spec, pooling: Tuple[str, int, int]) -> PooledSplit:
+                    spec, pooling: Tuple[str, TokenLayout]) -> PooledSplit:
     """The pooled vectors of every clip of ``split`` ("train"), in the evaluation view, with
-    ``pooling`` = (how, prefix tokens, segments) as ``pool_tokens`` takes them. A collective
+    ``pooling`` = (how, layout) as ``pool_tokens`` takes them. A collective
     call: every rank gets the same PooledSplit. The feature cache plugs in here."""
     if split != "train":
         raise ValueError(f"pooled features of split {split!r}: only 'train' is read this way "

@@ -2,11 +2,13 @@
 options (``--probe_size``: depth, ``--probe_num_heads``: attention heads)."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Dict, List, Optional
 
 from torch import nn
 
 from eval_encoder.config import ConfigError, ProbeConfig
+from eval_encoder.features.pool import TokenLayout
 from eval_encoder.probe.heads.base import HEADS, HeadKind, head_parameters
 from eval_encoder.protocol import ORIGIN_PREFIX
 from eval_encoder.registry import RegistryError
@@ -84,12 +86,12 @@ def head_options(cfg: ProbeConfig, kind: Optional[HeadKind] = None, spec: Any = 
                  ) -> Dict[str, Any]:
     """The options ``build_head`` gets for ``kind`` (default: the first) from the
     configuration (a flag given, else the kind's default; None: the kind decides) and, given
-    the encoder's ``spec``, the pooling's prefix tokens and segments."""
+    the encoder's ``spec``, where the prefix tokens are among its tokens (``TokenLayout``)."""
     kind = kind or kind_of(cfg)
     out = {option: (getattr(cfg, name) if _given(cfg, name) else kind.options[option])
            for option, name in FLAGS.items() if option in kind.options}
     if spec is not None:
-        run = {"prefix_tokens": spec.prefix_tokens, "segments": cfg.num_segments or 1}
+        run = asdict(TokenLayout.of(spec, cfg.num_frames, cfg.num_segments or 1))
         out.update({k: v for k, v in run.items() if k in kind.options})
     return out
 

@@ -2,8 +2,9 @@
 
 Both read the clip's tokens [B, N, D] like every head and pool them first with
 ``eval_encoder.features.pool.pool_tokens`` (option ``pool``: ``auto`` is the class token where
-the encoder has one, else the mean of the patch tokens; ``prefix_tokens`` and ``segments``
-come from the encoder and the run, not from flags).
+the encoder has one, else the mean of the patch tokens; where the prefix tokens are, the
+options ``segments``, ``clip_prefix``, ``steps`` and ``prefix`` of a ``TokenLayout``, comes
+from the encoder's spec and the run, not from flags).
 
 ``linear``: LayerNorm without affine parameters on the pooled vector, then one Linear layer
 (truncated-normal(0.01) weights, zero bias, as MAE's and DINO's linear probes start). The
@@ -30,23 +31,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eval_encoder.features.pool import pool_tokens, resolve_pool
+from eval_encoder.features.pool import TokenLayout, pool_tokens, resolve_pool
 from eval_encoder.probe.heads.base import HeadOptionError, register_head
 
-POOLING = {"pool": "auto", "prefix_tokens": 0, "segments": 1}
+POOLING = {"pool": "auto", "segments": 1, "clip_prefix": 0, "steps": 1, "prefix": 0}
 SHARE_FLOOR = 1e-30  # log of a class without votes (every real share is far above it)
 
 
 class Pooled(nn.Module):
     """A head that reads one vector per clip: the pooling its tokens go through."""
 
-    def __init__(self, pool: str, prefix_tokens: int, segments: int):
+    def __init__(self, pool: str, layout: TokenLayout):
         super().__init__()
         try:
-            resolve_pool(pool, prefix_tokens)
+            resolve_pool(pool, layout)
         except ValueError as exc:
             raise HeadOptionError(f"--probe_pool {pool}: {exc}") from None
-        self.pooling = (pool, prefix_tokens, segments)
+        self.pooling = (pool, layout)
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, D] float32: the clip vector of tokens [B, N, D]."""
@@ -58,9 +59,9 @@ class LinearHead(Pooled):
 
     head_kind = "linear"
 
-    def __init__(self, dim: int, num_classes: int, pool: str = "auto", prefix_tokens: int = 0,
-                 segments: int = 1):
-        super().__init__(pool, prefix_tokens, segments)
+    def __init__(self, dim: int, num_classes: int, pool: str = "auto",
+                 layout: TokenLayout = TokenLayout()):
+        super().__init__(pool, layout)
         self.fc = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
@@ -119,8 +120,8 @@ class KnnHead(Pooled):
     head_kind = "knn"
 
     def __init__(self, dim: int, num_classes: int, k: int = 20, temperature: float = 0.07,
-                 pool: str = "auto", prefix_tokens: int = 0, segments: int = 1):
-        super().__init__(pool, prefix_tokens, segments)
+                 pool: str = "auto", layout: TokenLayout = TokenLayout()):
+        super().__init__(pool, layout)
         self.k, self.temperature, self.num_classes = int(k), float(temperature), num_classes
         # the train split's vectors: given by fit, never in the state_dict (nothing learnt)
         self.train_features: Optional[torch.Tensor] = None
@@ -163,15 +164,14 @@ def knn_logits(heads: Sequence[KnnHead], tokens: torch.Tensor) -> torch.Tensor:
 
 
 @register_head("linear", options=dict(POOLING), bank=linear_logits)
-def build_linear(dim: int, num_classes: int, pool: str, prefix_tokens: int,
-                 segments: int) -> LinearHead:
+def build_linear(dim: int, num_classes: int, pool: str, **layout: int) -> LinearHead:
     """A linear classifier on the pooled, normalised clip vector (one per lr x wd)."""
-    return LinearHead(dim, num_classes, pool, prefix_tokens, segments)
+    return LinearHead(dim, num_classes, pool, TokenLayout(**layout))
 
 
 @register_head("knn", options={"k": 20, "temperature": 0.07, **POOLING}, bank=knn_logits,
                trains=False, sweep="k")
 def build_knn(dim: int, num_classes: int, k: int, temperature: float, pool: str,
-              prefix_tokens: int, segments: int) -> KnnHead:
+              **layout: int) -> KnnHead:
     """Weighted k-nearest neighbours (DINO's) of the pooled clip vector; no training."""
-    return KnnHead(dim, num_classes, k, temperature, pool, prefix_tokens, segments)
+    return KnnHead(dim, num_classes, k, temperature, pool, TokenLayout(**layout))
