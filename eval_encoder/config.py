@@ -255,6 +255,10 @@ class ProbeConfig:
     probe_pool: str = _f("auto", "the pooled kinds' (linear, knn) clip vector: the class token "
                          "where the encoder has one (auto), the mean of the patch tokens, or "
                          "the class token", choices=["auto", "mean", "cls"])
+    feature_cache: str = _f("on", "the pooled kinds' vectors (linear, knn) from the feature cache "
+                            "under <save_report>/features, computed and stored on a miss: a "
+                            "second run of such heads on the same encoder and data runs no "
+                            "encoder (off: always compute)", choices=["on", "off"])
     knn_k: List[int] = _f([20], "--probe_head knn: neighbours voting, one knn head per value",
                           nargs="+", check=AT_LEAST_1)
     knn_temperature: float = _f(0.07, "--probe_head knn: a neighbour's vote is exp(cosine / T)",

@@ -43,7 +43,7 @@ from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.parsing import ArgumentParser
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import CARD_ORIGIN, clip_source, eval_dataset, transform_spec
-from eval_encoder.probe.records import weights_identity
+from eval_encoder.encoders.weights import weights_identity
 from eval_encoder.probe.run import cap_decode_workers, check_encoder_flags
 from eval_encoder.probe.trainer import ProbeTrainer
 from eval_encoder.registry import RegistryError

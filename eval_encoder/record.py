@@ -110,7 +110,7 @@ RUNTIME_KEYS = frozenset({
     "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
     "global_rank", "config", "sources", "eval_mode", "allow_download", "checkpoint_dir",
     "resume_checkpoint", "checkpoint_every_min", "nnodes", "node_rank", "rdzv_backend",
-    "rdzv_endpoint", "monitor_clips",
+    "rdzv_endpoint", "monitor_clips", "feature_cache",
 })
 
 

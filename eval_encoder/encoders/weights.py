@@ -319,3 +319,14 @@ def _local_weights(loaded: Optional[str]) -> Optional[Path]:
         except (ConfigError, ImportError):
             return None
     return path.resolve()
+
+
+def weights_identity(encoder, cfg) -> Dict:
+    """``weights_path`` (absolute), ``weights_sha256`` and ``weight_files`` of what the encoder
+    loaded; digests are remembered by file identity under ``<save_report>/cache``."""
+    found = describe_weights(getattr(encoder, "weights", None), weight_hash_cache(cfg.save_report))
+    out = {"weights_path": found["path"], "weights_sha256": found["sha256"],
+           "weight_files": found["files"]}
+    if "note" in found:
+        out["weights_note"] = found["note"]
+    return out

@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
@@ -100,8 +101,6 @@ def pixel_options(cfg, spec) -> Dict[str, Any]:
     out.update(input_size=spec.input_size, mean=list(spec.mean), std=list(spec.std),
                tubelet_size=spec.tubelet_size, clip_source=spec.clip_source)
     if spec.clip_source != "frames":  # the codec's patch selection picks what is seen
-        from dataclasses import asdict
-
         out["codec"] = asdict(cfg.codec)
     return out
 

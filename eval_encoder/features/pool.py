@@ -78,6 +78,12 @@ def resolve_pool(how: str, layout: TokenLayout) -> str:
     return how
 
 
+def pooled_vectors(out: torch.Tensor, how: str, layout: TokenLayout) -> torch.Tensor:
+    """[B, D] float32 of an encoder pass's output: tokens [B, N, D] pooled, or vectors [B, D]
+    already pooled this way (a feature cache's) as they are."""
+    return out.float() if out.dim() == 2 else pool_tokens(out.float(), how, layout)
+
+
 def pool_tokens(tokens: torch.Tensor, how: str, layout: TokenLayout) -> torch.Tensor:
     """``[B, D]``: the clip's vector from its tokens ``[B, N, D]`` (see the module)."""
     n = tokens.shape[1]

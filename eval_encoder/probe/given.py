@@ -30,7 +30,8 @@ from eval_encoder.probe.heads import build_head
 from eval_encoder.probe.heads.options import describe_head, head_options
 from eval_encoder.probe.predictions import PredictionStore, Scored
 from eval_encoder.probe.predictions import compute as compute_metrics
-from eval_encoder.probe.records import fill_record, weights_identity
+from eval_encoder.encoders.weights import weights_identity
+from eval_encoder.probe.records import fill_record
 from eval_encoder.probe.trainer import ProbeTrainer, accuracy
 from eval_encoder.probe.training import score_val
 

@@ -17,9 +17,9 @@ import torch
 
 from eval_encoder import distributed as dist
 from eval_encoder.config import ProbeConfig
-from eval_encoder.features.pool import TokenLayout, pool_tokens
+from eval_encoder.features.pool import TokenLayout, pooled_vectors
 from eval_encoder.probe.data import Splits, eval_view_loader, skip_check
-from eval_encoder.probe.trainer import HeadState, ProbeTrainer, RunFailed
+from eval_encoder.probe.trainer import HeadState, ProbeTrainer, RunFailed, to_device
 
 log = logging.getLogger("eval_encoder.run")
 FEATURE_SPLIT = "knn_train"  # how the counters and the record name the train-feature pass
@@ -60,8 +60,8 @@ def _encode(trainer: ProbeTrainer, loader, pooling) -> Dict[int, Tuple[np.ndarra
         trainer.note_batch(batch, FEATURE_SPLIT)
         if "labels" not in batch:
             continue
-        tokens = trainer.tokens(batch, FEATURE_SPLIT).float()
-        vectors = pool_tokens(tokens, *pooling).cpu().numpy()
+        batch = to_device(batch, trainer.env.device)
+        vectors = pooled_vectors(trainer.tokens(batch, FEATURE_SPLIT), *pooling).cpu().numpy()
         for row, (clip, label) in enumerate(zip(batch["clip_index"].tolist(),
                                                 batch["labels"].tolist())):
             out[int(clip)] = (vectors[row], int(label))

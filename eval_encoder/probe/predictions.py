@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where scores are made only
+    import torch
 
 from eval_encoder.files import atomic_open, file_sha256
 from eval_encoder.stats.clips import average_precision

@@ -16,7 +16,6 @@ from eval_encoder import compute, protocol
 from eval_encoder import distributed as dist
 from eval_encoder import record as rec
 from eval_encoder.config import ProbeConfig
-from eval_encoder.encoders.weights import describe_weights, weight_hash_cache
 from eval_encoder.files import file_sha256
 from eval_encoder.logs import result
 from eval_encoder.probe.data import Manifests, Splits
@@ -184,6 +183,13 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
     parts = dist.all_gather_objects((c.encoder_passes, c.batches))
     record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
     record["batches"] = {k: sum(p[1][k] for p in parts) for k in c.batches}
+    if trainer.pooled_source is not None:
+        cached = dist.all_gather_objects(c.cached)
+        record["feature_cache"] = {
+            "folder": str(trainer.pooled_source.cache.folder),
+            "passes": list(trainer.pooled_source.splits),
+            "cached_batches": {k: sum(p.get(k, 0) for p in cached)
+                               for k in trainer.pooled_source.splits}}
     record["compute"] = compute_block(trainer, cost, budget, splits.val.views)
     record["config"] = rec.config_block(cfg, codec=spec.clip_source == "codec")
     record["sources"] = dict(cfg.sources)
@@ -217,18 +223,6 @@ def compute_block(trainer: ProbeTrainer, cost, tokens: int, views: int) -> Dict:
             "train": compute.throughput(clocks, "train"),
             "val": compute.throughput(clocks, "val", views),
             "memory": compute.max_over([p[1] for p in parts])}
-
-
-def weights_identity(encoder, cfg: ProbeConfig) -> Dict:
-    """``weights_path`` (absolute), ``weights_sha256`` and ``weight_files`` of what the encoder
-    loaded; digests are remembered by file identity under ``<save_report>/cache``."""
-    found = describe_weights(getattr(encoder, "weights", None),
-                                 weight_hash_cache(cfg.save_report))
-    out = {"weights_path": found["path"], "weights_sha256": found["sha256"],
-           "weight_files": found["files"]}
-    if "note" in found:
-        out["weights_note"] = found["note"]
-    return out
 
 
 def write_outputs(record: Dict, cfg: ProbeConfig) -> Path:

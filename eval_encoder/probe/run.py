@@ -15,6 +15,7 @@ from eval_encoder import protocol
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig, require
 from eval_encoder.encoders import build_encoder, check_names, check_weights
+from eval_encoder.encoders.weights import weights_identity
 from eval_encoder.flags import build_parser
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
@@ -33,7 +34,6 @@ from eval_encoder.probe.records import (
     reported_by_kind,
     summarise_heads,
     token_budget,
-    weights_identity,
     write_outputs,
 )
 from eval_encoder.probe.sampling import check_flags, published_report, published_sampling

@@ -135,6 +135,7 @@ class Counters:
     # sample index -> {"frames_used", "packets"} of samples sampled over fewer frames than
     # their stream has packets (FLAG_TRUNCATED), so the record can name them
     truncated: Dict[str, Dict[int, Dict]] = field(default_factory=lambda: {s: {} for s in SPLITS})
+    cached: Dict[str, int] = field(default_factory=dict)  # batches the feature cache answered
 
     def note_flags(self, batch: Dict, split: str) -> None:
         """Count each flag of a batch once per sample (a clip seen in several epochs counts
@@ -184,7 +185,7 @@ def adamw(params, lr: float, wd: float) -> torch.optim.AdamW:
                              fused=True)
 
 
-def _to_device(batch: Dict, device: torch.device) -> Dict:
+def to_device(batch: Dict, device: torch.device) -> Dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
@@ -215,10 +216,26 @@ class ProbeTrainer:
         self.last_epoch: Dict[str, float] = {}  # seconds and clips of the last epoch trained
         self.clock = LoaderClock()  # loop time and batch waits per split, for the record
         self.segments = segments  # encoded one by one, their tokens side by side (views.py)
+        self.pooled_source = None  # probe/cached.py: pooled vectors of the passes it answers
+        self.epoch = 0  # the training epoch in progress (its draws); other passes draw epoch 0
         self.fusion = view_fusion(fusion)  # how a validation clip's views combine
 
     # ---- encoder
     def tokens(self, batch: Dict, split: str) -> torch.Tensor:
+        """The tokens [B, N, D] of a batch, or its pooled vectors [B, D] where the run's
+        feature cache answers ``split`` (see probe/cached.py; counted in ``cached``)."""
+        source = self.pooled_source
+        if source is None or split not in source.splits:
+            return self.encode(batch, split)
+        epoch = self.epoch if split == "train" else 0
+        passes = self.counters.encoder_passes.get(split, 0)
+        out = source.vectors(batch, split, epoch, lambda: self.encode(batch, split),
+                             self.env.device)
+        if self.counters.encoder_passes.get(split, 0) == passes:
+            self.counters.cached[split] = self.counters.cached.get(split, 0) + 1
+        return out
+
+    def encode(self, batch: Dict, split: str) -> torch.Tensor:
         """The single encoder pass of a batch (counted, so tests can check it); a clip's
         segments are encoded as samples of their own and their tokens put side by side."""
         with torch.no_grad(), _autocast(self.env.device):
@@ -266,6 +283,7 @@ class ProbeTrainer:
         before the epoch."""
         for h in self.heads:
             h.module.train()
+        self.epoch = epoch
         if start_step == 0:
             self.epoch_loss = EpochLoss.zeros(len(self.heads))
         bar = tqdm(self.clock.timed(loader, "train"), total=len(loader), desc=f"train {epoch}",
@@ -303,7 +321,7 @@ class ProbeTrainer:
         if not pending.started:  # the step's first micro-batch here: gradients start from zero
             self._zero_grads(live)
             pending.started = True
-        batch = _to_device(batch, self.env.device)
+        batch = to_device(batch, self.env.device)
         feats = self.tokens(batch, "train")
         losses = self._backward(feats, batch["labels"], live, n_local)
         pending.count += n_local
@@ -466,7 +484,7 @@ class ProbeTrainer:
             self.note_batch(batch, split)
             if "labels" not in batch:
                 continue
-            batch = _to_device(batch, self.env.device)
+            batch = to_device(batch, self.env.device)
             # heads score in float32: bf16 logits would round before views are averaged
             feats = self.tokens(batch, split).float()
             logits = bank_logits(modules, feats).cpu()

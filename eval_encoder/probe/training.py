@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 from eval_encoder import checkpoint as ckpt
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig
+from eval_encoder.probe.cached import attach_cache
 from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
 from eval_encoder.probe.monitor import score_monitor
 from eval_encoder.probe.heads.options import kind_names
@@ -237,6 +238,7 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
                            cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
                            tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),
                            segments=cfg.num_segments or 1, fusion=cfg.view_fusion or "logits")
+    attach_cache(cfg, splits, trainer)
     log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs (global "
              "batch %d: %d processes x %d micro-batches of %d), %s loader", cfg.model_name,
              card.name, len(splits.train.entries), len(splits.val.entries), len(heads), steps,

@@ -52,6 +52,12 @@ class HeadKind:
     trains: bool = True
     sweep: Optional[str] = None
 
+    @property
+    def pooled(self) -> bool:
+        """Whether its heads read one pooled vector per clip (their options include
+        ``pool``): a run of such heads only can take its vectors from the feature cache."""
+        return "pool" in self.options
+
     def resolve(self, given: Mapping[str, Any]) -> Dict[str, Any]:
         """The builder's options: the defaults, updated by ``given`` (None: the default)."""
         return {**self.options, **{k: v for k, v in given.items() if v is not None}}

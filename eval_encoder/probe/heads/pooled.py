@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eval_encoder.features.pool import TokenLayout, pool_tokens, resolve_pool
+from eval_encoder.features.pool import TokenLayout, pooled_vectors, resolve_pool
 from eval_encoder.probe.heads.base import HeadOptionError, register_head
 
 POOLING = {"pool": "auto", "segments": 1, "clip_prefix": 0, "steps": 1, "prefix": 0}
@@ -50,8 +50,9 @@ class Pooled(nn.Module):
         self.pooling = (pool, layout)
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[B, D] float32: the clip vector of tokens [B, N, D]."""
-        return pool_tokens(tokens.float(), *self.pooling)
+        """[B, D] float32: the clip vector of tokens [B, N, D]; a [B, D] input is taken as
+        already pooled this way (the run's feature cache, probe/cached.py)."""
+        return pooled_vectors(tokens, *self.pooling)
 
 
 class LinearHead(Pooled):
