@@ -25,12 +25,12 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from eval_encoder.distributed import DistEnv  # noqa: E402
-from eval_encoder.features.pool import pool_tokens  # noqa: E402
+from eval_encoder.features.pool import TokenLayout, pool_tokens  # noqa: E402
 from eval_encoder.probe.heads import bank_logits, build_head, head_grid  # noqa: E402
 from eval_encoder.probe.trainer import HeadState, ProbeTrainer, make_heads  # noqa: E402
 
 ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-POOL = dict(pool="mean", prefix_tokens=0, segments=1)
+POOL = dict(pool="mean")
 KS = (10, 20, 100, 200)
 
 
@@ -87,7 +87,7 @@ def run_time(kinds, args, encoder: Encoder, dim: int) -> float:
     if knn:  # one pass over the train split in the evaluation view
         with torch.no_grad():
             feats = torch.cat([pool_tokens(trainer.tokens(batch, "knn_train").float(),
-                                           "mean", 0) for _ in range(steps)])
+                                           "mean", TokenLayout()) for _ in range(steps)])
         for m in knn:
             m.fit(feats, torch.arange(len(feats)) % args.classes)
     modules = [h.module for h in heads]

@@ -451,3 +451,13 @@ def test_hf_backend_keeps_the_published_token_layout(tmp_path):
     assert torch.allclose(out[:, :17] - bl.temporal_encoding(2, 32)[0], ref, atol=1e-5)
     cfg.token_layout = "patch"
     assert ENCODERS.get("hf")(cfg).spec.prefix_tokens == 0
+
+
+def test_random_weights_are_the_seeds():
+    """--model_weight random builds the same encoder for a seed, run after run (records and
+    the feature cache name the weights by their parameters), another for another seed."""
+    name = NAMES[0]
+    same = [tiny(name, seed=3).state_dict() for _ in range(2)]
+    other = tiny(name, seed=4).state_dict()
+    assert all(torch.equal(same[0][k], same[1][k]) for k in same[0])
+    assert any(not torch.equal(same[0][k], other[k]) for k in same[0])

@@ -345,7 +345,9 @@ def build_baseline(family: str, cfg, frames_per_pass: int = DEFAULT_FRAMES_PER_P
     check_per_frame_flags(cfg)
     entry = resolve_model(fam.name, cfg.model_name)
     size = cfg.input_size or entry.input_size
-    model = create_timm_model(entry.arch, size, **timm_kwargs)
+    with torch.random.fork_rng(devices=[]):  # random weights are the seed's, run after run
+        torch.manual_seed(cfg.seed)
+        model = create_timm_model(entry.arch, size, **timm_kwargs)
     check_patch_multiple(size, int(model.patch_embed.patch_size[0]))
     weights = load_weights(model, entry, cfg, dict(fam.checkpoint_filter_kwargs))
     if not entry.final_norm:
@@ -481,7 +483,8 @@ def load_weights(model: nn.Module, entry: BaselineModel, cfg,
     """
     choice = (cfg.model_weight or "").strip()
     if choice == "random":
-        logger.warning("%s: random weights (--model_weight random)", entry.name)
+        logger.warning("%s: random weights (--model_weight random, seed %d)", entry.name,
+                       cfg.seed)
         return "random"
     path = _resolve(choice, entry, cfg.allow_download)
     choice = choice if choice not in NO_WEIGHT else entry.weights
