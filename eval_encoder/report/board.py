@@ -91,9 +91,9 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
 
     Table columns: ROW_KEYS, source (measured | reported | delta), avg, one per dataset,
     n_done, n_datasets, complete, failed (datasets whose latest attempt failed), and for
-    paper rows avg_mean (recomputed) and avg_flag; then ``<col>_lo`` and ``<col>_hi`` (the
-    interval, with ``ci``) and ``<col>_sd`` and ``<col>_seeds`` (when a cell has several
-    seeds) for AVG and every column. Cells show ``metric`` (a :data:`stats.VIEWS` name).
+    paper rows avg_mean (recomputed) and avg_flag; then ``<col>_lo``, ``<col>_hi`` and
+    ``<col>_ci`` (the interval and its method, with ``ci``) and ``<col>_sd`` and
+    ``<col>_seeds`` (when a cell has several seeds) for AVG and every column. Cells show ``metric`` (a :data:`stats.VIEWS` name).
     Rows: frame blocks ascending, in a block the paper's order, then other methods by name;
     in a row measured, reported, delta. ``published``: whose table it is (the OneVision
     paper's by default); a table without frame blocks (V-JEPA 2's) puts every row in one.
@@ -125,7 +125,7 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     table["mixed"] = table["mixed"].fillna("") if "mixed" in table.columns else ""
     rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag",
             "gflops"]
-    suffixes = (["lo", "hi"] if ci else []) + (
+    suffixes = (["lo", "hi", "ci"] if ci else []) + (
         ["sd", "seeds"] if any(len(c.seeds) > 1 for c in cells.values()) else [])
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
     notes = stat_notes(cells, metric, ci, resamples) if records else []
@@ -179,6 +179,7 @@ def stat_notes(cells: Dict[CellKey, stats.Cell], metric: str, ci: Optional[str],
               f"{' and '.join(stats.DERIVED[name].parts)} runs' clips matched by id; not in AVG"
               for name in view.derived]
     notes += _interval_notes(view, ci, resamples) if ci else []
+    notes += _exact_notes(cells, ci) if ci else []
     if any(len(c.seeds) > 1 for c in cells.values()):
         notes.append("(n seeds): the mean over runs that differ only in config.seed"
                      + ("; sd: their sample standard deviation" if ci else ""))
@@ -201,6 +202,24 @@ def _interval_notes(view: stats.View, ci: str, resamples: int) -> List[str]:
         notes.append(f"{view.metric} intervals: the bootstrap replicates are re-centred on the "
                      "value (a resample's duplicated clips lift AP; see eval_encoder/stats/intervals.py)")
     return notes
+
+
+def _exact_notes(cells: Dict[CellKey, stats.Cell], ci: str) -> List[str]:
+    """The note on cells marked ᵉ: which method, and under --ci bootstrap, why."""
+    small = sorted({k[-1] for k, c in cells.items() if c.small})
+    if ci == "exact":
+        text = "ᵉ: exact Clopper-Pearson interval; unmarked intervals are bootstrap ones"
+    elif small:
+        text = "ᵉ: exact Clopper-Pearson interval, not the bootstrap"
+    else:
+        return []
+    if small:
+        text += (f"; a single run's share of clips with fewer than {stats.MINORITY} clips right "
+                 f"or fewer than {stats.MINORITY} wrong gets it whatever --ci says (there the "
+                 "bootstrap interval is too narrow, of zero width at 0% or 100%), and in AVG "
+                 "its resampled values are draws of Beta(k+1/2, n-k+1/2): "
+                 + ", ".join(small))
+    return [text]
 
 
 def _missing_notes(cells: Dict[CellKey, stats.Cell], metric: str, ci: Optional[str]

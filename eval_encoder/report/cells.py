@@ -18,7 +18,7 @@ from eval_encoder.report.names import ROW_KEYS
 log = logging.getLogger(__name__)
 
 CellKey = Tuple[Any, ...]  # (*ROW_KEYS values, dataset)
-STAT_COLUMNS = {"lo": "lo", "hi": "hi", "sd": "sd", "seeds": "n_seeds"}  # suffix -> picked column
+STAT_COLUMNS = {"lo": "lo", "hi": "hi", "ci": "ci", "sd": "sd", "seeds": "n_seeds"}  # suffix -> picked column
 
 
 def pick_latest(frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +76,7 @@ def score_cells(picked: pd.DataFrame, records: Sequence[Dict[str, Any]], metric:
     """Each complete cell's value under ``metric`` (a :data:`stats.VIEWS` name): the mean
     over its seeds, their standard deviation and, with ``ci``, its interval; lines for the
     view's derived columns (epic_action) are added. Returns picked with ``value``, ``lo``,
-    ``hi`` and ``sd`` columns, and the cells."""
+    ``hi``, ``ci`` (the interval's method) and ``sd`` columns, and the cells."""
     view = stats.view(metric)
     cells: Dict[CellKey, stats.Cell] = {}
     for line in picked[picked["status"] == "complete"].to_dict("records"):
@@ -104,6 +104,7 @@ def _cell_columns(picked: pd.DataFrame, cells: Dict[CellKey, stats.Cell]) -> Dic
     return {"value": [c.value if c is not None else math.nan for c in found],
             "lo": [i.lo if i is not None else math.nan for i in interval],
             "hi": [i.hi if i is not None else math.nan for i in interval],
+            "ci": [i.method if i is not None else "" for i in interval],
             "sd": [c.sd if c is not None else math.nan for c in found]}
 
 
@@ -132,7 +133,7 @@ def measured_table(picked: pd.DataFrame, datasets: Sequence[str],
                    cells: Optional[Dict[CellKey, stats.Cell]] = None) -> pd.DataFrame:
     """Wide table, a line per row: scores per dataset, AVG (complete rows only), n_done, failed;
     from ``value`` (else ``top1``) of picked, and for each column ``<col>_lo``, ``_hi``,
-    ``_sd`` and ``_seeds`` (with ``cells``: also for AVG).
+    ``_ci``, ``_sd`` and ``_seeds`` (with ``cells``: also for AVG).
 
     Datasets found in the records but outside ``datasets`` become extra columns after them,
     never part of AVG.
@@ -187,7 +188,8 @@ def _add_average_stats(table: pd.DataFrame, datasets: Sequence[str],
                        cells: Dict[CellKey, stats.Cell]) -> None:
     """AVG's interval (each dataset's replicates averaged) and its spread across seeds (when
     every dataset of the row has the same two or more seeds)."""
-    out: Dict[str, List[float]] = {"avg_lo": [], "avg_hi": [], "avg_sd": [], "avg_seeds": []}
+    out: Dict[str, list] = {"avg_lo": [], "avg_hi": [], "avg_ci": [], "avg_sd": [],
+                            "avg_seeds": []}
     for line in table.to_dict("records"):
         found = [cells.get((*[line[k] for k in ROW_KEYS], d)) for d in datasets]
         ok = bool(line["complete"]) and all(c is not None for c in found)
@@ -196,6 +198,7 @@ def _add_average_stats(table: pd.DataFrame, datasets: Sequence[str],
                     else None)
         out["avg_lo"].append(interval.lo if interval else math.nan)
         out["avg_hi"].append(interval.hi if interval else math.nan)
+        out["avg_ci"].append(interval.method if interval else "")
         sd, seeds = _average_spread(found) if ok else (math.nan, math.nan)
         out["avg_sd"].append(sd)
         out["avg_seeds"].append(seeds)

@@ -9,7 +9,9 @@ A and B are each a *run* or a leaderboard *row*:
 
 On every dataset both have, the clips of their per-clip prediction files are matched by id and
 it prints A, B, the difference A - B in points with its paired bootstrap interval (the clips
-resampled jointly, so what both get right or wrong cancels) and, for two single runs of a
+resampled jointly, so what both get right or wrong cancels; for two single runs of a share
+where either has fewer than 10 clips right or wrong, or no clip is discordant, Newcombe's
+hybrid score interval instead, marked ⁿ: see :mod:`eval_encoder.stats.small`) and, for two single runs of a
 share-of-clips metric (top-1, top-5), the clips only one of them gets right and the exact
 McNemar p-value. AVG is the mean difference over those datasets, its interval from each
 dataset's paired replicates averaged. It ends with a sentence: "A is better on 5 of 8
@@ -249,6 +251,11 @@ def _significant(result: stats.Paired, alpha: float) -> bool:
 
 
 # ----------------------------------------------------------------------------- output
+NEWCOMBE_MARK = "ⁿ"
+NEWCOMBE_NOTE = (f"{NEWCOMBE_MARK}: Newcombe's hybrid score interval (Wilson intervals of A and B "
+                 "joined through their correlation), not the bootstrap: a run with fewer than "
+                 f"{stats.MINORITY} clips right or wrong, or no clip that only one gets right; "
+                 "in AVG its resampled values are draws of the Dirichlet(2x2 table + 1/2)")
 def render(c: Comparison) -> str:
     """The comparison as plain text: the two sides, a line per dataset, AVG, a sentence."""
     title = stats.METRICS[stats.VIEWS[c.metric].metric].title
@@ -267,6 +274,8 @@ def render(c: Comparison) -> str:
     out += [_text_line(line) + "  (not in AVG)" for line in c.derived]
     if any(line.significant for line in [*c.lines, *c.derived]):
         out.append(f"* significant at {c.alpha:g}")
+    if any(line.result.interval.method == "newcombe" for line in [*c.lines, *c.derived]):
+        out.append(NEWCOMBE_NOTE)
     if c.unpaired:
         out.append(f"not compared: {', '.join(c.unpaired)}")
     return "\n".join(out + ["", summary(c)]) + "\n"
@@ -277,8 +286,9 @@ def _text_line(line: Line) -> str:
     name = DISPLAY_NAMES.get(line.dataset, line.dataset)
     counts = (f"{r.only_a:>7}{r.only_b:>7}{_p_text(r.p):>10}" if r.p is not None
               else f"{'':>7}{'':>7}{'-':>10}")
+    mark = NEWCOMBE_MARK if r.interval.method == "newcombe" else ""
     return (f"{name:<16}{r.clips:>7}{r.a:>7.1f}{r.b:>7.1f}{r.diff:>+8.1f}  "
-            f"{'[' + f'{r.interval.lo:+.1f}, {r.interval.hi:+.1f}' + ']':<17}{counts}"
+            f"{'[' + f'{r.interval.lo:+.1f}, {r.interval.hi:+.1f}' + ']' + mark:<17}{counts}"
             + (" *" if line.significant else ""))
 
 

@@ -14,6 +14,8 @@ from eval_encoder.report.names import ASYMMETRY, DISPLAY_NAMES, LeaderboardError
 
 FORMATS = ("md", "csv", "tex")
 
+EXACT_MARK = "ᵉ"  # after an interval made by Clopper-Pearson rather than the bootstrap
+
 
 def _num(value: Any, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -110,9 +112,10 @@ def _interval_text(row: Dict[str, Any], col: str) -> str:
     if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
         return ""
     up, down = hi - value, value - lo
+    mark = EXACT_MARK if row.get(f"{col}_ci") == "exact" else ""
     if abs(up - down) <= ASYMMETRY * max(up, down):
-        return f" ±{(up + down) / 2:.1f}"
-    return f" +{up:.1f}/-{down:.1f}"
+        return f" ±{(up + down) / 2:.1f}{mark}"
+    return f" +{up:.1f}/-{down:.1f}{mark}"
 
 
 def _seeds_text(row: Dict[str, Any], col: str) -> str:
@@ -165,7 +168,7 @@ def to_markdown(board: Board) -> str:
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                "†": r"$^\dagger$", "±": r"$\pm$"}
+                "†": r"$^\dagger$", "±": r"$\pm$", EXACT_MARK: r"$^{e}$"}
 
 
 def _tex(text: str) -> str:
@@ -200,7 +203,8 @@ def to_csv(board: Board) -> str:
     (``gflops`` only with ``--gflops``)."""
     table = board.table.copy() if board.gflops else board.table.drop(columns=["gflops"])
     numeric = ["avg", *board.columns, "avg_mean",
-               *[f"{c}_{s}" for c in ["avg", *board.columns] for s in board.stat_suffixes]]
+               *[f"{c}_{s}" for c in ["avg", *board.columns] for s in board.stat_suffixes
+                 if s != "ci"]]
     table[numeric] = table[numeric].astype(float).round(4)
     return table.to_csv(index=False, lineterminator="\n")
 

@@ -10,7 +10,9 @@ Every complete run keeps what its reported head said about every scored validati
   scikit-learn's ``average_precision_score``). EPIC-Kitchens action accuracy (verb and noun both
   right) joins an ``epic_verb`` and an ``epic_noun`` run by clip id (:data:`DERIVED`).
 - **Intervals**: a clip-level bootstrap percentile interval with a fixed seed, and the exact
-  Clopper-Pearson interval for a share of clips. The interval of an average over datasets
+  Clopper-Pearson interval for a share of clips, which a single run's share also gets under
+  ``--ci bootstrap`` when fewer than 10 clips are right or fewer than 10 wrong (``small``:
+  the rule, its coverage simulation, Newcombe's paired interval for such shares). The interval of an average over datasets
   resamples each dataset's clips on its own (its own random stream, keyed by its name) and
   averages the per-dataset replicates.
 - **Paired comparison**: two runs (or seed-means) on the same clips, resampled jointly, and
@@ -26,8 +28,8 @@ every clip's rank (one cell per clip), so it draws clip indices, in chunks, and 
 are re-centred on the estimate (see :func:`centre` for why and what was measured).
 
 Rooms: ``clips`` (statistics of clips), ``intervals`` (bootstrap, exact intervals, McNemar),
-``measures`` (metrics, prediction files, alignment), ``cells`` (leaderboard cells, paired
-comparison), ``errors``. This package re-exports their public names.
+``small`` (shares where the bootstrap misleads), ``measures`` (metrics, prediction files,
+alignment), ``cells`` (leaderboard cells, paired comparison), ``errors``. This package re-exports their public names.
 """
 from eval_encoder.stats.cells import (Cell, Paired, card_metrics, cell_summary, declared,
                                       derived_summary, paired, record_value, seed_of, seed_pairs)
@@ -41,6 +43,8 @@ from eval_encoder.stats.intervals import (CHUNK, INTERVALS, LEVEL, RESAMPLES, SE
 from eval_encoder.stats.measures import (DERIVED, METRICS, VIEWS, Derived, Measure, Metric, View,
                                          aligned, alignment, clip_keys, derived_measure,
                                          load_predictions, measure, predictions_path, view, where)
+from eval_encoder.stats.small import (MINORITY, jeffreys_draws, needs_exact, newcombe,
+                                      paired_draws, table_of, wilson)
 
 __all__ = ["aligned", "alignment", "average_interval", "average_precision", "binomial_cdf",
            "bootstrap", "card_metrics", "Cell", "cell_summary", "centre", "CHUNK", "class_mean",
@@ -50,4 +54,5 @@ __all__ = ["aligned", "alignment", "average_interval", "average_precision", "bin
            "measure", "Metric", "METRICS", "MissingPredictions", "Paired", "paired",
            "percentile_interval", "predictions_path", "proportion", "record_value", "RESAMPLES",
            "rng_for", "SEED", "seed_of", "seed_pairs", "StatsError", "View", "view", "VIEWS",
-           "where"]
+           "where", "MINORITY", "jeffreys_draws", "needs_exact", "newcombe", "paired_draws",
+           "table_of", "wilson"]

@@ -32,6 +32,13 @@ from eval_encoder.stats.measures import (
     measure,
     where,
 )
+from eval_encoder.stats.small import (
+    jeffreys_draws,
+    needs_exact,
+    newcombe,
+    paired_draws,
+    table_of,
+)
 from eval_encoder.video.manifest import DEFAULT_METRICS, ManifestError, load_card
 
 log = logging.getLogger(__name__)
@@ -41,7 +48,8 @@ log = logging.getLogger(__name__)
 class Cell:
     """One leaderboard cell: the mean over its runs (seeds of one configuration), each run's
     value and seed, and with an interval, the clip-level one and its replicates (for AVG).
-    ``note`` says why a value or an interval is missing (a key of the leaderboard's notes)."""
+    ``note`` says why a value or an interval is missing (a key of the leaderboard's notes);
+    ``small``: a share under the small-share rule (:func:`needs_exact`)."""
 
     value: float
     seeds: Tuple[Any, ...] = ()
@@ -49,6 +57,7 @@ class Cell:
     interval: Optional[Interval] = None
     replicates: Optional[np.ndarray] = None
     note: str = ""
+    small: bool = False
 
     @property
     def sd(self) -> float:
@@ -150,7 +159,9 @@ def _mean_measure(measures: Sequence[Measure], names: Sequence[str], what: str) 
 
 def _add_interval(cell: Cell, make: Callable[[], Measure], key: str, ci: str,
                   resamples: int) -> None:
-    """Bootstrap the cell's statistic; ``exact`` gives a single run's share Clopper-Pearson."""
+    """Bootstrap the cell's statistic; a single run's share gets Clopper-Pearson with
+    ``exact``, and with either ``ci`` when it falls under :func:`needs_exact` (its AVG
+    resamples are then Jeffreys draws)."""
     try:
         found = make()
     except MissingPredictions as exc:
@@ -164,12 +175,21 @@ def _add_interval(cell: Cell, make: Callable[[], Measure], key: str, ci: str,
     cell.replicates = bootstrap(found.stat, resamples, rng_for(key))
     if found.centred:
         cell.replicates = centre(cell.replicates, found.stat.estimate())
-    if ci == "exact" and found.proportion:
-        hits = found.hits()
-        cell.interval = clopper_pearson(int(hits.sum()), hits.size)
-    else:
-        cell.interval = percentile_interval(cell.replicates)
+    cell.interval = percentile_interval(cell.replicates)
+    if found.proportion:
+        _share_interval(cell, found, key, ci, resamples)
     _check_estimate(cell, found, key)
+
+
+def _share_interval(cell: Cell, found: Measure, key: str, ci: str, resamples: int) -> None:
+    """Clopper-Pearson for a single run's share under ``exact`` or the small-share rule."""
+    hits = found.hits()
+    k, n = int(hits.sum()), int(hits.size)
+    cell.small = needs_exact(k, n)
+    if cell.small:
+        cell.replicates = jeffreys_draws(k, n, resamples, rng_for(key))
+    if ci == "exact" or cell.small:
+        cell.interval = clopper_pearson(k, n)
 
 
 def _check_estimate(cell: Cell, found: Measure, key: str) -> None:
@@ -183,7 +203,7 @@ def _check_estimate(cell: Cell, found: Measure, key: str) -> None:
 @dataclass(frozen=True)
 class Paired:
     """A minus B on one dataset's clips: both values, the difference (points), its paired
-    bootstrap interval and replicates, and for two single runs of a share of clips the
+    interval (bootstrap, or Newcombe's for small shares: ``interval.method``) and replicates, and for two single runs of a share of clips the
     discordant clips and the exact McNemar p-value."""
 
     clips: int
@@ -213,7 +233,19 @@ def paired(a: Sequence[Measure], b: Sequence[Measure], names: Sequence[str], key
                b=float(np.mean(values[na:])), diff=diff.estimate(),
                interval=percentile_interval(replicates, level), replicates=replicates)
     if len(parts) == 2 and parts[0].proportion:
-        ha, hb = parts[0].hits(), parts[1].hits()
-        only_a, only_b = int((ha & ~hb).sum()), int((hb & ~ha).sum())
-        out.update(only_a=only_a, only_b=only_b, p=mcnemar_exact(only_a, only_b))
+        out.update(_paired_shares(parts[0].hits(), parts[1].hits(), key, resamples, level))
     return Paired(**out)
+
+
+def _paired_shares(ha: np.ndarray, hb: np.ndarray, key: str, resamples: int, level: float
+                   ) -> Dict[str, Any]:
+    """McNemar's counts and test; Newcombe's interval (and Dirichlet draws for AVG) when
+    either share falls under :func:`needs_exact` or no clip is discordant."""
+    table = table_of(ha, hb)
+    only_a, only_b, n = int(table[0, 1]), int(table[1, 0]), int(table.sum())
+    out: Dict[str, Any] = dict(only_a=only_a, only_b=only_b, p=mcnemar_exact(only_a, only_b))
+    small = needs_exact(int(ha.sum()), n) or needs_exact(int(hb.sum()), n)
+    if small or only_a + only_b == 0:
+        out.update(interval=newcombe(table, level),
+                   replicates=paired_draws(table, resamples, rng_for(key)))
+    return out
