@@ -333,20 +333,23 @@ def test_ci_renders_intervals_in_md_csv_and_tex(tmp_path):
     board = make_board(str(runs), ci="exact")
     exact = stats.clopper_pearson(200, 400)  # ssv2: 200 of 400 right
     cells = _cells(render(board, "md"), "Enc A")
-    assert cells[5] == f"50.0 ±{(exact.hi - exact.lo) / 2:.1f}"  # symmetric at 50%
+    assert cells[5] == f"50.0 ±{(exact.hi - exact.lo) / 2:.1f}ᵉ"  # symmetric at 50%, marked
     assert cells[4].startswith("50.2 ±")  # AVG (50.25): bootstrap
     frame = pd.read_csv(io.StringIO(render(board, "csv")))
     assert frame.loc[0, "ssv2_lo"] == pytest.approx(exact.lo, abs=1e-4)
     assert frame.loc[0, "ssv2_hi"] == pytest.approx(exact.hi, abs=1e-4)
+    assert (frame.loc[0, "ssv2_ci"], frame.loc[0, "avg_ci"]) == ("exact", "bootstrap")
     assert frame.loc[0, "avg_lo"] < 50.25 < frame.loc[0, "avg_hi"]
     tex = render(board, "tex")
     assert r"Enc A & ViT-L/14 & 224 & paper & 50.2 $\pm$" in tex and r"50.0 $\pm$" in tex
     assert "exact Clopper-Pearson" in tex and "AVG" in tex
     # 8 of 400 (charadesego): the sides differ by more than 20%, both are shown
     low = stats.clopper_pearson(8, 400)
-    assert cells[8] == f"2.0 +{low.hi - 2.0:.1f}/-{2.0 - low.lo:.1f}" == "2.0 +1.9/-1.1"
-    assert "bootstrap percentile interval over the validation clips (2,000 resamples" in (
-        render(make_board(str(runs), ci="bootstrap"), "md"))
+    assert cells[8] == f"2.0 +{low.hi - 2.0:.1f}/-{2.0 - low.lo:.1f}ᵉ" == "2.0 +1.9/-1.1ᵉ"
+    boot = render(make_board(str(runs), ci="bootstrap"), "md")
+    assert "bootstrap percentile interval over the validation clips (2,000 resamples" in boot
+    # under --ci bootstrap too: 8 right of 400 is under the small-share rule
+    assert _cells(boot, "Enc A")[8] == "2.0 +1.9/-1.1ᵉ" and ": charadesego" in boot
 
 
 def test_records_without_predictions_show_no_interval_said_once(tmp_path):
