@@ -309,6 +309,11 @@ class ProbeConfig:
     decord_num_threads: int = _f(2, "threads per video decoder (PyAV; upstream used decord)",
                                  check=AT_LEAST_1)
     print_freq: int = _f(10, "log every N steps", check=AT_LEAST_1)
+    report_to: List[str] = _f(["none"], "live logs on rank 0: none, tensorboard, wandb (offline "
+                              "unless $WANDB_MODE says otherwise), several allowed: every "
+                              "head's loss and lr per step, validation top-1/top-5, clips/s, "
+                              "under <save_report>/logs/<dataset>/<run id>/", nargs="+")
+    wandb_project: str = _f("eval_encoder", "--report_to wandb: the W&B project")
     save_report: str = field(default_factory=results_root, metadata={
         "help": "results root: records go to <save_report>/runs/<dataset>/, where `leaderboard` "
                 "reads them", "env": RESULTS_ENV})

@@ -53,6 +53,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
              published_top1, published_top5, published_items, and ``reported`` is chosen on
              (and reports) published_top1
   predictions {file (<run_id>.predictions.npz beside the record), sha256, head, epoch, clips}
+  live_logs (only with --report_to) {tensorboard: folder, wandb: run folder}: the live logs'
+             files (rank 0's; a resumed run's continue those of the run it resumes)
   batch     {global_batch, micro_batch, world_size, accumulation_steps, drop_last}
   checkpoints {dir, saves, last_bytes, copies_bytes (the head copies files beside them; 0
              or absent: none kept, or a record made before they were kept apart), seconds};
@@ -110,7 +112,7 @@ RUNTIME_KEYS = frozenset({
     "dali_py_num_workers", "decord_num_threads", "rank", "local_rank", "world_size",
     "global_rank", "config", "sources", "eval_mode", "allow_download", "checkpoint_dir",
     "resume_checkpoint", "checkpoint_every_min", "nnodes", "node_rank", "rdzv_backend",
-    "rdzv_endpoint", "monitor_clips", "feature_cache",
+    "rdzv_endpoint", "monitor_clips", "feature_cache", "report_to", "wandb_project",
 })
 
 

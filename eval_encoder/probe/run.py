@@ -17,12 +17,14 @@ from eval_encoder.config import ConfigError, ProbeConfig, require
 from eval_encoder.encoders import build_encoder, check_names, check_weights
 from eval_encoder.encoders.weights import weights_identity
 from eval_encoder.flags import build_parser
+from eval_encoder.livelog import backend_names, check_report_to
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
 from eval_encoder.probe.given import check_given_flags, load_given, score_given
 from eval_encoder.probe.heads.options import check_head, check_kinds, describe_head
 from eval_encoder.probe.kinds import one_of_each
+from eval_encoder.probe.live import RunLog, open_run_log
 from eval_encoder.probe.records import (
     Progress,
     attach_predictions,
@@ -162,7 +164,9 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     training = prepare_training(cfg, card, progress.manifests, encoder, env, requested_hash)
     training.published = published
     progress.training = training
+    training.live_id = record["run_id"]
     record["resumed_from"] = resume(cfg, training, env, requested_hash)
+    training.live = open_run_log(cfg, env, record, training, training.live_id)
     train_and_score(cfg, training)
     fill_record(record, cfg, training.splits, encoder, training.trainer)
     record["batch"] = training.plan.describe()
@@ -188,6 +192,8 @@ def val_only_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     """Score the heads given to ``--val_only`` once on the validation split, without
     training, and fill the record (see eval_encoder/probe/given.py)."""
     cap_decode_workers(cfg)
+    if backend_names(cfg.report_to):
+        log.warning("--report_to: a --val_only run trains nothing; nothing is logged live")
     card = resolve_dataset(cfg)
     progress.manifests = read_manifests(cfg, card)
     encoder = build_encoder(cfg).to(env.device)
@@ -198,6 +204,11 @@ def val_only_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
                        semantic_config(cfg), spec=encoder.spec)
     score_given(cfg, card, progress.manifests, encoder, env, given, record)
     record["status"] = "complete"
+
+
+def live_log(progress: Progress) -> RunLog:
+    """The run's live log (a no-op before training was built, or without --report_to)."""
+    return progress.training.live if progress.training is not None else RunLog.off()
 
 
 def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
@@ -213,6 +224,7 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["wall_time_s"] = round(time.time() - start, 2)
         failure_samples(record, progress, exc)
+        live_log(progress).close()
         if env.is_main:
             write_outputs(record, cfg)
         else:  # rank 0 may only see the broken connection: say here what broke
@@ -221,6 +233,7 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     record["wall_time_s"] = round(time.time() - start, 2)
     if env.is_main:
         path = write_outputs(record, cfg)
+        live_log(progress).finish(record)
         if progress.training is not None:  # a run that trained: its checkpoints go
             remove_checkpoints(progress.training.checkpointer)
         say_result(record, cfg, path)
@@ -247,6 +260,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         check_flags(cfg)  # nor flags of a validation draw the run does not make
         check_data(cfg)  # nor a data root or manifest that is not there
         check_weights(cfg)  # nor weights that are not there (before any clip is opened)
+        check_report_to(cfg.report_to)  # nor live logs whose package is not installed
     except (ConfigError, ManifestError, RegistryError, MissingData) as exc:
         log.error("%s", exc)
         return 2

@@ -214,6 +214,7 @@ class ProbeTrainer:
         self.pending = Pending.empty(len(heads))
         self.epoch_loss = EpochLoss.zeros(len(heads))
         self.last_epoch: Dict[str, float] = {}  # seconds and clips of the last epoch trained
+        self.last_step = (torch.zeros(0), torch.zeros(0))  # loss sum and clips per head
         self.clock = LoaderClock()  # loop time and batch waits per split, for the record
         self.segments = segments  # encoded one by one, their tokens side by side (views.py)
         self.pooled_source = None  # probe/cached.py: pooled vectors of the passes it answers
@@ -295,7 +296,8 @@ class ProbeTrainer:
             self.accumulate(batch)
             if (k + 1) % self.accumulation:
                 continue
-            self.epoch_loss.add(*self.finish_step(epoch, step))
+            self.last_step = self.finish_step(epoch, step)  # the live log reads it
+            self.epoch_loss.add(*self.last_step)
             step += 1
             if on_step is not None:
                 on_step(epoch, step)

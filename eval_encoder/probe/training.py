@@ -16,6 +16,7 @@ from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.probe.cached import attach_cache
 from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
+from eval_encoder.probe.live import RunLog
 from eval_encoder.probe.monitor import score_monitor
 from eval_encoder.probe.heads.options import kind_names
 from eval_encoder.probe.kinds import make_run_heads, untrained
@@ -87,6 +88,8 @@ class Training:
     predictions: PredictionStore = field(default_factory=PredictionStore)
     start: ckpt.Position = ckpt.Position(0, 0)
     published: Optional[PublishedSampling] = None  # --val_sampling published: its draw
+    live: RunLog = field(default_factory=RunLog.off)  # --report_to (probe/live.py)
+    live_id: Optional[str] = None  # the live logs' id: the run id of the run that began them
 
     def state(self) -> Dict:
         """Everything a checkpoint holds besides the position (see eval_encoder/checkpoint.py)."""
@@ -94,6 +97,7 @@ class Training:
         state["snapshots"] = [{"epoch": e, "head": i, "state": m.state_dict()}
                               for e, i, m in self.snapshots]
         state["rng"] = ckpt.rng_state()
+        state["live_log"] = self.live_id or ""
         return state
 
     def restore(self, state: Dict, rank: int) -> None:
@@ -105,6 +109,7 @@ class Training:
             module.load_state_dict(snap["state"])
             self.snapshots.append((snap["epoch"], snap["head"], module))
         ckpt.set_rng_state(state["rng"])
+        self.live_id = state.get("live_log") or self.live_id
         self.start = ckpt.Position(*state["position"])
 
     def save(self, position: ckpt.Position) -> None:
@@ -113,6 +118,7 @@ class Training:
 
     def after_step(self, epoch: int, step: int) -> None:
         """A checkpoint inside the epoch when one is due (the epoch's end saves anyway)."""
+        self.live.step(epoch, step)
         steps = self.plan.steps(len(self.splits.train))
         if self.checkpointer is not None and step < steps and self.checkpointer.due():
             self.save(ckpt.Position(epoch, step))
@@ -144,6 +150,7 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
             if h.trains:
                 h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
         log_epoch(trainer, epoch, cfg.default_epoch, losses)
+        run.live.epoch(epoch)
         score_monitor(trainer, monitor_loader, epoch)
         live = trainer.training_heads()
         if epoch in due and mode == "epoch" and (live or epoch == last):
@@ -205,9 +212,11 @@ def _record_scores(run: Training, scored: Scored, owners) -> None:
     predictions for the run's prediction file."""
     trainer = run.trainer
     run.predictions.add(scored, owners)
+    scores = [accuracy(scored, j) for j in range(len(owners))]
+    run.live.evaluation(owners, scores)
     for j, (epoch, i) in enumerate(owners):
         entry = history_at(trainer.heads[i], epoch)
-        entry.update(accuracy(scored, j))
+        entry.update(scores[j])
         if run.published is not None:
             entry.update(run.published.scores(scored.module(j), epoch, i))
     for epoch in sorted({e for e, _ in owners}):
