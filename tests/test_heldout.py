@@ -275,3 +275,68 @@ def test_without_the_val_max_val_scores_the_chosen_snapshot_only(demo, tmp_path,
     assert record["selection"]["val_max"] is None and record["selection"]["gap_top1"] is None
     assert record["samples"]["val"]["scored"] == 7 and record["encoder_passes"]["val"] == 2
     assert "predictions_val_max" not in record
+
+
+def _complete(report):
+    records = [read_record(str(p)) for p in (report / "runs").rglob("*.json")]
+    return [r for r in records if r["status"] == "complete"]
+
+
+def _comparable(record):
+    return ([{k: h[k] for k in ("name", "status", "history")} for h in record["heads"]],
+            record["reported"], record["selection"])
+
+
+def test_a_run_broken_after_an_epoch_resumes_to_the_same_choice(demo, tmp_path, monkeypatch):
+    ref, _ = _run(demo, tmp_path / "ref", monkeypatch)
+    real = probe_trainer.ProbeTrainer.train_epoch
+    broken = {"once": True}
+
+    def train_epoch(self, loader, epoch, *args, **kwargs):
+        if epoch == 1 and broken.pop("once", False):
+            raise RuntimeError("killed after epoch 0")
+        return real(self, loader, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(probe_trainer.ProbeTrainer, "train_epoch", train_epoch)
+    from eval_encoder.probe.run import main as probe_main
+
+    report = tmp_path / "broken"
+    with pytest.raises(AssertionError):  # the first run fails (exit code 1)
+        _run(demo, report, monkeypatch)
+    assert not broken and not _complete(report)
+    data, weights = demo
+    assert probe_main(["--model_family", "sampling", "--model_name", "ov_encoder_tiny",
+                       "--model_weight", str(weights), "--dataset", "demo", "--data_root",
+                       str(data), "--num_frames", "2", "--default_epoch", "2",
+                       "--default_lr_list", "1e-3", "1e-4", "--batch_size", "4",
+                       "--dali_py_num_workers", "0", "--monitor_clips", "0",
+                       "--select_on", "heldout", "--save_report", str(report)]) == 0
+    (resumed,) = _complete(report)
+    assert resumed["resumed_from"]["epoch"] == 1
+    assert _comparable(resumed) == _comparable(ref)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_hold_out_and_choose_as_one(demo, tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    from eval_encoder.demo import probe_command
+
+    extra = ["--num_frames", "2", "--default_epoch", "2", "--default_lr_list", "1e-3", "1e-4",
+             "--batch_size", "2", "--global_batch_size", "4", "--dali_py_num_workers", "0",
+             "--monitor_clips", "0", "--select_on", "heldout", "--dataset", "demo"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    records = []
+    for nproc in (1, 2):
+        report = tmp_path / f"w{nproc}"
+        out = subprocess.run(probe_command(*demo, report, nproc=nproc, extra=extra), env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        (record,) = _complete(report)
+        records.append(record)
+    assert records[1]["world_size"] == 2
+    assert _comparable(records[0]) == _comparable(records[1])
+    assert records[1]["samples"]["heldout"]["scored"] == 4
