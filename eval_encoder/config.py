@@ -270,6 +270,18 @@ class ProbeConfig:
     seed: int = _f(1, "seed for sampling, jitter and head init", check=NON_NEGATIVE)
     select: str = _f("best_val", "reported score: best epoch on val (upstream) or last epoch",
                      choices=["best_val", "last"])
+    select_on: str = _f("val", "what the reported (head, epoch) is chosen on: 'val' (the split "
+                        "that is reported, as published: optimistic by the choice) or 'heldout' "
+                        "(a class-stratified --heldout_fraction of the training manifest, taken "
+                        "out of training and scored at each evaluation epoch; only the chosen "
+                        "snapshot's validation score is reported)", choices=["val", "heldout"])
+    heldout_fraction: float = _f(0.1, "--select_on heldout: share of each class's training clips "
+                                 "held out (at least one of a class of two or more; drawn from "
+                                 "the seed and the manifest)", check=Bound(0, 1, True, True))
+    heldout_val_max: bool = _f(True, "--select_on heldout: also score every snapshot on val in "
+                               "the same validation pass (the encoder runs once either way) so "
+                               "the record has the grid's val maximum and the gap; off: only the "
+                               "chosen snapshot is scored on val")
     val_sampling: str = _f("exact", "validation clips: 'exact' scores each once; 'published' scores each "
                            "once too, then also measures every head snapshot as the published "
                            "scripts' per-rank draws would have (clips 0..W times) and reports the "

@@ -133,7 +133,10 @@ HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels")
                 ("", "final_weight_decay"): None, ("", "val_only"): False,
                 ("", "probe_checkpoint"): None,
                 # pooled head kinds: linear and kNN probes (issue 22)
-                ("", "probe_pool"): "auto", ("", "knn_k"): [20], ("", "knn_temperature"): 0.07}
+                ("", "probe_pool"): "auto", ("", "knn_k"): [20], ("", "knn_temperature"): 0.07,
+                # honest selection: a held-out slice of the training manifest (issue 24)
+                ("", "select_on"): "val", ("", "heldout_fraction"): 0.1,
+                ("", "heldout_val_max"): True}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from eval_encoder import distributed as dist
 from eval_encoder.config import ConfigError, ProbeConfig, require
+from eval_encoder.probe.heldout import HELDOUT, split_entries
 from eval_encoder.probe.trainer import (
     ProbeTrainer,
     RunFailed,
@@ -46,6 +47,7 @@ class Splits:
     train: ClipDataset
     val: ClipDataset
     monitor: Optional[ClipDataset] = None  # a few training clips in eval mode (probe/monitor.py)
+    heldout: Optional[ClipDataset] = None  # --select_on heldout: out of training (probe/heldout.py)
 
 
 def resolve_dataset(cfg: ProbeConfig) -> DatasetCard:
@@ -139,12 +141,25 @@ def eval_dataset(cfg: ProbeConfig, entries: list, root: str, source,
 def build_splits(cfg: ProbeConfig, card: DatasetCard, m: Manifests, spec) -> Splits:
     """The train and val datasets, fed by the clip source the encoder declares."""
     source = clip_source(cfg, spec)
-    train = ClipDataset(m.train, m.root, source, train=True, seed=cfg.seed,
+    entries, held = training_entries(cfg, m.train)
+    train = ClipDataset(entries, m.root, source, train=True, seed=cfg.seed,
                         augment=cfg.train_augment or "ov")
     val = eval_dataset(cfg, m.val, m.root, source)
-    watched = monitor_entries(m.train, cfg.monitor_clips, cfg.seed)
+    watched = monitor_entries(entries, cfg.monitor_clips, cfg.seed)
     monitor = ClipDataset(watched, m.root, source, train=False, seed=cfg.seed) if watched else None
-    return Splits(card, m.root, m.train_csv, m.val_csv, train, val, monitor)
+    heldout = eval_dataset(cfg, held, m.root, source) if held else None
+    return Splits(card, m.root, m.train_csv, m.val_csv, train, val, monitor, heldout)
+
+
+def training_entries(cfg: ProbeConfig, entries: list):
+    """(the clips the heads train on, the held-out clips): all and none unless --select_on
+    heldout takes its slice out (probe/heldout.py)."""
+    if cfg.select_on != HELDOUT:
+        return list(entries), []
+    train, held = split_entries(entries, cfg.heldout_fraction, cfg.seed)
+    require(held, f"--select_on heldout: no class of the {len(entries)} training clips has two "
+            "clips, so none can be held out")
+    return train, held
 
 
 def monitor_entries(entries: list, n: int, seed: int) -> list:
@@ -215,6 +230,24 @@ def eval_view_loader(cfg: ProbeConfig, splits: Splits, spec, env):
     return make_loader(data, batches, batch_size=cfg.batch_size, tspec=transform_spec(cfg, spec),
                        backend=backend, device=env.device, workers=cfg.dali_py_num_workers,
                        dali_threads=cfg.dali_num_threads, seed=cfg.seed,
+                       extras_keys=list(getattr(splits.train.source, "extras_keys", ())))
+
+
+def heldout_loader(cfg: ProbeConfig, splits: Splits, spec, env):
+    """The held-out clips in the evaluation view (every view validation takes), this rank's
+    share, each clip on one rank only (None: no held-out slice)."""
+    if splits.heldout is None:
+        return None
+    n, views = len(splits.heldout.entries), splits.heldout.views
+
+    def batches(_epoch):
+        return chunk(val_order(n, views, env.rank, env.world_size), cfg.batch_size)
+
+    backend = cfg.sources.get("loader_backend") or pick_backend(cfg.loader, env.device)
+    return make_loader(splits.heldout, batches, batch_size=cfg.batch_size,
+                       tspec=transform_spec(cfg, spec), backend=backend, device=env.device,
+                       workers=cfg.dali_py_num_workers, dali_threads=cfg.dali_num_threads,
+                       seed=cfg.seed,
                        extras_keys=list(getattr(splits.train.source, "extras_keys", ())))
 
 

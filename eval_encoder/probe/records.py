@@ -19,6 +19,7 @@ from eval_encoder.config import ProbeConfig
 from eval_encoder.files import file_sha256
 from eval_encoder.logs import result
 from eval_encoder.probe.data import Manifests, Splits
+from eval_encoder.probe.heldout import HELDOUT, heldout_cost, heldout_report
 from eval_encoder.probe.kinds import rows_of_kind
 from eval_encoder.probe.predictions import compute as compute_metrics
 from eval_encoder.probe.trainer import (
@@ -32,11 +33,26 @@ from eval_encoder.video.dataset import FLAG_WARNINGS
 log = logging.getLogger("eval_encoder.run")
 
 
-def summarise_heads(trainer: ProbeTrainer, select: str):
+def summarise_heads(trainer: ProbeTrainer, select: str, select_on: str = "val"):
     """Per-head best/last scores, and the reported head with how it was chosen: among the
     heads of the run's first kind (each kind's: :func:`reported_by_kind`)."""
     rows = [head_row(h) for h in trainer.heads]
-    return rows, choose(rows_of_kind(rows, rows[0]["kind"]) if rows else rows, select)
+    return rows, report_of(rows_of_kind(rows, rows[0]["kind"]) if rows else rows, select,
+                           select_on)
+
+
+def report_of(rows: List[Dict], select: str, select_on: str) -> Dict:
+    """The reported head of one kind's ``rows``, chosen on the validation split or, under
+    --select_on heldout, on the held-out clips (with the grid's val maximum and the gap)."""
+    if select_on != HELDOUT:
+        return choose(rows, select)
+    reported, block = heldout_report(rows, select)
+    return dict(reported, val_max=block["val_max"], gap_top1=block["gap_top1"])
+
+
+def selection_of(rows: List[Dict], select: str) -> Dict:
+    """The record's ``selection`` block of a --select_on heldout run (its first kind's)."""
+    return heldout_report(rows_of_kind(rows, rows[0]["kind"]), select)[1]
 
 
 def head_row(h) -> Dict:
@@ -70,7 +86,8 @@ def choose(rows: List[Dict], select: str) -> Dict:
     }
 
 
-def reported_by_kind(rows: List[Dict], select: str) -> Optional[Dict[str, Dict]]:
+def reported_by_kind(rows: List[Dict], select: str, select_on: str = "val"
+                     ) -> Optional[Dict[str, Dict]]:
     """Each kind's reported head, chosen among its own heads (None: a run of one kind, whose
     ``reported`` says it). A kind with no finite head is reported as failed."""
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
@@ -79,7 +96,7 @@ def reported_by_kind(rows: List[Dict], select: str) -> Optional[Dict[str, Dict]]
     out: Dict[str, Dict] = {}
     for kind in kinds:
         try:
-            out[kind] = choose(rows_of_kind(rows, kind), select)
+            out[kind] = report_of(rows_of_kind(rows, kind), select, select_on)
         except RunFailed as exc:
             out[kind] = {"head": None, "top1": None, "top5": None, "error": str(exc)}
     return out
@@ -174,6 +191,12 @@ def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer
                 "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
                 "flags": trainer.flag_counts("val"),
                 "truncated": trainer.truncated_clips("val", splits.val)}}
+    if splits.heldout is not None:
+        record["samples"]["heldout"] = {
+            "expected": len(splits.heldout.entries), "split": "train manifest",
+            "scored": getattr(trainer, "scored_heldout", 0), "views_per_clip": views,
+            "skipped": [dict(v, clip=k // views)
+                        for k, v in sorted(c.skipped.get(HELDOUT, {}).items())], "flags": {}}
     if trainer.env.is_main:
         warn_flags(record["samples"])
     if splits.monitor is not None:
@@ -217,7 +240,8 @@ def compute_block(trainer: ProbeTrainer, cost, tokens: int, views: int) -> Dict:
         "note": f"no FLOP count known for {type(trainer.encoder).__name__} (see "
                 "eval_encoder/compute.py)"}
     gflops = encoder["gflops_per_clip"]
-    return {"tokens_per_clip": tokens, "encoder": encoder,
+    held = heldout_cost(clocks, views)
+    return {"tokens_per_clip": tokens, "encoder": encoder, **({"heldout": held} if held else {}),
             "val_views_per_clip": views,
             "gflops_per_val_clip": round(gflops * views, 4) if gflops is not None else None,
             "train": compute.throughput(clocks, "train"),
@@ -276,17 +300,27 @@ def failure_samples(record: Dict, progress: Progress, exc: Exception) -> None:
 def attach_predictions(record: Dict, cfg: ProbeConfig, training: Training) -> None:
     """Write the reported head's per-clip predictions beside the record, and its metrics
     (the dataset card's) into it."""
+    record["predictions"], record["metrics"] = write_predictions(
+        record, cfg, training, record["reported"], "predictions")
+    val_max = record["reported"].get("val_max")
+    if val_max:  # --select_on heldout: the val-max head's too, in a file of its own
+        record["predictions_val_max"], record["metrics_val_max"] = write_predictions(
+            record, cfg, training, val_max, "val_max.predictions")
+
+
+def write_predictions(record: Dict, cfg: ProbeConfig, training: Training, reported: Dict,
+                      suffix: str):
+    """The predictions file of the snapshot ``reported`` names (``<run_id>.<suffix>.npz``):
+    its record entry and metrics (None, None: scored before a resume, not kept)."""
     trainer, splits = training.trainer, training.splits
     names = [h.name for h in trainer.heads]
-    owner = (record["reported"]["epoch"], names.index(record["reported"]["head"]))
-    if owner not in training.predictions.by_owner:  # scored before a resume: not kept
-        record["predictions"], record["metrics"] = None, None
-        return
+    owner = (reported["epoch"], names.index(reported["head"]))
+    if owner not in training.predictions.by_owner:
+        return None, None
     folder = rec.records_dir(cfg.save_report, splits.card.name)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{record['run_id']}.predictions.npz"
+    path = folder / f"{record['run_id']}.{suffix}.npz"
     name, digest = training.predictions.write(str(path), owner, splits.val.entries, names)
     chosen = training.predictions.by_owner[owner]
-    record["predictions"] = {"file": name, "sha256": digest, "head": record["reported"]["head"],
-                             "epoch": owner[0], "clips": len(chosen)}
-    record["metrics"] = compute_metrics(chosen, splits.card.metrics)
+    return ({"file": name, "sha256": digest, "head": reported["head"], "epoch": owner[0],
+             "clips": len(chosen)}, compute_metrics(chosen, splits.card.metrics))

@@ -23,6 +23,8 @@ from eval_encoder.probe.args import parse_config
 from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
 from eval_encoder.probe.given import check_given_flags, load_given, score_given
 from eval_encoder.probe.heads.options import check_head, check_kinds, describe_head
+from eval_encoder.probe.heldout import HELDOUT
+from eval_encoder.probe.heldout import check_flags as check_heldout
 from eval_encoder.probe.kinds import one_of_each
 from eval_encoder.probe.live import RunLog, open_run_log
 from eval_encoder.probe.records import (
@@ -34,6 +36,7 @@ from eval_encoder.probe.records import (
     fill_record,
     say_result,
     reported_by_kind,
+    selection_of,
     summarise_heads,
     token_budget,
     write_outputs,
@@ -171,8 +174,11 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     fill_record(record, cfg, training.splits, encoder, training.trainer)
     record["batch"] = training.plan.describe()
     record["checkpoints"] = training.checkpointer.describe()
-    record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select)
-    by_kind = reported_by_kind(record["heads"], cfg.select)
+    record["heads"], record["reported"] = summarise_heads(training.trainer, cfg.select,
+                                                          cfg.select_on)
+    if cfg.select_on == HELDOUT:
+        record["selection"] = selection_of(record["heads"], cfg.select)
+    by_kind = reported_by_kind(record["heads"], cfg.select, cfg.select_on)
     if by_kind is not None:
         record["reported_by_kind"] = by_kind
     record["probe_head"] = describe_head(cfg, encoder.spec.embed_dim,
@@ -258,6 +264,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         check_kinds(cfg)  # nor kinds a mode cannot score (knn under --val_only)
         check_given_flags(cfg)  # nor --val_only without the heads to score
         check_flags(cfg)  # nor flags of a validation draw the run does not make
+        check_heldout(cfg)  # nor held-out flags without --select_on heldout
         check_data(cfg)  # nor a data root or manifest that is not there
         check_weights(cfg)  # nor weights that are not there (before any clip is opened)
         check_report_to(cfg.report_to)  # nor live logs whose package is not installed

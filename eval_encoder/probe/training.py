@@ -15,10 +15,18 @@ from eval_encoder import checkpoint as ckpt
 from eval_encoder import record as rec
 from eval_encoder.config import ConfigError, ProbeConfig
 from eval_encoder.probe.cached import attach_cache
-from eval_encoder.probe.data import Manifests, Splits, build_loaders, build_splits, skip_check
+from eval_encoder.probe.data import (
+    Manifests,
+    Splits,
+    build_loaders,
+    build_splits,
+    heldout_loader,
+    skip_check,
+)
 from eval_encoder.probe.live import RunLog
 from eval_encoder.probe.monitor import score_monitor
 from eval_encoder.probe.heads.options import kind_names
+from eval_encoder.probe.heldout import HELDOUT, chosen_snapshots, score_heldout
 from eval_encoder.probe.kinds import make_run_heads, untrained
 from eval_encoder.probe.pooled import fit_untrained
 from eval_encoder.probe.predictions import PredictionStore, Scored, needs_probs
@@ -90,6 +98,7 @@ class Training:
     published: Optional[PublishedSampling] = None  # --val_sampling published: its draw
     live: RunLog = field(default_factory=RunLog.off)  # --report_to (probe/live.py)
     live_id: Optional[str] = None  # the live logs' id: the run id of the run that began them
+    heldout: Optional[object] = None  # --select_on heldout: the held-out clips' loader
 
     def state(self) -> Dict:
         """Everything a checkpoint holds besides the position (see eval_encoder/checkpoint.py)."""
@@ -153,8 +162,11 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
         run.live.epoch(epoch)
         score_monitor(trainer, monitor_loader, epoch)
         live = trainer.training_heads()
+        if epoch in due:
+            _heldout(cfg, run, [(epoch, i) for i in live])
         if epoch in due and mode == "epoch" and (live or epoch == last):
             owners = [(epoch, i) for i in live] + (fitted(cfg, run, epoch) if epoch == last else [])
+            _heldout(cfg, run, owners[len(live):])
             scored = score_val(cfg, trainer, val_loader, splits,
                                [trainer.heads[i].module for _, i in owners], f"val {epoch}")
             _record_scores(run, scored, owners)
@@ -163,12 +175,33 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
                               for i in live]
         run.save(ckpt.Position(epoch + 1, 0))
     extra = fitted(cfg, run, last) if mode != "epoch" or epochs <= run.start.epoch else []
-    if run.snapshots or extra:
-        modules = [m.to(trainer.env.device) for _, _, m in run.snapshots]
-        modules += [trainer.heads[i].module for _, i in extra]
+    _heldout(cfg, run, extra)
+    pairs = [((e, i), m) for e, i, m in run.snapshots]
+    pairs += [((e, i), trainer.heads[i].module) for e, i in extra]
+    pairs = on_val(cfg, trainer, pairs)
+    if pairs:
+        modules = [m.to(trainer.env.device) for _, m in pairs]
         scored = score_val(cfg, trainer, val_loader, splits, modules,
                            f"val ({len(modules)} head snapshots)")
-        _record_scores(run, scored, [(e, i) for e, i, _ in run.snapshots] + extra)
+        _record_scores(run, scored, [owner for owner, _ in pairs])
+
+
+def _heldout(cfg: ProbeConfig, run: Training, owners) -> None:
+    """Score the held-out clips with ``owners`` (nothing unless --select_on heldout); too
+    many unreadable ones fail the run, as for validation."""
+    held = run.splits.heldout
+    if run.heldout is not None and owners:
+        score_heldout(run.trainer, run.heldout, held.views, owners)
+        skip_check(run.trainer, HELDOUT, len(held.entries), held.views, cfg.max_skip_fraction)
+
+
+def on_val(cfg: ProbeConfig, trainer: ProbeTrainer, pairs: List) -> List:
+    """The (owner, module) pairs the end's validation pass scores: all, unless --select_on
+    heldout without --heldout_val_max, which scores each kind's held-out choice only."""
+    if cfg.select_on != HELDOUT or cfg.heldout_val_max:
+        return pairs
+    chosen = set(chosen_snapshots(trainer.heads, cfg.select))
+    return [(owner, m) for owner, m in pairs if owner in chosen]
 
 
 def fitted(cfg: ProbeConfig, run: Training, epoch: int) -> List:
@@ -258,7 +291,8 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
               else ckpt.default_dir(cfg.save_report, card.name, config_hash))
     saver = ckpt.Checkpointer(folder, cfg.checkpoint_every_min, config_hash,
                               semantic_config(cfg), env, root=root)
-    return Training(trainer, loaders, plan, splits, saver)
+    return Training(trainer, loaders, plan, splits, saver,
+                    heldout=heldout_loader(cfg, splits, spec, env))
 
 
 def semantic_config(cfg: ProbeConfig) -> Dict:

@@ -48,9 +48,15 @@ from eval_encoder.report.plots import plot_board, plot_compute
 from eval_encoder.report.records import add_runs_flag, load_records, records_by_table
 from eval_encoder.report.render import FORMATS, render_tables
 from eval_encoder.report.reported import load_reported
+from eval_encoder.report.selection import SELECTIONS, select_records
 from eval_encoder.report.reported import reported_csv as reported_path
 
 log = logging.getLogger(__name__)
+
+
+SELECTION_NOTE = {"heldout": "each run's head and epoch chosen on held-out training clips, "
+                            "scored once on val", "val": "each run's best (head, epoch) on val, "
+                            "the split it reports (optimistic by the choice)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe_head", metavar="KIND",
                         help="the tables of this head kind only (each run's reported head of "
                              "that kind); default: a table per kind the records hold")
+    parser.add_argument("--selection", choices=SELECTIONS,
+                        help="which number of each run to table: 'heldout' (the head chosen on "
+                             "held-out training clips, --select_on heldout) or 'val' (the grid's "
+                             "validation maximum, as the papers report); default: each record's "
+                             "reported number")
     parser.add_argument("--reported", action="store_true",
                         help="show the reported numbers beside the measured ones, with deltas")
     parser.add_argument("--val_optimism", action="store_true",
@@ -113,11 +124,12 @@ def make_board(runs: str, reported: bool = False, reported_csv: Optional[Path] =
 def make_boards(runs: str, reported: bool = False, reported_csv: Optional[Path] = None,
                 datasets: Optional[Sequence[str]] = None, metric: str = "top1",
                 ci: Optional[str] = None, resamples: int = stats.RESAMPLES,
-                protocol: Optional[str] = None, kind: Optional[str] = None) -> List[Board]:
+                protocol: Optional[str] = None, kind: Optional[str] = None,
+                selection: Optional[str] = None) -> List[Board]:
     """Load the records under ``runs`` and build a table per published code they follow (one,
     of ``protocol``'s runs, when given) and per head kind (see :mod:`eval_encoder.report.kinds`;
     ``kind``: that kind's only), each beside its reported numbers with ``reported``."""
-    records = load_records(Path(runs))
+    records, left_out = select_records(load_records(Path(runs)), selection)
     if not records:
         log.warning("no run records under %s", runs)
     tables = [(name, k, recs) for name, held in records_by_table(records, protocol).items()
@@ -132,6 +144,9 @@ def make_boards(runs: str, reported: bool = False, reported_csv: Optional[Path] 
                           ci, resamples) for name, k, recs in tables]
     if kind and len(boards) == 1:  # no title line names it
         boards[0].notes.append(f"probe head: each run's reported {kind} head")
+    for board in boards:
+        board.notes += left_out + ([f"selection: {SELECTION_NOTE[selection]}"] if selection
+                                   else [])
     return boards
 
 
@@ -193,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     try:
         boards = make_boards(args.runs, args.reported, args.reported_csv, datasets, args.metric,
-                             args.ci, args.resamples, args.protocol, args.probe_head)
+                             args.ci, args.resamples, args.protocol, args.probe_head,
+                             args.selection)
         for board in boards:
             board.gflops = args.gflops
         if args.val_optimism:

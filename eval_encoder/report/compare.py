@@ -29,6 +29,7 @@ refused, naming the dataset and both hashes, and so are clips present in one fil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
@@ -44,6 +45,7 @@ from eval_encoder.parsing import ArgumentParser
 from eval_encoder.report.cells import pick_latest
 from eval_encoder.report.kinds import record_kinds
 from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
+from eval_encoder.report.selection import SELECTIONS, selection_view
 from eval_encoder.report.records import (
     add_runs_flag,
     load_record,
@@ -314,6 +316,18 @@ def summary(c: Comparison) -> str:
     return text
 
 
+def selected(side: Side, selection: Optional[str]) -> Side:
+    """``side`` with each record as ``selection`` shows it; a record that cannot is refused."""
+    runs = {}
+    for dataset, records in side.runs.items():
+        views = [selection_view(r, selection) for r in records]
+        if any(v is None for v in views):
+            raise CompareError(f"--selection {selection}: a {dataset} run of {side.label} has "
+                               "no such number")
+        runs[dataset] = views
+    return dataclasses.replace(side, runs=runs)
+
+
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
@@ -325,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_runs_flag(parser)
     parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
                         help="what to compare (default top1; action adds epic_action)")
+    parser.add_argument("--selection", choices=SELECTIONS,
+                        help="compare the heads chosen on held-out clips ('heldout') or the "
+                             "grids' val maxima ('val'); default: each record's reported head")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="significance level (default 0.05; the interval is at 1 - alpha)")
     parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
@@ -340,7 +357,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if not 0.0 < args.alpha < 1.0:
             raise CompareError(f"--alpha must be between 0 and 1 (got {args.alpha})")
-        a, b = resolve(args.a, Path(args.runs)), resolve(args.b, Path(args.runs))
+        a, b = (selected(resolve(spec, Path(args.runs)), args.selection)
+                for spec in (args.a, args.b))
         text = render(compare(a, b, args.metric, args.resamples, args.alpha))
     except ValueError as exc:  # CompareError, StatsError, unreadable records
         print(f"error: {exc}", file=sys.stderr)
