@@ -208,3 +208,14 @@ def test_figures_are_svg_with_text_and_no_external_reference(board_site):
         assert "<text" in text and "xlink:href=\"http" not in text and "@import" not in text
     html = "".join(p.read_text(encoding="utf-8") for p in site.rglob("*.html"))
     assert "http://" not in html and "https://" not in html and "//cdn" not in html
+
+
+def test_report_command_errors_are_short_and_name_the_file(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        report_main(["--out", str(tmp_path / "s"), "--resampels", "5"])
+    assert "Did you mean" in capsys.readouterr().err
+    bad = tmp_path / "runs" / "ssv2" / "broken.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    assert report_main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "s")]) == 2
+    assert str(bad) in capsys.readouterr().err
