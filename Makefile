@@ -17,6 +17,7 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(PY) -m eval_encoder demo --out .demo --nproc_per_node 2
+	$(PY) -m eval_encoder report --runs .demo/report/runs --out .demo/site
 
 # DALI is required here: its parity tests fail rather than skip when it cannot be imported
 test: $(VENV)/.installed

@@ -19,6 +19,7 @@ COMMANDS = {
     "codec": ("eval_encoder.codec.cli", "codec patch selection tools (precompute)"),
     "suite": ("eval_encoder.suite.cli", "run a recipe over its datasets"),
     "leaderboard": ("eval_encoder.report.cli", "build leaderboard tables from run records"),
+    "report": ("eval_encoder.report.site", "a static HTML report of run records (opens from disk)"),
     "compare": ("eval_encoder.report.compare", "paired comparison of two runs or leaderboard rows"),
     "prepare": ("eval_encoder.prepare.cli", "official annotations -> manifests in a data root"),
     "check": ("eval_encoder.prepare.check", "health report of a dataset in a data root"),

@@ -9,5 +9,9 @@ Modules, each importing only those above it in this list:
 - ``board``: measured, reported and delta rows in one :class:`~.board.Board`, with notes;
 - ``render``: a board as markdown, LaTeX or CSV; ``plots``: a board as figures (matplotlib);
 - ``cli``: ``python -m eval_encoder leaderboard``;
-- ``compare``: ``python -m eval_encoder compare``, two runs or rows clip by clip.
+- ``compare``: ``python -m eval_encoder compare``, two runs or rows clip by clip;
+- ``classes``: per-class accuracy, confusions and moved classes from predictions files;
+- ``figures``: the HTML report's SVG figures; ``runpage``: what a run's page shows;
+- ``html``: Jinja2 templates (``templates/``), a board as an HTML table;
+- ``site``: ``python -m eval_encoder report``, the static HTML report.
 """

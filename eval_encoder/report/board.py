@@ -64,6 +64,9 @@ class Board:
     head_kind: Optional[str] = None  # the probe head kind of its cells (None: the records' one)
     # cells whose latest attempt failed, with the record's error (see failure_rows)
     failures: List[Dict[str, Any]] = field(default_factory=list)
+    # the records' line of every cell (cells.pick_latest: its row keys, dataset, status, the
+    # record's path and the positions of its seeds' records); None for reported numbers only
+    picked: Optional[pd.DataFrame] = None
 
     @property
     def columns(self) -> List[str]:
@@ -130,7 +133,8 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
     notes = stat_notes(cells, metric, ci, resamples) if records else []
     return Board(table.reindex(columns=fixed + rest + held), published, datasets, extras,
-                 metric, ci, notes, suffixes, failures=failures)
+                 metric, ci, notes, suffixes, failures=failures,
+                 picked=picked if records else None)
 
 
 def _framed(frame: pd.DataFrame, published: Published) -> pd.DataFrame:

@@ -125,7 +125,8 @@ def _seeds_text(row: Dict[str, Any], col: str) -> str:
     return f" (sd {sd:.1f}, {int(seeds)} seeds)" if f"{col}_lo" in row else f" ({int(seeds)} seeds)"
 
 
-def _header(board: Board) -> List[str]:
+def header_of(board: Board) -> List[str]:
+    """The column titles of :func:`display_rows`' lines."""
     return ["Method", "Arch.", "Res.", "Protocol", *(["GFLOPs/clip"] if board.gflops else []),
             "AVG", *[DISPLAY_NAMES.get(c, c) for c in board.columns]]
 
@@ -154,7 +155,7 @@ def failures_markdown(board: Board) -> List[str]:
 def to_markdown(board: Board) -> str:
     """GitHub markdown: one table, a bold line per frame block, footnotes below."""
     lines, notes = display_rows(board, "md")
-    header = _header(board)
+    header = header_of(board)
     out = ["| " + " | ".join(header) + " |",
            "|:--|" + "|".join([":-:"] * (len(header) - 1)) + "|"]
     for cells in lines:
@@ -180,7 +181,7 @@ def _tex(text: str) -> str:
 def to_latex(board: Board) -> str:
     """A booktabs ``tabular``: a centred line per frame block, footnotes as a small paragraph."""
     lines, notes = display_rows(board, "tex")
-    header = _header(board)
+    header = header_of(board)
     ncol = len(header)
     out = [r"\begin{tabular}{l" + "c" * (ncol - 1) + "}", r"\toprule",
            " & ".join(_tex(h) for h in header) + r" \\"]

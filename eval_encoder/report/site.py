@@ -1,0 +1,158 @@
+"""``python -m eval_encoder report --runs R --out SITE``: a static HTML report of run records
+that opens from disk, with no server and no network (CSS and JS inlined, figures as SVG files
+beside the pages, no external reference).
+
+- ``index.html``: the leaderboard of each protocol family and head kind
+  (:func:`eval_encoder.report.cli.make_boards`, with the reported numbers and the ``--ci``
+  intervals), sortable columns, and each table's accuracy against GFLOPs;
+- ``runs/<dataset>/<run_id>.html``: a page per cell's run (:mod:`eval_encoder.report.runpage`);
+- ``compare-<n>.html``: each ``--compare A B`` (:mod:`eval_encoder.report.compare`), with the
+  classes that moved most.
+
+Usage: ``python -m eval_encoder report [--runs DIR] --out SITE [--compare A B]... [--ci
+bootstrap|exact] [--resamples N] [--top N]``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from eval_encoder import stats
+from eval_encoder.logs import add_verbosity_flags, setup_logging
+from eval_encoder.parsing import ArgumentParser
+from eval_encoder.report import classes, compare, figures, html, runpage
+from eval_encoder.report.board import Board
+from eval_encoder.report.cli import make_boards
+from eval_encoder.report.names import DISPLAY_NAMES
+from eval_encoder.report.records import add_runs_flag, load_records
+from eval_encoder.report.render import head_text
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="python -m eval_encoder report",
+                            description="A static HTML report of run records (opens from disk).")
+    add_runs_flag(parser)
+    parser.add_argument("--out", required=True, metavar="SITE", help="folder for the report")
+    parser.add_argument("--compare", nargs=2, action="append", default=[],
+                        metavar=("A", "B"), help="a comparison page of two runs or rows "
+                        "(as `compare` names them); may be given several times")
+    parser.add_argument("--ci", default="bootstrap", choices=stats.INTERVALS,
+                        help="the cells' 95%% interval (default bootstrap)")
+    parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
+                        help=f"bootstrap resamples (default {stats.RESAMPLES})")
+    parser.add_argument("--top", type=int, default=20,
+                        help="confusions per run page, classes per comparison (default 20)")
+    add_verbosity_flags(parser)  # -v/-q
+    return parser
+
+
+def _board_title(board: Board) -> str:
+    return board.published.title + head_text(board)
+
+
+def run_pages(env, site: Path, records: List[Dict[str, Any]], boards: Sequence[Board],
+              top: int) -> Dict[str, str]:
+    """A page per record that fills a cell of a board; {record path: page}."""
+    paths = {line["path"] for b in boards if b.picked is not None for line in
+             b.picked.to_dict("records")}
+    pages = {}
+    for record in records:
+        if record["_path"] in paths:
+            pages[record["_path"]] = write_run(env, site, record, top)
+    return pages
+
+
+def write_run(env, site: Path, record: Dict[str, Any], top: int) -> str:
+    context = runpage.run_context(record, top)
+    stem = context["page"][:-len(".html")]
+    for i, grid in enumerate(context["grids"]):
+        grid["svg"] = _figure(site, context["page"], figures.heatmap_svg, grid,
+                              f"{stem}.grid{i}.svg")
+    context["curves_svg"] = (_figure(site, context["page"], figures.curves_svg,
+                                     context["curves"], f"{stem}.curves.svg")
+                             if context["curves"] else None)
+    html.write_page(env, site, context["page"], "run.html",
+                    title=f"{context['row']['method']} on {record['dataset']['name']}",
+                    names=DISPLAY_NAMES, **context)
+    return context["page"]
+
+
+def _figure(site: Path, page: str, draw, data, name: str) -> str:
+    """Draw into ``site/name``; the figure's address relative to ``page``."""
+    draw(data, site / name)
+    return Path(name).name if Path(name).parent == Path(page).parent else name
+
+
+def index_page(env, site: Path, boards: Sequence[Board], pages: Dict[str, str],
+               comparisons: List[Dict[str, str]], runs: str, seconds: float) -> Path:
+    tables = []
+    for i, board in enumerate(boards):
+        view = html.board_view(board, pages)
+        for failure in view["failures"]:
+            failure["href"] = pages.get(failure["record"])
+        svg = figures.compute_svg(board, site / f"figures/compute-{i}.svg")
+        tables.append({"title": _board_title(board), "view": view,
+                       "compute": f"figures/compute-{i}.svg" if svg else None})
+    return html.write_page(env, site, "index.html", "index.html", title="eval_encoder report",
+                           tables=tables, comparisons=comparisons, runs=runs,
+                           seconds=seconds, pages=len(pages))
+
+
+def compare_page(env, site: Path, n: int, a: str, b: str, runs: Path, resamples: int,
+                 top: int, pages: Dict[str, str]) -> Dict[str, str]:
+    """``compare A B`` as ``compare-<n>.html``; {page, title}."""
+    c = compare.compare(compare.resolve(a, runs), compare.resolve(b, runs),
+                        resamples=resamples)
+    moves = {line.dataset: classes.moved([classes.load(r) for r in c.a.runs[line.dataset]],
+                                         [classes.load(r) for r in c.b.runs[line.dataset]], top)
+             for line in c.lines}
+    name = f"compare-{n}.html"
+    html.write_page(env, site, name, "compare.html", title=f"{a} vs {b}", c=c, moves=moves,
+                    summary=compare.summary(c), names=DISPLAY_NAMES, level=1 - c.alpha,
+                    links={r["_path"]: pages.get(r["_path"]) for side in (c.a, c.b)
+                           for rs in side.runs.values() for r in rs})
+    return {"page": name, "title": f"{a} vs {b}"}
+
+
+def build_site(runs: str, out: str, pairs: Sequence[Sequence[str]] = (), ci: str = "bootstrap",
+               resamples: int = stats.RESAMPLES, top: int = 20) -> Path:
+    """Write the report of the records under ``runs`` into ``out``; returns the index."""
+    start = time.perf_counter()
+    site = Path(out)
+    site.mkdir(parents=True, exist_ok=True)
+    env = html.environment()
+    boards = make_boards(runs, reported=True, ci=ci, resamples=resamples)
+    for board in boards:
+        board.gflops = True
+    records = load_records(Path(runs))
+    pages = run_pages(env, site, records, boards, top)
+    comparisons = [compare_page(env, site, n, a, b, Path(runs), resamples, top, pages)
+                   for n, (a, b) in enumerate(pairs, 1)]
+    index = index_page(env, site, boards, pages, comparisons, runs,
+                       time.perf_counter() - start)
+    log.info("report of %d run page(s) in %.1f s: %s", len(pages),
+             time.perf_counter() - start, index)
+    return index
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m eval_encoder report``: write the site and print its index's path."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        index = build_site(args.runs, args.out, args.compare, args.ci, args.resamples, args.top)
+    except ValueError as exc:  # LeaderboardError, CompareError, StatsError, unreadable records
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {index.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
