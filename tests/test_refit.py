@@ -90,6 +90,17 @@ def test_refit_trains_on_every_training_clip_for_the_chosen_epochs_and_reports_i
             evaluated.append((desc, kwargs.get("split", "val"), len(modules)))
         return real_evaluate(self, loader, views, modules, desc, *args, **kwargs)
 
+    seeds = {}
+    real_make = probe_trainer.make_heads
+
+    def make_heads(grid, *args, **kwargs):  # (lr, wd) -> the seed of its head, per phase
+        phase = "refit" if "grid" in seeds else "grid"
+        seeds.setdefault(phase, {}).update(
+            {tuple(lr_wd): args[5] + i for i, lr_wd in enumerate(grid)})
+        return real_make(grid, *args, **kwargs)
+
+    monkeypatch.setattr("eval_encoder.probe.kinds.make_heads", make_heads)
+    monkeypatch.setattr(probe_refit, "make_heads", make_heads)
     monkeypatch.setattr(probe_refit, "whole_train", whole_train)
     monkeypatch.setattr(probe_trainer.ProbeTrainer, "accumulate", accumulate)
     monkeypatch.setattr(probe_trainer.ProbeTrainer, "evaluate", evaluate)
@@ -110,6 +121,8 @@ def test_refit_trains_on_every_training_clip_for_the_chosen_epochs_and_reports_i
     assert (refit["lr"], refit["wd"], refit["kind"]) == (chosen["lr"], chosen["weight_decay"],
                                                          chosen["kind"])
     assert evaluated == [("val (refit)", "val", 1)]
+    (lr_wd, seed), = seeds["refit"].items()  # the grid's seed rule for that (lr, wd)
+    assert lr_wd == (refit["lr"], refit["wd"]) and seeds["grid"][lr_wd] == seed
     cost = record["compute"]["refit"]
     assert cost["encoder_passes"] == {"train": 4 * epochs, "val": 2}
     assert 0 < cost["encoded_share"] < 1 and 0 < cost["time_share"] < 1
