@@ -127,7 +127,8 @@ def train_refit(cfg: ProbeConfig, trainer: ProbeTrainer, loader, clips: int,
         loader.set_epoch(epoch, 0)
         losses.append(trainer.train_epoch(loader, epoch)[trainer.heads[0].name])
         skip_check(trainer, "train", clips, 1, cfg.max_skip_fraction)
-        log.info("refit epoch %d (%d of %d): loss %s", epoch, epoch + 1, epochs, losses[-1])
+        log.info("refit epoch %d (%d of %d): loss %.4f", epoch, epoch + 1, epochs,
+                 float("nan") if losses[-1] is None else losses[-1])
     return losses
 
 
