@@ -153,3 +153,29 @@ def test_a_run_killed_in_the_refit_restarts_it_to_the_same_record(demo, tmp_path
     code, (resumed,), _ = _run(demo, report, monkeypatch)
     assert code == 0 and resumed["resumed_from"]["epoch"] == 2  # the grid's end
     assert resumed["reported"] == ref["reported"] and resumed["selection"] == ref["selection"]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_refit_as_one(demo, tmp_path):
+    import os
+    import subprocess
+
+    from eval_encoder.demo import probe_command
+
+    extra = ["--num_frames", "2", "--default_epoch", "2", "--default_lr_list", "1e-3", "1e-4",
+             "--batch_size", "2", "--global_batch_size", "4", "--dali_py_num_workers", "0",
+             "--monitor_clips", "0", "--select_on", "heldout", "--refit", "--dataset", "demo"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    records = []
+    for nproc in (1, 2):
+        report = tmp_path / f"w{nproc}"
+        out = subprocess.run(probe_command(*demo, report, nproc=nproc, extra=extra), env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        (record,) = [read_record(str(p)) for p in (report / "runs").rglob("*.json")]
+        records.append(record)
+    assert records[1]["world_size"] == 2
+    assert records[0]["reported"] == records[1]["reported"]
+    assert records[1]["compute"]["refit"]["encoder_passes"]["val"] == 4  # 7 clips, 2 ranks x 2
