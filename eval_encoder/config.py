@@ -282,6 +282,11 @@ class ProbeConfig:
                                "the same validation pass (the encoder runs once either way) so "
                                "the record has the grid's val maximum and the gap; off: only the "
                                "chosen snapshot is scored on val")
+    refit: bool = _f(False, "--select_on heldout: after the choice, train the chosen (lr, wd) "
+                     "of the reported kind again, from a fresh head (the grid's seed), on the "
+                     "whole training manifest (held-out clips included) for the chosen epochs, "
+                     "and report that head's validation score (as CLIP_benchmark and DINOv2's "
+                     "linear evaluation do); costs one more training of one head")
     val_sampling: str = _f("exact", "validation clips: 'exact' scores each once; 'published' scores each "
                            "once too, then also measures every head snapshot as the published "
                            "scripts' per-rank draws would have (clips 0..W times) and reports the "

@@ -136,7 +136,7 @@ HASH_NEUTRAL = {("codec", "map_resolution"): "source", ("codec", "codec_pixels")
                 ("", "probe_pool"): "auto", ("", "knn_k"): [20], ("", "knn_temperature"): 0.07,
                 # honest selection: a held-out slice of the training manifest (issue 24)
                 ("", "select_on"): "val", ("", "heldout_fraction"): 0.1,
-                ("", "heldout_val_max"): True}
+                ("", "heldout_val_max"): True, ("", "refit"): False}
 
 
 def config_hash(config: Dict[str, Any]) -> str:

@@ -269,6 +269,8 @@ def say_result(record: Dict, cfg: ProbeConfig, path: Path) -> None:
     reported score, the record's path and the leaderboard command that shows it."""
     r, val = record["reported"], record["samples"]["val"]
     when = "no training" if r["epoch"] is None else f"epoch {r['epoch']}"
+    if "refit" in r:
+        when += f", refit on all {r['refit']['train_clips']} train clips"
     result(f"{cfg.dataset} {cfg.model_name}: top-1 {r['top1']:.2f}% top-5 {r['top5']:.2f}% "
            f"(head {r['head']}, {when}, chosen on {r['chosen_on']}; "
            f"{val['scored']}/{val['expected']} val clips scored, {record['wall_time_s']:.1f} s)")
@@ -313,8 +315,9 @@ def write_predictions(record: Dict, cfg: ProbeConfig, training: Training, report
     """The predictions file of the snapshot ``reported`` names (``<run_id>.<suffix>.npz``):
     its record entry and metrics (None, None: scored before a resume, not kept)."""
     trainer, splits = training.trainer, training.splits
-    names = [h.name for h in trainer.heads]
-    owner = (reported["epoch"], names.index(reported["head"]))
+    names = [h.name for h in trainer.heads] + ([training.refit.name] if training.refit else [])
+    owner = (reported["epoch"], len(trainer.heads) if "refit" in reported
+             else names.index(reported["head"]))
     if owner not in training.predictions.by_owner:
         return None, None
     folder = rec.records_dir(cfg.save_report, splits.card.name)

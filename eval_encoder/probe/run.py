@@ -41,6 +41,8 @@ from eval_encoder.probe.records import (
     token_budget,
     write_outputs,
 )
+from eval_encoder.probe.refit import check_flags as check_refit
+from eval_encoder.probe.refit import refit, refit_record
 from eval_encoder.probe.sampling import check_flags, published_report, published_sampling
 from eval_encoder.probe.trainer import (
     RunFailed,
@@ -181,6 +183,9 @@ def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
     by_kind = reported_by_kind(record["heads"], cfg.select, cfg.select_on)
     if by_kind is not None:
         record["reported_by_kind"] = by_kind
+    if cfg.refit:  # the chosen head trained again on every training clip (probe/refit.py)
+        done = refit(cfg, training, progress.manifests.train, record["reported"])
+        refit_record(record, done, training.trainer)
     record["probe_head"] = describe_head(cfg, encoder.spec.embed_dim,
                                          training.trainer.heads[0].module, spec=encoder.spec,
                                          modules=one_of_each(training.trainer.heads))
@@ -265,6 +270,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
         check_given_flags(cfg)  # nor --val_only without the heads to score
         check_flags(cfg)  # nor flags of a validation draw the run does not make
         check_heldout(cfg)  # nor held-out flags without --select_on heldout
+        check_refit(cfg)  # nor --refit without a held-out choice, or of a kind that trains nothing
         check_data(cfg)  # nor a data root or manifest that is not there
         check_weights(cfg)  # nor weights that are not there (before any clip is opened)
         check_report_to(cfg.report_to)  # nor live logs whose package is not installed

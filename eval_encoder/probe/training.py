@@ -99,6 +99,7 @@ class Training:
     live: RunLog = field(default_factory=RunLog.off)  # --report_to (probe/live.py)
     live_id: Optional[str] = None  # the live logs' id: the run id of the run that began them
     heldout: Optional[object] = None  # --select_on heldout: the held-out clips' loader
+    refit: Optional[object] = None  # --refit: the refit head (probe/refit.py), once scored
 
     def state(self) -> Dict:
         """Everything a checkpoint holds besides the position (see eval_encoder/checkpoint.py)."""
@@ -276,10 +277,7 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
     check_knn_k(cfg, len(splits.train.entries))
     heads = make_run_heads(cfg, spec, card.num_classes, steps * cfg.default_epoch, env.device,
                            plan_of(cfg, steps))
-    trainer = ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, card.num_classes,
-                           cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
-                           tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),
-                           segments=cfg.num_segments or 1, fusion=cfg.view_fusion or "logits")
+    trainer = new_trainer(cfg, encoder, heads, env, plan, card.num_classes)
     attach_cache(cfg, splits, trainer)
     log.info("%s on %s: %d train / %d val clips, %d heads, %d steps/epoch x %d epochs (global "
              "batch %d: %d processes x %d micro-batches of %d), %s loader", cfg.model_name,
@@ -293,6 +291,16 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
                               semantic_config(cfg), env, root=root)
     return Training(trainer, loaders, plan, splits, saver,
                     heldout=heldout_loader(cfg, splits, spec, env))
+
+
+def new_trainer(cfg: ProbeConfig, encoder, heads: List, env, plan: StepPlan,
+                num_classes: int) -> ProbeTrainer:
+    """A trainer of ``heads`` on ``encoder`` with the run's loss, clipping, accumulation,
+    segments and view fusion (the grid's, and --refit's one head: probe/refit.py)."""
+    return ProbeTrainer(encoder, heads, env, cfg.smoothing, cfg.clip_grad, num_classes,
+                        cfg.num_tokens, cfg.print_freq, accumulation=plan.accumulation,
+                        tokens_from=cfg.sources.get("num_tokens", "--num_tokens"),
+                        segments=cfg.num_segments or 1, fusion=cfg.view_fusion or "logits")
 
 
 def semantic_config(cfg: ProbeConfig) -> Dict:
