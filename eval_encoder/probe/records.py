@@ -159,63 +159,84 @@ def budget_text(cfg: ProbeConfig, spec) -> str:
 def fill_record(record: Dict, cfg: ProbeConfig, splits: Splits, encoder, trainer: ProbeTrainer) -> None:
     """Everything a reader needs to trust and reproduce the number."""
     spec = encoder.spec
-    card = splits.card
-    record["dataset"] = {
-        "name": card.name, "version": card.version, "num_classes": card.num_classes,
-        "train_manifest": splits.train_csv, "val_manifest": splits.val_csv,
-        "train_manifest_sha256": file_sha256(splits.train_csv),
-        "val_manifest_sha256": file_sha256(splits.val_csv)}
+    record["dataset"] = dataset_block(splits)
     frames = spec.num_frames or cfg.num_frames
     budget = token_budget(cfg, spec)
     cost = compute.repeated(compute.encoder_cost(encoder, frames, segment_budget(cfg, spec)),
                             segments_of(cfg))
-    record["encoder"] = {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
-                         "model_weight": cfg.model_weight,
-                         # what the encoder says it loaded (not what was asked for)
-                         "weights": str(getattr(encoder, "weights", None)
-                                        or "not reported by the encoder"),
-                         "parameters": compute.parameter_count(encoder),
-                         "spec": spec.to_dict()}
+    record["encoder"] = encoder_block(cfg, encoder)
     record.update({
         "method": cfg.method_label or f"{record['encoder']['family']}/{cfg.model_name}",
         "arch": cfg.arch_label or (cost.arch if cost else ""), "res": spec.input_size,
         "frames": frames, "token_budget": budget})
-    c = trainer.counters
-    views = splits.val.views
-    record["samples"] = {
-        "train": {"expected": len(splits.train.entries), "skipped": list(c.skipped["train"].values()),
-                  "flags": trainer.flag_counts("train"),
-                  "truncated": trainer.truncated_clips("train", splits.train)},
-        "val": {"expected": len(splits.val.entries), "scored": getattr(trainer, "scored_val", 0),
-                "views_per_clip": views,
-                "skipped": [dict(v, clip=k // views) for k, v in sorted(c.skipped["val"].items())],
-                "flags": trainer.flag_counts("val"),
-                "truncated": trainer.truncated_clips("val", splits.val)}}
-    if splits.heldout is not None:
-        record["samples"]["heldout"] = {
-            "expected": len(splits.heldout.entries), "split": "train manifest",
-            "scored": getattr(trainer, "scored_heldout", 0), "views_per_clip": views,
-            "skipped": [dict(v, clip=k // views)
-                        for k, v in sorted(c.skipped.get(HELDOUT, {}).items())], "flags": {}}
+    record["samples"] = samples_block(splits, trainer)
     if trainer.env.is_main:
         warn_flags(record["samples"])
     if splits.monitor is not None:
         record["monitor"] = {"clips": len(splits.monitor.entries), "split": "train",
                              "note": "heads' monitor_top1: progress only, never reported"}
-    # summed over ranks: encoder passes per batch is the figure that matters
-    parts = dist.all_gather_objects((c.encoder_passes, c.batches))
-    record["encoder_passes"] = {k: sum(p[0][k] for p in parts) for k in c.encoder_passes}
-    record["batches"] = {k: sum(p[1][k] for p in parts) for k in c.batches}
-    if trainer.pooled_source is not None:
-        cached = dist.all_gather_objects(c.cached)
-        record["feature_cache"] = {
-            "folder": str(trainer.pooled_source.cache.folder),
-            "passes": list(trainer.pooled_source.splits),
-            "cached_batches": {k: sum(p.get(k, 0) for p in cached)
-                               for k in trainer.pooled_source.splits}}
+    record.update(passes_block(trainer))
     record["compute"] = compute_block(trainer, cost, budget, splits.val.views)
     record["config"] = rec.config_block(cfg, codec=spec.clip_source == "codec")
     record["sources"] = dict(cfg.sources)
+
+
+def dataset_block(splits: Splits) -> Dict:
+    """The record's ``dataset``: the card and both manifests with their digests."""
+    card = splits.card
+    return {"name": card.name, "version": card.version, "num_classes": card.num_classes,
+            "train_manifest": splits.train_csv, "val_manifest": splits.val_csv,
+            "train_manifest_sha256": file_sha256(splits.train_csv),
+            "val_manifest_sha256": file_sha256(splits.val_csv)}
+
+
+def encoder_block(cfg: ProbeConfig, encoder) -> Dict:
+    """The record's ``encoder``: what was asked for, what it says it loaded, its spec."""
+    return {"family": ENCODERS.canonical(cfg.model_family), "model_name": cfg.model_name,
+            "model_weight": cfg.model_weight,
+            # what the encoder says it loaded (not what was asked for)
+            "weights": str(getattr(encoder, "weights", None) or "not reported by the encoder"),
+            "parameters": compute.parameter_count(encoder), "spec": encoder.spec.to_dict()}
+
+
+def _skipped(skipped: Dict[int, Dict], views: int) -> List[Dict]:
+    return [dict(v, clip=k // views) for k, v in sorted(skipped.items())]
+
+
+def samples_block(splits: Splits, trainer: ProbeTrainer) -> Dict:
+    """The record's ``samples``: each split's clips expected, scored, skipped and flagged
+    (collective: the flags and truncated clips are gathered over ranks)."""
+    c, views = trainer.counters, splits.val.views
+    out = {
+        "train": {"expected": len(splits.train.entries), "skipped": list(c.skipped["train"].values()),
+                  "flags": trainer.flag_counts("train"),
+                  "truncated": trainer.truncated_clips("train", splits.train)},
+        "val": {"expected": len(splits.val.entries), "scored": getattr(trainer, "scored_val", 0),
+                "views_per_clip": views, "skipped": _skipped(c.skipped["val"], views),
+                "flags": trainer.flag_counts("val"),
+                "truncated": trainer.truncated_clips("val", splits.val)}}
+    if splits.heldout is not None:
+        out["heldout"] = {
+            "expected": len(splits.heldout.entries), "split": "train manifest",
+            "scored": getattr(trainer, "scored_heldout", 0), "views_per_clip": views,
+            "skipped": _skipped(c.skipped.get(HELDOUT, {}), views), "flags": {}}
+    return out
+
+
+def passes_block(trainer: ProbeTrainer) -> Dict:
+    """Encoder passes and batches per split summed over ranks (encoder passes per batch is
+    the figure that matters), and what the feature cache answered (collective)."""
+    c = trainer.counters
+    parts = dist.all_gather_objects((c.encoder_passes, c.batches))
+    out = {"encoder_passes": {k: sum(p[0][k] for p in parts) for k in c.encoder_passes},
+           "batches": {k: sum(p[1][k] for p in parts) for k in c.batches}}
+    source = trainer.pooled_source
+    if source is not None:
+        cached = dist.all_gather_objects(c.cached)
+        out["feature_cache"] = {
+            "folder": str(source.cache.folder), "passes": list(source.splits),
+            "cached_batches": {k: sum(p.get(k, 0) for p in cached) for k in source.splits}}
+    return out
 
 
 def warn_flags(samples: Dict) -> None:

@@ -146,21 +146,13 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
     such heads only decodes no training batch.
     """
     trainer, splits = run.trainer, run.splits
-    train_loader, val_loader, monitor_loader = run.loaders
+    _, val_loader, monitor_loader = run.loaders
     due = set(eval_epochs(cfg))
     mode = snapshot_budget(cfg, trainer, len(due))
     last = cfg.default_epoch - 1
     epochs = cfg.default_epoch if any(h.trains for h in trainer.heads) else run.start.epoch
     for epoch in range(run.start.epoch, epochs):
-        first = run.start.step if epoch == run.start.epoch else 0
-        train_loader.set_epoch(epoch, first * run.plan.accumulation)
-        losses = trainer.train_epoch(train_loader, epoch, first, run.after_step)
-        skip_check(trainer, "train", len(splits.train.entries), 1, cfg.max_skip_fraction)
-        for h in trainer.heads:
-            if h.trains:
-                h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
-        log_epoch(trainer, epoch, cfg.default_epoch, losses)
-        run.live.epoch(epoch)
+        train_one_epoch(cfg, run, epoch)
         score_monitor(trainer, monitor_loader, epoch)
         live = trainer.training_heads()
         if epoch in due:
@@ -185,6 +177,21 @@ def train_and_score(cfg: ProbeConfig, run: Training) -> None:
         scored = score_val(cfg, trainer, val_loader, splits, modules,
                            f"val ({len(modules)} head snapshots)")
         _record_scores(run, scored, [owner for owner, _ in pairs])
+
+
+def train_one_epoch(cfg: ProbeConfig, run: Training, epoch: int) -> None:
+    """Train every live head for ``epoch`` (from the checkpoint's step when resuming into it),
+    then write each trained head's loss into its history and the epoch's log lines."""
+    trainer, train_loader = run.trainer, run.loaders[0]
+    first = run.start.step if epoch == run.start.epoch else 0
+    train_loader.set_epoch(epoch, first * run.plan.accumulation)
+    losses = trainer.train_epoch(train_loader, epoch, first, run.after_step)
+    skip_check(trainer, "train", len(run.splits.train.entries), 1, cfg.max_skip_fraction)
+    for h in trainer.heads:
+        if h.trains:
+            h.history.append({"epoch": epoch, "train_loss": losses[h.name]})
+    log_epoch(trainer, epoch, cfg.default_epoch, losses)
+    run.live.epoch(epoch)
 
 
 def _heldout(cfg: ProbeConfig, run: Training, owners) -> None:
