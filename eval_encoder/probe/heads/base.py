@@ -79,6 +79,19 @@ class HeadKind:
 HEADS: Registry[HeadKind] = Registry("probe head kind")
 
 
+class MLP(nn.Module):
+    """fc1 -> exact GELU -> fc2: the MLP of both published heads (OneVision's ``Siglip2MLP``,
+    V-JEPA 2's block MLP), with their parameter names."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(nn.functional.gelu(self.fc1(x)))
+
+
 def register_head(name: str, options: Optional[Mapping[str, Any]] = None,
                   fixed: Optional[Mapping[str, Tuple[Any, str]]] = None,
                   bank: Optional[Bank] = None, summary: str = "",

@@ -22,21 +22,8 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from eval_encoder.probe.heads.base import register_head
-
-
-class PoolingMLP(nn.Module):
-    """fc1 -> exact GELU -> fc2 (the published ``Siglip2MLP``)."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+from eval_encoder.probe.heads.base import MLP, register_head
 
 
 class AttentivePooling(nn.Module):
@@ -47,7 +34,7 @@ class AttentivePooling(nn.Module):
         self.probe = nn.Parameter(torch.randn(1, 1, dim))
         self.attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm = nn.RMSNorm(dim)
-        self.mlp = PoolingMLP(dim, dim * mlp_ratio)
+        self.mlp = MLP(dim, dim * mlp_ratio)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, N, D] -> pooled [B, D]."""

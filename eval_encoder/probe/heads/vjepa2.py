@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eval_encoder.probe.heads.base import register_head
+from eval_encoder.probe.heads.base import MLP, register_head
 
 INIT_STD = 0.02
 
@@ -58,18 +58,6 @@ def _heads_first(x: torch.Tensor, parts: int, heads: int) -> torch.Tensor:
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """[B, heads, N, d] -> [B, N, heads * d]."""
     return x.transpose(1, 2).flatten(2)
-
-
-class MLP(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class SelfAttention(nn.Module):
