@@ -26,6 +26,12 @@ class ConfigError(ValueError):
     """A configuration value that cannot be used, with the reason."""
 
 
+class UsageMistake(ConfigError):
+    """A run asked for in a way its data cannot give (a batch larger than the split under
+    drop_last, a validation draw that scores nothing, a manifest line that cannot be read),
+    found before the encoder loads: exit 2, and no record is written."""
+
+
 # One results root for every command: probe, suite and demo write their records under
 # <root>/runs/, leaderboard and compare read them there. Upstream wrote to
 # fewshot_video_report/ActionRecognition; --save_report (probe, suite) still overrides it.

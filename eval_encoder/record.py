@@ -31,7 +31,8 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
             ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
             in records)
   reported  {head, top1, top5, epoch, selection, chosen_on, note}: of the first head kind
-  reported_by_kind (a run of several kinds only) {kind: reported of that kind's heads}
+  reported_by_kind (a run of several kinds only) {kind: reported of that kind's heads; a later
+    kind's with its own predictions {file, sha256, head, epoch, clips} and metrics}
   probe_head {kind ("ov" | "vjepa2" | "linear" | "knn" | a user's), options {depth,
              num_heads, mlp_ratio, pool, k, ...: as built; null: the kind decides from the
              width}, width, parameters (one head's); kinds {kind: the same} with several}

@@ -310,17 +310,15 @@ def test_a_codec_run_on_reencoded_pixels_completes_and_says_so(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_a_run_without_libx265_fails_before_training_naming_the_option(tmp_path, monkeypatch):
+def test_a_run_without_libx265_stops_before_the_encoder_naming_the_option(tmp_path, monkeypatch,
+                                                                           caplog):
     from eval_encoder.probe.run import main as probe_main
 
     monkeypatch.setattr(reencode, "available_codecs", lambda: frozenset({"hevc", "h264"}))
     argv = _probe_argv(tmp_path, monkeypatch, "--codec_pixels", "reencoded")
-    assert probe_main(argv) == 1
-    (path,) = (tmp_path / "report" / "runs").rglob("*.json")
-    record = rec.read_record(path)
-    assert record["status"] == "failed"
-    assert "--codec_pixels reencoded" in record["error"] and "libx265" in record["error"]
-    assert not record.get("heads") and not (tmp_path / "cache").exists()
+    assert probe_main(argv) == 2  # a usage mistake: said, and no record written
+    assert "--codec_pixels reencoded" in caplog.text and "libx265" in caplog.text
+    assert not (tmp_path / "report" / "runs").exists() and not (tmp_path / "cache").exists()
 
 
 def test_the_pixels_benchmark_runs_at_a_tiny_size(capsys, load_benchmark):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,6 +206,33 @@ def test_three_kinds_share_one_encoder_pass_and_fill_a_table_each(tiny, tmp_path
     out = capsys.readouterr().out
     linear = record["reported_by_kind"]["linear"]["top1"]
     assert f"{linear:.1f}" in out and "reported linear head" in out and "### " not in out
+    _every_kind_has_its_predictions(record, report, capsys)
+
+
+def _every_kind_has_its_predictions(record, report, capsys):
+    """A later kind's reported head has its own per-clip file: its top-1 is the record's, so
+    intervals and ``compare --probe_head`` read that kind's clips."""
+    from eval_encoder.report.compare import main as compare_main
+
+    folder = next((report / "runs").iterdir())
+    for kind in ("linear", "knn"):
+        entry = record["reported_by_kind"][kind]
+        assert entry["predictions"]["file"] == f"{record['run_id']}.{kind}.predictions.npz"
+        arrays = np.load(folder / entry["predictions"]["file"], allow_pickle=False)
+        top1 = 100.0 * float(np.mean(arrays["top5"][:, 0] == arrays["label"]))
+        assert top1 == pytest.approx(entry["top1"]) == pytest.approx(entry["metrics"]["top1"])
+        assert entry["predictions"]["head"] == entry["head"] and len(arrays["label"]) == 7
+    capsys.readouterr()
+    assert leaderboard_main(["--runs", str(report / "runs"), "--probe_head", "knn", "--ci",
+                             "exact"]) == 0
+    assert "Clopper-Pearson" in capsys.readouterr().out
+    path = str(folder / f"{record['run_id']}.json")
+    assert compare_main([path, path, "--probe_head", "linear"]) == 0
+    out = capsys.readouterr().out
+    linear = record["reported_by_kind"]["linear"]["top1"]
+    assert re.search(rf"demo\s+7\s+{linear:.1f}\s+{linear:.1f}\s+\+0\.0", out), out
+    assert compare_main([path, path, "--probe_head", "vjepa2"]) == 2
+    assert "has no vjepa2 head (its kinds: ov, linear, knn)" in capsys.readouterr().err
 
 
 def test_knn_alone_trains_nothing(tiny, tmp_path, no_launcher):
@@ -218,8 +246,9 @@ def test_knn_alone_trains_nothing(tiny, tmp_path, no_launcher):
 
 def test_knn_k_over_the_train_split_fails_before_training(tiny, tmp_path, no_launcher, caplog):
     assert probe_main(_flags(tiny, tmp_path / "big", "--probe_head", "knn", "--knn_k",
-                             "13")) == 1
+                             "13")) == 2
     assert "--knn_k 13: more neighbours than the 12 train clips" in caplog.text
+    assert not (tmp_path / "big" / "runs").exists()  # a usage mistake: no record
 
 
 def _torchrun(tiny, report, nproc):
@@ -270,4 +299,8 @@ def test_a_broken_run_of_pooled_kinds_resumes_to_the_same_numbers(tiny, tmp_path
     assert resumed["resumed_from"]["epoch"] == 1
     assert [(h["name"], h["history"]) for h in clean["heads"]] == \
         [(h["name"], h["history"]) for h in resumed["heads"]]
-    assert clean["reported_by_kind"] == resumed["reported_by_kind"]
+    def numbers(record):  # the files' names carry the run id
+        return {k: {**v, "predictions": (v.get("predictions") or {}).get("clips")}
+                for k, v in record["reported_by_kind"].items()}
+
+    assert numbers(clean) == numbers(resumed)

@@ -498,10 +498,11 @@ def test_a_class_subset_is_prepared_with_ones_own_card_and_trains_past_a_large_b
     cmd = probe_command(out, weights, report_dir, nproc=1,
                         extra=["--dataset", "ucf101", "--default_epoch", "1", "--batch_size",
                                "16", "--default_lr_list", "0.001", "--num_frames", "4"])
-    assert probe_main(cmd[2:]) == 1  # paper: drop_last, floor(12 / 16) = 0 steps
+    assert probe_main(cmd[2:]) == 2  # paper: drop_last, floor(12 / 16) = 0 steps
     err = capsys.readouterr().err
     assert "floor(12/16) = 0 full steps" in err
     assert "--drop_last false" in err and "--protocol clean" in err
+    assert not (report_dir / "runs").exists()  # a usage mistake, found from the manifest
     assert probe_main([*cmd[2:], "--drop_last", "false"]) == 0
     complete = [json.loads(p.read_text()) for p in (report_dir / "runs" / "ucf101").glob("*.json")]
     done = [r for r in complete if r["status"] == "complete"]

@@ -78,6 +78,27 @@ def test_a_usage_mistake_exits_2_and_writes_nothing(case, expected, demo, tmp_pa
     assert "preflight" not in err and "run failed" not in err  # no clip was opened
 
 
+@pytest.mark.parametrize("case, argv, expected", [
+    ("batch over the split", ["--protocol", "paper", "--batch_size", "32"],
+     "floor(16/32) = 0 full steps"),
+    ("a draw that scores nothing", ["--val_sampling", "published"],
+     "7 validation clips over W=8 ranks"),
+    ("a manifest line that cannot be read", ["--val_data_csv_path", "bad.csv"],
+     "bad.csv:2: expected 'path,label'"),
+])
+def test_a_mistake_the_manifests_show_exits_2_before_any_clip_or_record(case, argv, expected,
+                                                                       demo, tmp_path, capsys):
+    """Found from the manifests' lines, before the encoder loads and before any clip is
+    opened: said with the way out, and no record, checkpoint or preflight cache is left."""
+    data, weights = demo
+    lines = (data / "demo" / "val_new.csv").read_text().splitlines()
+    (data / "demo" / "bad.csv").write_text("\n".join([lines[0], "only_a_path.mp4"]) + "\n")
+    code, left = _probe(tmp_path, *argv, data=data, weights=weights)
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err, err[-2000:]
+    assert left == [] and "run failed" not in err
+
+
 def test_a_missing_manifest_names_the_way_out(demo, tmp_path, capsys):
     data, weights = demo
     code, _ = _probe(tmp_path, "--train_data_csv_path", "train_typo.csv", data=data,

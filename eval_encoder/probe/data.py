@@ -88,6 +88,16 @@ def check_data(cfg: ProbeConfig) -> None:
                 f"another file with {flag}")
 
 
+def check_steps(cfg: ProbeConfig, trained: int, world: int) -> None:
+    """The step plan over the ``trained`` clips the heads train on has a step per epoch
+    (ConfigError naming the way out), checked from the manifest before the encoder loads."""
+    try:
+        plan = make_plan(cfg.global_batch_size, cfg.batch_size, world, cfg.drop_last)
+        plan.steps(trained)
+    except StepPlanError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass
 class Manifests:
     root: str
@@ -99,12 +109,23 @@ class Manifests:
 
 def read_manifests(cfg: ProbeConfig, card: DatasetCard) -> Manifests:
     """Read and check both manifests before anything heavy (encoder weights) is loaded."""
+    return check_clips(cfg, card, parse_manifests(cfg, card))
+
+
+def parse_manifests(cfg: ProbeConfig, card: DatasetCard) -> Manifests:
+    """Both manifests' lines, checked (ManifestError naming the file and line)."""
     require(cfg.data_root is not None, "--data_root is required (the folder holding "
             f"{card.name}/{card.train_manifest})")
     root, train_csv, val_csv = split_paths(card, cfg.data_root, cfg.train_data_csv_path,
                                            cfg.val_data_csv_path)
-    out = Manifests(root, train_csv, val_csv, read_manifest(train_csv, card.num_classes),
-                    read_manifest(val_csv, card.num_classes))
+    return Manifests(root, train_csv, val_csv, read_manifest(train_csv, card.num_classes),
+                     read_manifest(val_csv, card.num_classes))
+
+
+def check_clips(cfg: ProbeConfig, card: DatasetCard, out: Manifests) -> Manifests:
+    """Every clip opens with a video stream, or few enough do not (``--max_skip_fraction``):
+    RunFailed listing them otherwise."""
+    root = out.root
     splits = {"train": out.train, "val": out.val}
     # every clip opens with a video stream? (cached; each rank checks a share, as torchrun set)
     failed = preflight.failures_by_split(

@@ -329,6 +329,20 @@ def attach_predictions(record: Dict, cfg: ProbeConfig, training: Training) -> No
     if val_max:  # --select_on heldout: the val-max head's too, in a file of its own
         record["predictions_val_max"], record["metrics_val_max"] = write_predictions(
             record, cfg, training, val_max, "val_max.predictions")
+    for kind, reported in list((record.get("reported_by_kind") or {}).items())[1:]:
+        attach_kind_predictions(record, cfg, training, kind, reported)
+
+
+def attach_kind_predictions(record: Dict, cfg: ProbeConfig, training: Training, kind: str,
+                            reported: Dict) -> None:
+    """A later kind's reported head (and its val maximum) get files of their own
+    (``<run_id>.<kind>.predictions.npz``), their entries and metrics inside ``reported``, so
+    that intervals, ``compare`` and the report read every kind of a run of several."""
+    for entry, suffix in ((reported, "predictions"), (reported.get("val_max"),
+                                                      "val_max.predictions")):
+        if entry and entry.get("head") is not None:
+            entry["predictions"], entry["metrics"] = write_predictions(
+                record, cfg, training, entry, f"{kind}.{suffix}")
 
 
 def write_predictions(record: Dict, cfg: ProbeConfig, training: Training, reported: Dict,

@@ -13,14 +13,25 @@ from typing import Dict, Optional, Sequence
 from eval_encoder import distributed as dist
 from eval_encoder import protocol
 from eval_encoder import record as rec
-from eval_encoder.config import ConfigError, ProbeConfig, require
+from eval_encoder.codec.options import CodecOptionError
+from eval_encoder.codec.reencode import require_reencoder
+from eval_encoder.config import ConfigError, ProbeConfig, UsageMistake, require
 from eval_encoder.encoders import build_encoder, check_names, check_weights
 from eval_encoder.encoders.weights import weights_identity
 from eval_encoder.flags import build_parser
 from eval_encoder.livelog import backend_names, check_report_to
 from eval_encoder.logs import setup_logging
 from eval_encoder.probe.args import parse_config
-from eval_encoder.probe.data import CARD_ORIGIN, check_data, read_manifests, resolve_dataset
+from eval_encoder.probe.data import (
+    CARD_ORIGIN,
+    Manifests,
+    check_data,
+    check_clips,
+    check_steps,
+    parse_manifests,
+    training_entries,
+    resolve_dataset,
+)
 from eval_encoder.probe.given import check_given_flags, load_given, score_given
 from eval_encoder.probe.heads.options import check_head, check_kinds, describe_head
 from eval_encoder.probe.heldout import HELDOUT
@@ -48,6 +59,7 @@ from eval_encoder.probe.trainer import (
     RunFailed,
 )
 from eval_encoder.probe.training import (
+    check_knn_k,
     eval_epochs,
     prepare_training,
     remove_checkpoints,
@@ -155,13 +167,36 @@ def cap_decode_workers(cfg: ProbeConfig) -> None:
         cfg.dali_py_num_workers = workers
 
 
+def preflight(cfg: ProbeConfig, env, progress: Progress):
+    """The dataset card and manifests, and what they decide before the encoder loads: a step
+    per epoch, a validation draw that scores clips, the re-encoder of ``--codec_pixels
+    reencoded``. A mistake found here is a UsageMistake (no record; exit 2)."""
+    cap_decode_workers(cfg)
+    try:
+        card = resolve_dataset(cfg)
+        progress.manifests = parse_manifests(cfg, card)
+        published = usable_data(cfg, env, progress.manifests)
+    except (ConfigError, ManifestError, CodecOptionError) as exc:
+        raise UsageMistake(str(exc)) from None
+    check_clips(cfg, card, progress.manifests)  # opens them: a failure here is recorded
+    return card, published
+
+
+def usable_data(cfg: ProbeConfig, env, manifests: Manifests):
+    """The published draw (None unless asked for), once the split sizes are checked."""
+    if cfg.codec.codec_pixels == "reencoded":
+        require_reencoder()
+    if not cfg.val_only:
+        trained = len(training_entries(cfg, manifests.train)[0])
+        check_steps(cfg, trained, env.world_size)
+        check_knn_k(cfg, trained)
+    return published_sampling(cfg, len(manifests.val), eval_epochs(cfg))
+
+
 def train_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
               progress: Progress) -> None:
     """Build, train, score and fill the record of one run (see :func:`run`)."""
-    cap_decode_workers(cfg)
-    card = resolve_dataset(cfg)
-    progress.manifests = read_manifests(cfg, card)
-    published = published_sampling(cfg, len(progress.manifests.val), eval_epochs(cfg))
+    card, published = preflight(cfg, env, progress)
     encoder = build_encoder(cfg).to(env.device)
     check_encoder_flags(cfg, encoder.spec)
     if env.is_main:
@@ -202,11 +237,9 @@ def val_only_run(cfg: ProbeConfig, env, record: Dict, requested_hash: str,
                  progress: Progress) -> None:
     """Score the heads given to ``--val_only`` once on the validation split, without
     training, and fill the record (see eval_encoder/probe/given.py)."""
-    cap_decode_workers(cfg)
     if backend_names(cfg.report_to):
         log.warning("--report_to: a --val_only run trains nothing; nothing is logged live")
-    card = resolve_dataset(cfg)
-    progress.manifests = read_manifests(cfg, card)
+    card, _ = preflight(cfg, env, progress)
     encoder = build_encoder(cfg).to(env.device)
     check_encoder_flags(cfg, encoder.spec)
     if env.is_main:
@@ -231,6 +264,8 @@ def run(cfg: ProbeConfig, requested_hash: str) -> Dict:
     try:
         (val_only_run if cfg.val_only else train_run)(cfg, env, record, requested_hash,
                                                       progress)
+    except UsageMistake:  # found before the encoder loaded: said, and nothing written
+        raise
     except Exception as exc:  # any failure still leaves a record saying why, then re-raises
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["wall_time_s"] = round(time.time() - start, 2)
@@ -280,6 +315,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "attentive_probe.py",
     requested = rec.config_hash(cfg.to_dict())
     try:
         run(cfg, requested)
+    except UsageMistake as exc:
+        log.error("%s", exc)
+        return 2
     except (RunFailed, ConfigError, ValueError, RuntimeError, KeyError, OSError) as exc:
         log.error("run failed: %s", exc)
         return 1

@@ -226,7 +226,8 @@ def check_knn_k(cfg: ProbeConfig, train_clips: int) -> None:
     """A k larger than the train split is refused before anything trains."""
     for k in cfg.knn_k if "knn" in kind_names(cfg) else ():
         if k > train_clips:
-            raise ConfigError(f"--knn_k {k}: more neighbours than the {train_clips} train clips")
+            raise ConfigError(f"--knn_k {k}: more neighbours than the {train_clips} train "
+                              f"clips; give values of --knn_k up to {train_clips}")
 
 
 SNAPSHOT_BYTES = 2 << 30  # head copies kept for one validation pass at the end
@@ -281,7 +282,6 @@ def prepare_training(cfg: ProbeConfig, card: DatasetCard, manifests: Manifests, 
     splits = build_splits(cfg, card, manifests, spec)
     loaders, plan, backend = build_loaders(cfg, splits, spec, env)
     steps = plan.steps(len(splits.train))
-    check_knn_k(cfg, len(splits.train.entries))
     heads = make_run_heads(cfg, spec, card.num_classes, steps * cfg.default_epoch, env.device,
                            plan_of(cfg, steps))
     trainer = new_trainer(cfg, encoder, heads, env, plan, card.num_classes)

@@ -22,8 +22,10 @@ per-class accuracy, mAP) a paired interval at level 1 - alpha that excludes 0. E
 is tested on its own: with 8 datasets at 0.05, about one in three comparisons of two equal
 encoders finds at least one "significant" dataset.
 
-Runs whose reported heads are of different kinds (ov against linear) are refused, and so are
-runs on different validation manifests (``record["dataset"]["val_manifest_sha256"]``) are
+Each run is compared by its first ``--probe_head`` kind's reported head, or by the kind
+``--probe_head`` names (a run of several kinds keeps per-clip predictions for each). Runs whose
+compared heads are of different kinds (ov against linear) are refused, and so are runs on
+different validation manifests (``record["dataset"]["val_manifest_sha256"]``) are
 refused, naming the dataset and both hashes, and so are clips present in one file only.
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ from eval_encoder import stats
 from eval_encoder.logs import add_verbosity_flags, setup_logging
 from eval_encoder.parsing import ArgumentParser
 from eval_encoder.report.cells import pick_latest
-from eval_encoder.report.kinds import record_kinds
+from eval_encoder.report.kinds import kind_view, record_kinds
 from eval_encoder.report.names import DISPLAY_NAMES, PAPER_DATASETS, ROW_KEYS
 from eval_encoder.report.selection import SELECTIONS, selection_view
 from eval_encoder.report.records import (
@@ -224,8 +226,8 @@ def check_kinds(dataset: str, a: Sequence[Dict[str, Any]], b: Sequence[Dict[str,
         first = kinds[0]
         raise CompareError(
             f"cannot compare {dataset}: {first[0]} {first[1]} reports a {first[2]} head and "
-            f"{other[0]} {other[1]} a {other[2]} head; compare runs of one head kind (a run's "
-            "per-clip predictions are its first --probe_head kind's)")
+            f"{other[0]} {other[1]} a {other[2]} head; compare runs of one head kind "
+            "(--probe_head KIND compares that kind's heads of both)")
 
 
 def check_manifests(dataset: str, a: Sequence[Dict[str, Any]], b: Sequence[Dict[str, Any]]
@@ -316,16 +318,29 @@ def summary(c: Comparison) -> str:
     return text
 
 
-def selected(side: Side, selection: Optional[str]) -> Side:
-    """``side`` with each record as ``selection`` shows it; a record that cannot is refused."""
+def selected(side: Side, selection: Optional[str], kind: Optional[str] = None) -> Side:
+    """``side`` with each record as ``selection`` and then head ``kind`` show it; a record
+    that cannot is refused."""
     runs = {}
     for dataset, records in side.runs.items():
         views = [selection_view(r, selection) for r in records]
         if any(v is None for v in views):
             raise CompareError(f"--selection {selection}: a {dataset} run of {side.label} has "
                                "no such number")
-        runs[dataset] = views
-    return dataclasses.replace(side, runs=runs)
+        runs[dataset] = [_of_kind(v, kind, dataset, side) for v in views]
+    label = f"{side.label}, its {kind} head" if kind else side.label
+    return dataclasses.replace(side, label=label, runs=runs)
+
+
+def _of_kind(record: Dict[str, Any], kind: Optional[str], dataset: str, side: Side
+             ) -> Dict[str, Any]:
+    """``record`` as its head ``kind`` shows it (itself when no kind is asked)."""
+    view = record if kind is None else kind_view(record, kind)
+    if view is None:
+        raise CompareError(f"--probe_head {kind}: the {dataset} run {stats.where(record)} of "
+                           f"{side.label} has no {kind} head (its kinds: "
+                           f"{', '.join(record_kinds(record))})")
+    return view
 
 
 # ----------------------------------------------------------------------------- command line
@@ -342,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--selection", choices=SELECTIONS,
                         help="compare the heads chosen on held-out clips ('heldout') or the "
                              "grids' val maxima ('val'); default: each record's reported head")
+    parser.add_argument("--probe_head", metavar="KIND",
+                        help="compare this head kind's reported heads (e.g. linear of two "
+                             "runs of --probe_head ov linear knn); default: each run's first "
+                             "kind")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="significance level (default 0.05; the interval is at 1 - alpha)")
     parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
@@ -357,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if not 0.0 < args.alpha < 1.0:
             raise CompareError(f"--alpha must be between 0 and 1 (got {args.alpha})")
-        a, b = (selected(resolve(spec, Path(args.runs)), args.selection)
+        a, b = (selected(resolve(spec, Path(args.runs)), args.selection, args.probe_head)
                 for spec in (args.a, args.b))
         text = render(compare(a, b, args.metric, args.resamples, args.alpha))
     except ValueError as exc:  # CompareError, StatsError, unreadable records

@@ -1,8 +1,9 @@
 """Records by probe head kind: a run of several kinds (``--probe_head ov linear knn``) reports a
 head per kind (``reported_by_kind``), and tables and comparisons put like with like.
 
-A record's view for kind K is the record with K's reported head as its ``reported`` (the
-first kind's per-clip predictions and metrics stay with the first kind only). Records of
+A record's view for kind K is the record with K's reported head as its ``reported``, K first
+among its kinds, and K's own per-clip predictions and metrics (a later kind's are in its
+``reported_by_kind`` entry; records made before they were written have none). Records of
 one kind (every record made before several kinds could share a run) are of their
 ``probe_head.kind`` (``ov`` when the record predates head kinds).
 """
@@ -37,12 +38,13 @@ def kind_view(record: Dict[str, Any], kind: str) -> Optional[Dict[str, Any]]:
         return None
     if kind == kinds[0] or record.get("status") != "complete":
         return record
-    reported = record["reported_by_kind"][kind]
+    by_kind = record["reported_by_kind"]
+    reported = by_kind[kind]
     if reported.get("top1") is None:
         return None
-    view = dict(record, reported=reported)
-    for key in ("predictions", "metrics"):  # the first kind's reported head's
-        view.pop(key, None)
+    view = dict(record, reported=reported, reported_by_kind={kind: reported, **by_kind})
+    for key in ("predictions", "metrics"):  # the kind's own, where the run wrote them
+        view[key] = reported.get(key)
     return view
 
 
