@@ -21,6 +21,7 @@ import torch
 from eval_encoder.encoders.onevision import OneVisionEncoder
 from eval_encoder.encoders.onevision_config import onevision_config
 from eval_encoder.config import ConfigError
+from eval_encoder.livelog import check_report_to
 from eval_encoder.logs import setup_logging
 from eval_encoder.parsing import ArgumentParser
 from eval_encoder.probe.args import parse_config
@@ -154,10 +155,11 @@ def probe_command(data: Path, weights: Path, report: Path, nproc: int, extra: Se
 
 def check_probe_flags(out: Path, extra: Sequence[str]) -> None:
     """Parse the probe's flags here, before anything is generated, so that a mistake in the
-    flags given to the demo is reported as the demo's (argparse exits with status 2)."""
+    flags given to the demo (a live log whose package is missing among them) is reported as
+    the demo's, once, with status 2 (argparse's), not by every process torchrun starts."""
     flags = probe_flags(out / "data", out / "weights" / TINY, out / "report", extra)
     try:
-        parse_config(flags, prog=PROG)
+        check_report_to(parse_config(flags, prog=PROG).report_to)  # before torchrun starts
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -30,7 +30,12 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
             (epochs count from 0 here, in ``best_epoch``, ``reported.epoch``, the log's
             ``epoch 0 (1 of 10)`` and the checkpoint names ``e0000-...``, as they always have
             in records)
-  reported  {head, top1, top5, epoch, selection, chosen_on, note}: of the first head kind
+  reported  {head, top1, top5, epoch, selection, chosen_on, note}: of the first head kind;
+            under --select_on heldout also heldout_top1, val_max {head, epoch, top1, top5,
+            heldout_top1} and gap_top1; with --refit also refit {lr, weight_decay, kind, epochs,
+            train_clips, steps, train_loss} and grid_snapshot {head, epoch, top1, top5}
+  selection (--select_on heldout only) {select_on, chosen, val_max, gap_top1, note, and
+            refit_top1 with --refit}; predictions_val_max, metrics_val_max: the val-max head's
   reported_by_kind (a run of several kinds only) {kind: reported of that kind's heads; a later
     kind's with its own predictions {file, sha256, head, epoch, clips} and metrics}
   probe_head {kind ("ov" | "vjepa2" | "linear" | "knn" | a user's), options {depth,
@@ -76,7 +81,9 @@ Schema (``schema_version`` 1) -- the leaderboard reads only records, never logs:
                         next batch / loop time, over ranks)}  (this process's life: a resumed
                         run counts from the resume),
              memory {host_peak_rss_mib, loader_workers_peak_rss_mib, device_peak_allocated_mib,
-                     device_peak_reserved_mib} (the largest rank's; device figures on CUDA only)}
+                     device_peak_reserved_mib} (the largest rank's; device figures on CUDA only),
+             heldout, refit (with --select_on heldout, --refit: the clip views, seconds and
+             shares of the run each phase encoded)}
   config (resolved, every value; without ``sources``, and without ``codec`` once the encoder
              is known not to read it), sources (where each value came from), config_hash (of
              the full resolved config, runtime options left out)

@@ -232,3 +232,17 @@ def test_a_resumed_run_continues_the_same_logs(tiny, tmp_path, monkeypatch):
     second, _ = wandb_history(done["live_logs"]["wandb"])
     assert [s for s, _ in first[f"train/loss/{HEADS[0]}"]] == [1, 2, 3, 4]
     assert [s for s, _ in second[f"train/loss/{HEADS[0]}"]] == [4, 5, 6]
+
+
+def test_the_demo_says_a_missing_package_once_before_it_generates_or_launches(tmp_path,
+                                                                              monkeypatch, capsys):
+    """The demo checks --report_to itself: one line and exit 2, not a torchrun traceback."""
+    from eval_encoder.demo import main as demo_main
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(SystemExit) as exc:
+        demo_main(["--out", str(tmp_path / "demo"), "--nproc_per_node", "2", "--report_to",
+                   "wandb"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("pip install 'eval-encoder[wandb]'") == 1, err
+    assert not (tmp_path / "demo").exists()

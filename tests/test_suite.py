@@ -174,6 +174,8 @@ def test_extra_flags_are_checked(tmp_path):
         plan.check_extra_flags(["--dataset", "ssv2"])
     with pytest.raises(ConfigError, match="not trainer flags"):
         plan.check_extra_flags(["--no_such_flag", "1"])
+    with pytest.raises(ConfigError, match="the recipe is the suite's first argument"):
+        plan.check_extra_flags(["--config"])  # `suite --config RECIPE` as probe spells it
     plan.check_extra_flags(["--device", "cpu", "--default_lr_list", "1e-3", "3e-4"])
 
 

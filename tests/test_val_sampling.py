@@ -192,7 +192,8 @@ def test_the_leaderboard_quotes_them_only_when_asked(tmp_path, capsys):
 # ----------------------------------------------------------------------------- a demo run
 
 @pytest.mark.slow
-def test_a_published_run_of_the_demo_reports_the_published_draws_best(tmp_path, monkeypatch):
+def test_a_published_run_of_the_demo_reports_the_published_draws_best(tmp_path, monkeypatch,
+                                                                        capsys):
     from eval_encoder.demo import generate, probe_command, save_tiny_encoder
     from eval_encoder.probe.run import main as probe_main
 
@@ -214,6 +215,9 @@ def test_a_published_run_of_the_demo_reports_the_published_draws_best(tmp_path, 
     assert block["items_per_evaluation"] == 6 and reported["chosen_on"] == "val, published sampling"
     assert record["samples"]["val"]["scored"] == 7  # still every clip once
     _check_against_the_predictions(record, Path(path).parent)
+    out = capsys.readouterr().out  # the last lines say both numbers
+    assert f"top-1 {reported['top1']:.2f}%" in out
+    assert f"every clip once, as leaderboard tables it: {record['metrics']['top1']:.2f}%" in out
 
 
 def _check_against_the_predictions(record, folder: Path):

@@ -41,6 +41,7 @@ bilinearly; this suite resizes bicubically for every family.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -152,14 +153,26 @@ def build_video(cfg, transformers, source: str, config) -> nn.Module:
     model = _load(transformers, kind, source, config, cfg, random_init)
     vcfg = model.config
     proc, origin = read_processor(transformers, source, kind, cfg.allow_download)
-    layout, interpolate = video_layout(cfg, kind, vcfg, proc, origin)
-    module = HFClipModule(model, kind, interpolate)
+    layout, native = video_layout(cfg, kind, vcfg, proc, origin)
+    module = HFClipModule(model, kind, layout.input_size != native)
     logger.info("hf/%s: %s, %d frames at %d px, tubelets of %d, %d tokens per clip",
                 cfg.model_name, type(model).__name__, layout.num_frames, layout.input_size,
                 layout.tubelet_size, layout.tokens)
     weights = "random" if random_init else source
-    return build_clip_encoder("hf", cfg, module, layout, weights,
-                              int(getattr(vcfg, "num_hidden_layers", 0)))
+    encoder = build_clip_encoder("hf", cfg, module, layout, weights,
+                                 int(getattr(vcfg, "num_hidden_layers", 0)))
+    encoder.spec = away_from_native(encoder.spec, cfg, native)
+    return encoder
+
+
+def away_from_native(spec, cfg, native: int):
+    """The spec with the run's input size noted in ``overrides`` when it is not the model's
+    own (X-CLIP's positions interpolated), as a record and the run's warning say it."""
+    if spec.input_size == native:
+        return spec
+    origin = (getattr(cfg, "sources", None) or {}).get("input_size", "command line")
+    note = f"{origin} (family default {native}; position embeddings interpolated)"
+    return dataclasses.replace(spec, overrides={**spec.overrides, "input_size": note})
 
 
 def _build_vjepa2(cfg, transformers, source: str, config) -> nn.Module:
@@ -244,9 +257,9 @@ def suite_stats(proc, kind: VideoKind) -> Tuple[tuple, tuple]:
     return mean, std
 
 
-def video_layout(cfg, kind: VideoKind, vcfg, proc, origin: str) -> Tuple[ClipLayout, bool]:
-    """The clip layout from the model's config and its processor; whether positions are
-    interpolated (X-CLIP at another size)."""
+def video_layout(cfg, kind: VideoKind, vcfg, proc, origin: str) -> Tuple[ClipLayout, int]:
+    """The clip layout from the model's config and its processor, and the model's own size
+    (positions are interpolated where the two differ: X-CLIP at another size)."""
     tubelet, patch = tubelet_and_patch(vcfg)
     native = int(vcfg.image_size)
     size = cfg.input_size if kind.interpolates_size and cfg.input_size else native
@@ -264,7 +277,7 @@ def video_layout(cfg, kind: VideoKind, vcfg, proc, origin: str) -> Tuple[ClipLay
     layout = ClipLayout(num_frames=int(vcfg.num_frames), input_size=size, patch_size=patch,
                         mean=mean, std=std, tubelet_size=tubelet, prefix_tokens=kind.frame_prefix,
                         clip_prefix_tokens=kind.clip_prefix, short_side=short, origins=origins)
-    return layout, size != native
+    return layout, native
 
 
 def tubelet_and_patch(vcfg) -> Tuple[int, int]:

@@ -295,6 +295,10 @@ def say_result(record: Dict, cfg: ProbeConfig, path: Path) -> None:
     result(f"{cfg.dataset} {cfg.model_name}: top-1 {r['top1']:.2f}% top-5 {r['top5']:.2f}% "
            f"(head {r['head']}, {when}, chosen on {r['chosen_on']}; "
            f"{val['scored']}/{val['expected']} val clips scored, {record['wall_time_s']:.1f} s)")
+    exact = (record.get("metrics") or {}).get("top1")
+    if record.get("val_sampling") and exact is not None:
+        result(f"  (top-1 above on the published validation draw; every clip once, as "
+               f"leaderboard tables it: {exact:.2f}%)")
     result(f"run record: {path}")
     result(f"show it: {rec.leaderboard_command(cfg.save_report)}")
 

@@ -35,6 +35,9 @@ def check_extra_flags(extra: Sequence[str], suite_flags: Sequence[str] = ()) -> 
     """Flags passed through to the trainer must be trainer flags and not ones the suite owns;
     a misspelt one is named with the closest trainer or suite flags (``suite_flags``). A bad
     value of a trainer flag exits as argparse does, naming the suite."""
+    if any(a == "--config" or a.startswith("--config=") for a in extra):
+        raise ConfigError(f"the recipe is the suite's first argument (`{SUITE_PROG} RECIPE "
+                          "--data_root ...`), not --config")
     parser = build_parser(SUITE_PROG)
     parsed, unknown = parser.parse_known_args(list(extra))
     if unknown:
