@@ -4,7 +4,8 @@ manifests, found through the paths its ``dataset`` block holds.
 
 A label shows as ``"<index> <name>"`` where the file names it, else as its index. Reading never
 breaks the report: a record without manifest paths has no names; a missing, unreadable or
-malformed file is logged once (a warning naming it) and the labels stay indices.
+malformed file is logged once (a missing one at info level: datasets made by hand often have
+none; a damaged one as a warning naming it) and the labels stay indices.
 """
 from __future__ import annotations
 
@@ -51,11 +52,11 @@ def read_classes(path: Path) -> Dict[int, str]:
 
 @functools.lru_cache(maxsize=None)
 def names_in(path: Path) -> Dict[int, str]:
-    """:func:`read_classes` of ``path``, or {} with a warning naming it (once per file)."""
+    """:func:`read_classes` of ``path``, or {} with a log line naming it (once per file)."""
     try:
         return read_classes(path)
     except FileNotFoundError:
-        log.warning("no class names: %s does not exist; classes shown by index", path)
+        log.info("no class names: %s does not exist; classes shown by index", path)
     except (OSError, UnicodeDecodeError, csv.Error, ClassesFileError) as exc:
         log.warning("no class names: %s cannot be read (%s); classes shown by index", path, exc)
     return {}
