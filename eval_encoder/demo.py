@@ -24,6 +24,7 @@ from eval_encoder.config import ConfigError
 from eval_encoder.livelog import check_report_to
 from eval_encoder.logs import setup_logging
 from eval_encoder.parsing import ArgumentParser
+from eval_encoder.prepare.write import CLASSES_NAME, classes_text
 from eval_encoder.probe.args import parse_config
 
 log = logging.getLogger("eval_encoder.demo")
@@ -36,6 +37,7 @@ TINY = "ov_encoder_tiny"
 DIRECTIONS = [(1, 0), (-1, 0), (0, 1), (0, -1)]  # class 0..3: right, left, down, up
 # each class also tints its square, so even the tiny random demo encoder has a cue it can pass on
 TINTS = [(1.0, 0.35, 0.35), (0.35, 1.0, 0.35), (0.35, 0.35, 1.0), (1.0, 1.0, 0.35)]
+CLASS_NAMES = ["right (red)", "left (green)", "down (blue)", "up (yellow)"]  # classes.csv
 
 
 def render_clip(direction, num_frames: int, width: int, height: int, rng: np.random.Generator,
@@ -91,7 +93,8 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 12, codec: str = "lib
 
 def generate_dataset(root: Path, name: str, train_per_class: int, val_clips: int, seed: int,
                      size=(96, 72), frames: Sequence[int] = (12, 20)) -> None:
-    """Write ``root/name/{videos,train_new.csv,val_new.csv}``; an odd val count tests sharding."""
+    """Write ``root/name/{videos,train_new.csv,val_new.csv,classes.csv}`` (classes.csv as
+    ``prepare`` writes it: the report names the classes); an odd val count tests sharding."""
     rng = np.random.default_rng(seed)
     folder = root / name
     rows = {"train": [], "val": []}
@@ -105,6 +108,7 @@ def generate_dataset(root: Path, name: str, train_per_class: int, val_clips: int
         rows[split].append(f"{rel},{label}")
     for split, lines in rows.items():
         (folder / f"{split}_new.csv").write_text("\n".join(lines) + "\n")
+    (folder / CLASSES_NAME).write_text(classes_text(CLASS_NAMES), encoding="utf-8")
 
 
 def generate(out: Path) -> Path:

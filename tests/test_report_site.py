@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from chromium import Browser, chromium_binary, links, parse, table_rows
-from eval_encoder.demo import generate_dataset, probe_flags, save_tiny_encoder
+from eval_encoder.demo import CLASS_NAMES, generate_dataset, probe_flags, save_tiny_encoder
 from eval_encoder.probe.run import main as probe_main
 from eval_encoder.report.site import main as report_main
 from report_board import PAPER, board_records
@@ -136,6 +136,8 @@ def test_demo_report_opens_offline(demo_site, browser, tmp_path):
     run_dom = parse(browser.dom(page))
     _local_links(site, page, run_dom)
     assert _grid_values(run_dom) == _final_top1(record)
+    (table,) = run_dom.find_all("table", id="classes")  # named by the demo's classes.csv
+    assert {r[0] for r in table_rows(table)} <= {f"{i} {n}" for i, n in enumerate(CLASS_NAMES)}
     _no_requests(browser)
 
 

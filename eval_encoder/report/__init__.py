@@ -11,7 +11,9 @@ Modules, each importing only those above it in this list:
 - ``cli``: ``python -m eval_encoder leaderboard``;
 - ``compare``: ``python -m eval_encoder compare``, two runs or rows clip by clip;
 - ``classes``: per-class accuracy, confusions and moved classes from predictions files;
+- ``classnames``: class names from a dataset's ``classes.csv``, else indices;
 - ``figures``: the HTML report's SVG figures; ``runpage``: what a run's page shows;
+  ``cellpage``: what the page of a cell of several seeds shows;
 - ``html``: Jinja2 templates (``templates/``), a board as an HTML table;
 - ``site``: ``python -m eval_encoder report``, the static HTML report.
 """

@@ -67,6 +67,8 @@ class Board:
     # the records' line of every cell (cells.pick_latest: its row keys, dataset, status, the
     # record's path and the positions of its seeds' records); None for reported numbers only
     picked: Optional[pd.DataFrame] = None
+    # the records the board was built from (picked's ``refs`` and ``ref`` index them)
+    records: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def columns(self) -> List[str]:
@@ -134,7 +136,7 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
     notes = stat_notes(cells, metric, ci, resamples) if records else []
     return Board(table.reindex(columns=fixed + rest + held), published, datasets, extras,
                  metric, ci, notes, suffixes, failures=failures,
-                 picked=picked if records else None)
+                 picked=picked if records else None, records=list(records))
 
 
 def _framed(frame: pd.DataFrame, published: Published) -> pd.DataFrame:

@@ -8,7 +8,7 @@ reported head's top-1) and ``id`` arrays; nothing is read from logs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence
 
 import numpy as np
 
@@ -55,13 +55,17 @@ def per_class(arrays: Dict[str, np.ndarray]) -> List[ClassLine]:
     right = predicted(arrays) == labels
     classes, clips = np.unique(labels, return_counts=True)
     hits = np.bincount(labels[right], minlength=int(classes.max()) + 1 if classes.size else 0)
-    lines = [ClassLine(int(c), int(n), int(hits[c])) for c, n in zip(classes, clips)]
+    return worst_first(ClassLine(int(c), int(n), int(hits[c])) for c, n in zip(classes, clips))
+
+
+def worst_first(lines: Iterable[ClassLine]) -> List[ClassLine]:
+    """Worst accuracy first; ties: the class with more clips first, then by label."""
     return sorted(lines, key=lambda x: (x.accuracy, -x.clips, x.label))
 
 
 def confusions(arrays: Dict[str, np.ndarray], top: int = 20) -> List[Confusion]:
     """The ``top`` most frequent (true, predicted) pairs among the wrong clips, with the first
-    :data:`EXAMPLES` clip ids of each (ties: by true, then predicted class)."""
+    :data:`EXAMPLES` distinct clip ids of each (ties: by true, then predicted class)."""
     labels = np.asarray(arrays["label"]).astype(np.int64)
     guess = predicted(arrays)
     wrong = np.flatnonzero(guess != labels)
@@ -74,8 +78,13 @@ def confusions(arrays: Dict[str, np.ndarray], top: int = 20) -> List[Confusion]:
     ids = np.asarray(arrays["id"])
     return [Confusion(int(pairs[i][0]), int(pairs[i][1]), int(counts[i]),
                       100.0 * counts[i] / totals[pairs[i][0]],
-                      [str(x) for x in ids[wrong[inverse.ravel() == i][:EXAMPLES]]])
+                      _examples(ids[wrong[inverse.ravel() == i]]))
             for i in order]
+
+
+def _examples(ids: np.ndarray) -> List[str]:
+    """The first :data:`EXAMPLES` distinct ids (a clip wrong in two seeds counts once)."""
+    return list(dict.fromkeys(str(x) for x in ids))[:EXAMPLES]
 
 
 def mean_accuracy(runs: Sequence[Dict[str, np.ndarray]]) -> Dict[int, ClassLine]:
@@ -88,6 +97,17 @@ def mean_accuracy(runs: Sequence[Dict[str, np.ndarray]]) -> Dict[int, ClassLine]
             have.clips += line.clips
             have.right += line.right
     return found
+
+
+def pooled_per_class(runs: Sequence[Dict[str, np.ndarray]]) -> List[ClassLine]:
+    """:func:`per_class` of several runs of one cell (seeds): each class's clips and clips
+    right summed over them (:func:`mean_accuracy`), worst first."""
+    return worst_first(mean_accuracy(runs).values())
+
+
+def pooled(runs: Sequence[Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """The runs' arrays one after the other: :func:`confusions` of it sums their counts."""
+    return {name: np.concatenate([np.asarray(r[name]) for r in runs]) for name in ARRAYS}
 
 
 def moved(a: Sequence[Dict[str, np.ndarray]], b: Sequence[Dict[str, np.ndarray]],

@@ -50,7 +50,8 @@ def compute_svg(board: Board, path: Path) -> Optional[Path]:
 
 def heatmap_svg(grid: Dict[str, Any], path: Path) -> Path:
     """``grid`` (:func:`eval_encoder.report.runpage.head_grid`): values [wd, lr] of final
-    top-1, NaN where no head; the reported head's cell outlined."""
+    top-1 (on val, or on the held-out clips as its title says), NaN where no head; the
+    reported head's cell outlined."""
     Figure, Canvas = _figure_class()
     values = np.asarray(grid["values"], dtype=float)
     lrs, wds = grid["lrs"], grid["wds"]
@@ -67,10 +68,17 @@ def heatmap_svg(grid: Dict[str, Any], path: Path) -> Path:
         ax.set_yticks(range(len(wds)), [f"{x:g}" for x in wds])
         ax.set_xlabel("learning rate")
         ax.set_ylabel("weight decay")
-        ax.set_title(f"{grid['kind']} heads: final top-1 (%)")
+        ax.set_title(grid_title(grid))
         fig.colorbar(image, cax=fig.add_axes((1 - 0.7 / width, 0.6 / height, 0.12 / width,
                                               1 - 0.95 / height)))
         return _save(fig, path)
+
+
+def grid_title(grid: Dict[str, Any]) -> str:
+    """The heat map's title: what its values are."""
+    if grid.get("score") == "heldout":
+        return f"{grid['kind']} heads: final held-out top-1 (%), no val score"
+    return f"{grid['kind']} heads: final top-1 (%)"
 
 
 def _annotate(ax, values: np.ndarray) -> None:
@@ -91,40 +99,57 @@ def _outline(ax, cell) -> None:
                                edgecolor=REPORTED_COLOUR))
 
 
-def curves_svg(curves: List[Dict[str, Any]], path: Path) -> Path:
-    """Training loss and validation top-1 per epoch, a line per head; the reported head in
-    red and thick, with its name in the legend."""
-    Figure, Canvas = _figure_class()
-    with _svg_style():
-        fig = Figure(figsize=(8.0, 2.8))
-        Canvas(fig)
-        loss_ax, top1_ax = fig.subplots(1, 2, gridspec_kw={"left": 0.07, "right": 0.98,
-                                                           "bottom": 0.16, "top": 0.9,
-                                                           "wspace": 0.2})
-        for curve in sorted(curves, key=lambda c: c["reported"]):  # the reported one on top
-            for ax, key in ((loss_ax, "train_loss"), (top1_ax, "top1")):
-                _curve(ax, curve, key)
-        loss_ax.set_title("training loss")
-        top1_ax.set_title("validation top-1 (%)")
-        from matplotlib.ticker import MaxNLocator
+CURVE_PANELS = (("train_loss", "training loss"), ("top1", "validation top-1 (%)"),
+                ("heldout_top1", "held-out top-1 (%)"))
 
-        for ax in (loss_ax, top1_ax):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("epoch")
-            ax.grid(color="0.92")
-        handles, labels = top1_ax.get_legend_handles_labels()
-        if handles:
-            top1_ax.legend(handles, labels, fontsize=7, frameon=False, loc="lower right")
+
+def curves_svg(curves: List[Dict[str, Any]], path: Path) -> Path:
+    """Training loss, validation top-1 and (where the heads have one) held-out top-1 per
+    epoch, a line per head; the reported head in red and thick, with its name in the legend."""
+    Figure, Canvas = _figure_class()
+    panels = [p for p in CURVE_PANELS if p[0] != "heldout_top1"
+              or any(v is not None for c in curves for v in c.get(p[0]) or [])]
+    with _svg_style():
+        fig = Figure(figsize=(4.0 * len(panels), 2.8))
+        Canvas(fig)
+        axes = fig.subplots(1, len(panels), sharex=True, gridspec_kw={
+            "left": 0.07 * 2 / len(panels), "right": 0.98, "bottom": 0.16, "top": 0.9,
+            "wspace": 0.2})
+        for curve in sorted(curves, key=lambda c: c["reported"]):  # the reported one on top
+            for ax, (key, _) in zip(axes, panels):
+                _curve(ax, curve, key)
+        for ax, (_, title) in zip(axes, panels):
+            _style_panel(ax, title)
+        _legend(axes[1:])
         return _save(fig, path)
 
 
+def _legend(axes) -> None:
+    """The reported head's name, in the right-most top-1 panel that draws it."""
+    for ax in reversed(list(axes)):
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            ax.legend(handles, labels, fontsize=7, frameon=False, loc="lower right")
+            return
+
+
+def _style_panel(ax, title: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.grid(color="0.92")
+
+
 def _curve(ax, curve: Dict[str, Any], key: str) -> None:
-    points = [(e, v) for e, v in zip(curve["epochs"], curve[key]) if v is not None]
+    points = [(e, v) for e, v in zip(curve["epochs"], curve.get(key) or []) if v is not None]
     if not points:
         return
     x, y = zip(*points)
     if curve["reported"]:
         ax.plot(x, y, color=REPORTED_COLOUR, lw=2.2, marker="o", ms=3, zorder=3,
-                label=f"reported: {curve['name']}" if key == "top1" else None)
-    else:
-        ax.plot(x, y, color="0.55", lw=0.8, alpha=0.7, zorder=1)
+                label=f"reported: {curve['name']}" if key != "train_loss" else None)
+    else:  # a single point (a snapshot scored alone) needs its marker to show
+        ax.plot(x, y, color="0.55", lw=0.8, alpha=0.7, zorder=1,
+                marker="o" if len(points) == 1 else None, ms=2.5)

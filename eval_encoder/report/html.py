@@ -5,7 +5,7 @@ A board's HTML table shows the cell texts of :func:`eval_encoder.report.render.d
 (the markdown table's, intervals included) with each cell's number as ``data-v`` for sorting,
 a ``<tbody class="grp">`` per measured row with its reported and delta lines (so sorting keeps
 them together) and a ``<tbody class="block">`` per frame block title. Measured cells link to
-their run's page.
+their run's page, or to their cell's page where they hold several seeds.
 """
 from __future__ import annotations
 
@@ -57,19 +57,12 @@ def _sort_value(value: Any) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
-def cell_links(board: Board, pages: Dict[str, str]) -> Dict[tuple, str]:
-    """(row keys, dataset) -> the page of the cell's latest record, for measured cells."""
-    if board.picked is None:
-        return {}
-    return {(*[line[k] for k in ROW_KEYS], line["dataset"]): pages[line["path"]]
-            for line in board.picked.to_dict("records") if line["path"] in pages}
-
-
-def board_view(board: Board, pages: Dict[str, str]) -> Dict[str, Any]:
-    """The table's header and groups of lines; each line a list of cells {text, v, href}."""
+def board_view(board: Board, links: Dict[tuple, str]) -> Dict[str, Any]:
+    """The table's header and groups of lines; each line a list of cells {text, v, href},
+    a measured cell's href from ``links``: (row keys, dataset) -> page."""
     lines, notes = display_rows(board, "md")
     rows = iter(board.table.to_dict("records"))
-    links, keys = cell_links(board, pages), ["gflops"] * board.gflops + ["avg", *board.columns]
+    keys = ["gflops"] * board.gflops + ["avg", *board.columns]
     groups: List[Dict[str, Any]] = []
     for cells in lines:
         if cells[0].startswith("\x00"):

@@ -1,17 +1,21 @@
 """What a run's page shows, from its record and per-clip predictions file: the row it fills,
 its reported head, per-class accuracy and confusions (:mod:`eval_encoder.report.classes`), the
-head grid (final top-1 over lr x wd, a grid per head kind), every head's training curves,
-and its protocol, config and compute blocks.
+head grid (final top-1 over lr x wd, a grid per head kind; held-out top-1 where val scored
+too few snapshots), every head's training curves (validation and held-out top-1), how its head
+was chosen (``--select_on heldout``: the held-out choice, the grid's val maximum, the gap, the
+refit), and its protocol, config and compute blocks. Class labels show their names where the
+dataset's ``classes.csv`` gives them (:mod:`eval_encoder.report.classnames`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from eval_encoder import stats
 from eval_encoder.report import classes
+from eval_encoder.report.classnames import record_labeller
 from eval_encoder.report.kinds import record_kinds
 from eval_encoder.report.records import row_labels
 
@@ -24,12 +28,25 @@ def page_name(record: Dict[str, Any]) -> str:
     return f"runs/{record['dataset']['name']}/{run_id}.html"
 
 
-def final_top1(head: Dict[str, Any]) -> Optional[float]:
+def final_top1(head: Dict[str, Any], key: str = "top1") -> Optional[float]:
     """A head's top-1 after its last epoch: its history's last entry (``last_top1`` when the
-    record holds no history, ``top1`` for heads scored with --val_only)."""
+    record holds no history, ``top1`` for heads scored with --val_only); ``key``
+    ``heldout_top1``: its held-out top-1 there (history only)."""
     history = head.get("history") or []
-    value = history[-1].get("top1") if history else head.get("last_top1", head.get("top1"))
+    if history:
+        value = history[-1].get(key)
+    else:
+        value = head.get("last_top1", head.get("top1")) if key == "top1" else None
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def grid_score(heads: List[Dict[str, Any]]) -> str:
+    """What a grid shows: ``top1`` (validation), or ``heldout_top1`` where fewer heads have
+    a final validation score than a held-out one (``--select_on heldout
+    --heldout_val_max off`` scores the chosen snapshot only on val)."""
+    val = sum(final_top1(h) is not None for h in heads)
+    heldout = sum(final_top1(h, "heldout_top1") is not None for h in heads)
+    return "heldout_top1" if heldout > val else "top1"
 
 
 def _head_kind(record: Dict[str, Any], head: Dict[str, Any]) -> str:
@@ -44,7 +61,8 @@ def reported_heads(record: Dict[str, Any]) -> List[str]:
 
 
 def head_grid(record: Dict[str, Any], kind: str) -> Optional[Dict[str, Any]]:
-    """Final top-1 of ``kind``'s heads over lr (columns) x weight decay (rows); None when no
+    """Final top-1 of ``kind``'s heads over lr (columns) x weight decay (rows), on val or
+    where val has too few (:func:`grid_score`) on the held-out clips (``score``); None when no
     head of the kind has both (kNN heads have neither). Two heads in one cell: the best."""
     heads = [h for h in record.get("heads") or [] if _head_kind(record, h) == kind
              and h.get("lr") is not None and h.get("weight_decay") is not None]
@@ -53,14 +71,15 @@ def head_grid(record: Dict[str, Any], kind: str) -> Optional[Dict[str, Any]]:
     lrs = sorted({float(h["lr"]) for h in heads})
     wds = sorted({float(h["weight_decay"]) for h in heads})
     values = [[math.nan] * len(lrs) for _ in wds]
-    reported, names = None, set(reported_heads(record))
+    reported, names, score = None, set(reported_heads(record)), grid_score(heads)
     for head in heads:
         x, y = lrs.index(float(head["lr"])), wds.index(float(head["weight_decay"]))
-        value = final_top1(head)
+        value = final_top1(head, score)
         if value is not None and not value <= values[y][x]:
             values[y][x] = value
         reported = (x, y) if head.get("name") in names else reported
-    return {"kind": kind, "lrs": lrs, "wds": wds, "values": values, "reported": reported}
+    return {"kind": kind, "lrs": lrs, "wds": wds, "values": values, "reported": reported,
+            "score": "heldout" if score == "heldout_top1" else "val"}
 
 
 def grids(record: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -69,7 +88,8 @@ def grids(record: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def curves(record: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Each head with a history: its epochs, training loss and top-1, and whether reported."""
+    """Each head with a history: its epochs, training loss, top-1 on val and on the held-out
+    clips (None where not scored), and whether reported."""
     names = set(reported_heads(record))
     out = []
     for head in record.get("heads") or []:
@@ -78,7 +98,8 @@ def curves(record: Dict[str, Any]) -> List[Dict[str, Any]]:
             out.append({"name": head.get("name"), "reported": head.get("name") in names,
                         "epochs": [h.get("epoch") for h in history],
                         "train_loss": [h.get("train_loss") for h in history],
-                        "top1": [h.get("top1") for h in history]})
+                        "top1": [h.get("top1") for h in history],
+                        "heldout_top1": [h.get("heldout_top1") for h in history]})
     return out
 
 
@@ -96,24 +117,55 @@ def flat(block: Any, prefix: str = "") -> List[Tuple[str, str]]:
     return lines
 
 
-def predictions_view(record: Dict[str, Any], top: int) -> Dict[str, Any]:
-    """Per-class accuracy and confusions, or the reason there are none."""
+NO_PREDICTIONS = {"classes": [], "confusions": [], "clips": 0}
+
+
+def predictions_view(records: Sequence[Dict[str, Any]], top: int) -> Dict[str, Any]:
+    """Per-class accuracy and confusions of one run, or of the seeds of a cell summed over
+    them (:func:`classes.pooled_per_class`); or the reason there are none."""
     try:
-        arrays = classes.load(record)
+        arrays = [classes.load(r) for r in records]
     except (stats.StatsError, OSError, ValueError) as exc:
-        return {"missing": str(exc), "classes": [], "confusions": [], "clips": 0}
-    return {"missing": None, "classes": classes.per_class(arrays),
-            "confusions": classes.confusions(arrays, top), "clips": int(len(arrays["label"]))}
+        return {"missing": str(exc), **NO_PREDICTIONS}
+    both = classes.pooled(arrays)
+    return {"missing": None, "classes": classes.pooled_per_class(arrays),
+            "confusions": classes.confusions(both, top), "clips": int(len(both["label"]))}
 
 
-def run_context(record: Dict[str, Any], top: int = 20) -> Dict[str, Any]:
-    """Everything the run template shows but the figures' file names."""
+def selection_block(record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """How a ``--select_on heldout`` run's head was chosen: the held-out choice, the grid's
+    validation maximum (None: ``--heldout_val_max off``), their gap, the refit (None: no
+    ``--refit``) and each kind's; None for a record that says nothing of it."""
+    reported = record.get("reported") or {}
+    block = record.get("selection") or {}
+    if not block and reported.get("chosen_on") != "heldout":
+        return None
+    chosen = block.get("chosen") or {k: reported.get(k) for k in
+                                     ("head", "epoch", "top1", "top5", "heldout_top1")}
+    return {"select_on": block.get("select_on", reported.get("chosen_on")), "chosen": chosen,
+            "val_max": block.get("val_max", reported.get("val_max")),
+            "gap": block.get("gap_top1", reported.get("gap_top1")),
+            "refit": flat(reported.get("refit")),
+            "refit_top1": block.get("refit_top1", reported.get("top1")),
+            "snapshot_top1": (reported.get("grid_snapshot") or {}).get("top1"),
+            "kinds": {k: r for k, r in (record.get("reported_by_kind") or {}).items()
+                      if r.get("chosen_on") == "heldout"}}
+
+
+def run_context(record: Dict[str, Any], top: int = 20, original: Optional[Dict[str, Any]] = None
+                ) -> Dict[str, Any]:
+    """Everything the run template shows but the figures' file names; ``record`` as the
+    report's ``--selection`` shows it, ``original`` as written (its selection block)."""
     return {"record": record, "row": row_labels(record), "page": page_name(record),
             "reported": record.get("reported") or {},
             "reported_by_kind": record.get("reported_by_kind") or {},
+            "selection": selection_block(original or record),
+            "shown_val_max": original is not None and original.get("reported") != record.get(
+                "reported"),
             "grids": grids(record), "curves": curves(record),
-            "predictions": predictions_view(record, top) if record["status"] == "complete"
-            else {"missing": "a failed run", "classes": [], "confusions": [], "clips": 0},
+            "predictions": predictions_view([record], top) if record["status"] == "complete"
+            else {"missing": "a failed run", **NO_PREDICTIONS},
+            "label": record_labeller(record),
             "protocol": flat(record.get("protocol") or {}),
             "compute": flat(record.get("compute") or {}),
             "config": json.dumps(record.get("config") or {}, indent=1, sort_keys=True)}
