@@ -120,23 +120,35 @@ def build_board(records: Sequence[Dict[str, Any]], datasets: Sequence[str] = PAP
             parts.append(delta_rows(parts[0], rep, datasets, published.pair_on))
     if not parts:
         raise LeaderboardError("nothing to show: no run records and no reported numbers")
-    table = pd.concat(parts, ignore_index=True)
+    table = _order(_flagged(pd.concat(parts, ignore_index=True)), reported, published.pair_on)
+    suffixes = (["lo", "hi", "ci"] if ci else []) + (
+        ["sd", "seeds"] if any(len(c.seeds) > 1 for c in cells.values()) else [])
+    notes = stat_notes(cells, metric, ci, resamples) if records else []
+    return Board(_columns(table, datasets, extras, suffixes), published, datasets, extras,
+                 metric, ci, notes, suffixes, failures=failures,
+                 picked=picked if records else None, records=list(records))
+
+
+def _flagged(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with avg_mean and avg_flag (False unless a paper row's AVG was flagged)
+    and mixed ("" unless a cell mixes configurations)."""
     for col in ("avg_mean", "avg_flag"):
         if col not in table.columns:
             table[col] = math.nan
     table["avg_flag"] = table["avg_flag"].eq(True)
-    table = _order(table, reported, published.pair_on)
-    fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
     table["mixed"] = table["mixed"].fillna("") if "mixed" in table.columns else ""
+    return table
+
+
+def _columns(table: pd.DataFrame, datasets: List[str], extras: List[str],
+             suffixes: List[str]) -> pd.DataFrame:
+    """The board's columns in their order: row keys and cells, counts, then each cell's
+    interval and seed columns."""
+    fixed = [*ROW_KEYS, "source", "avg", *datasets, *extras]
     rest = ["n_done", "n_datasets", "complete", "failed", "mixed", "avg_mean", "avg_flag",
             "gflops"]
-    suffixes = (["lo", "hi", "ci"] if ci else []) + (
-        ["sd", "seeds"] if any(len(c.seeds) > 1 for c in cells.values()) else [])
     held = [f"{c}_{s}" for c in ["avg", *datasets, *extras] for s in suffixes]
-    notes = stat_notes(cells, metric, ci, resamples) if records else []
-    return Board(table.reindex(columns=fixed + rest + held), published, datasets, extras,
-                 metric, ci, notes, suffixes, failures=failures,
-                 picked=picked if records else None, records=list(records))
+    return table.reindex(columns=fixed + rest + held)
 
 
 def _framed(frame: pd.DataFrame, published: Published) -> pd.DataFrame:

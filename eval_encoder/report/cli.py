@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m eval_encoder leaderboard",
         description="Build the attentive-probe leaderboard from run records.")
     add_runs_flag(parser)
+    _add_choice_flags(parser)
+    _add_output_flags(parser)
+    add_verbosity_flags(parser)  # -v/-q
+    return parser
+
+
+def _add_choice_flags(parser: argparse.ArgumentParser) -> None:
+    """Which runs and numbers the tables hold: protocol, head kind, selection, reported."""
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="one table, of this protocol's runs (and with --reported the numbers "
                              "of the published code it follows); default: a table per published "
@@ -86,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reported numbers (default: the shipped file of the table's "
                              "published code: results/paper_attentive_probe.csv, "
                              "results/vjepa2_attentive_probe.csv); one table only")
+    parser.add_argument("--datasets", help="comma-separated benchmark columns that AVG is over "
+                        "(default: with --reported the paper's eight, else the datasets the "
+                        "records hold: the paper's among them, or all when none is the paper's; "
+                        "others are shown after AVG's)")
+    parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
+                        help="what the cells show (default top1; action adds an epic_action "
+                             "column, verb and noun both right, to the top-1 table)")
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """How the tables are written: format, file, plots, compute and intervals."""
     parser.add_argument("--format", default="md", choices=FORMATS, help="table format (default md)")
     parser.add_argument("--out", help="write the table here instead of standard output")
     parser.add_argument("--plot", metavar="FILE.png", help="also save a plot (needs matplotlib)")
@@ -95,21 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot_compute", metavar="FILE.png",
                         help="also save accuracy against encoder GFLOPs per clip (log x), a "
                              "point per measured row (needs matplotlib)")
-    parser.add_argument("--datasets", help="comma-separated benchmark columns that AVG is over "
-                        "(default: with --reported the paper's eight, else the datasets the "
-                        "records hold: the paper's among them, or all when none is the paper's; "
-                        "others are shown after AVG's)")
-    parser.add_argument("--metric", default="top1", choices=list(stats.VIEWS),
-                        help="what the cells show (default top1; action adds an epic_action "
-                             "column, verb and noun both right, to the top-1 table)")
     parser.add_argument("--ci", nargs="?", const="bootstrap", choices=stats.INTERVALS,
                         help=f"show a {stats.LEVEL * 100:.0f}%% interval for every cell and AVG: "
                              "bootstrap over the clips (the default when --ci is given alone) "
                              "or exact (Clopper-Pearson for single-run top-1/top-5 cells)")
     parser.add_argument("--resamples", type=int, default=stats.RESAMPLES,
                         help=f"bootstrap resamples (default {stats.RESAMPLES})")
-    add_verbosity_flags(parser)  # -v/-q
-    return parser
 
 
 def make_board(runs: str, reported: bool = False, reported_csv: Optional[Path] = None,
