@@ -105,6 +105,9 @@ def test_a_vjepa2_recipe_runs_scores_again_and_shows_in_its_table(tiny, monkeypa
     assert record["probe_head"]["options"]["depth"] == 4
     assert record["samples"]["val"]["scored"] == record["samples"]["val"]["expected"] == 6
     assert record["compute"]["val_views_per_clip"] == 3
+    # 3 views along the longer side of a shorter side resized to the crop, as published: the
+    # processor's 256/224 rule (36 px for a 32 px crop) is for one centre view
+    assert record["config"]["short_side_size"] is None and record["config"]["input_size"] == 32
 
     capsys.readouterr()
     assert leaderboard(["--runs", str(report / "runs"), "--protocol", "vjepa2", "--reported"]) == 0

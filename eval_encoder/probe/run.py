@@ -104,9 +104,22 @@ def check_encoder_flags(cfg: ProbeConfig, spec) -> None:
     if spec.tokens_per_frame is not None:
         cfg.frames_token_num = spec.tokens_per_frame
     if spec.short_side is not None and cfg.short_side_size is None:
-        cfg.short_side_size = spec.short_side
-        cfg.sources["short_side_size"] = "encoder spec: " + spec.origins.get(
-            "short_side", f"{spec.family}/{spec.model_name}")
+        take_encoder_short_side(cfg, spec)
+
+
+def take_encoder_short_side(cfg: ProbeConfig, spec) -> None:
+    """The shorter side of the encoder's own processor, for one centre view. Several spatial
+    views keep the shorter side at the crop, so that each view covers it whole and the views
+    move along the longer side only (V-JEPA 2's 3-view evaluation; the field's 3-crop test)."""
+    if cfg.num_spatial_crops > 1:
+        log.info("%d spatial views: the shorter side goes to the %d px crop, not to the %d px "
+                 "of %s/%s's processor (its rule is for one centre view)",
+                 cfg.num_spatial_crops, spec.input_size, spec.short_side, spec.family,
+                 spec.model_name)
+        return
+    cfg.short_side_size = spec.short_side
+    cfg.sources["short_side_size"] = "encoder spec: " + spec.origins.get(
+        "short_side", f"{spec.family}/{spec.model_name}")
 
 
 def step_text(spec) -> str:
