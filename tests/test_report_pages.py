@@ -234,3 +234,25 @@ def test_a_malformed_classes_csv_is_a_warning_naming_it(tmp_path, caplog):
     names_in.cache_clear()
     assert class_names(record) == {0: "a, with comma", 1: "b"}
     assert class_names({"dataset": {"name": "d"}}) == {}  # no manifest path: no names
+
+
+def test_a_run_page_of_1000_classes_holds_every_class_and_stays_small(tmp_path):
+    """Kinetics-700 or EPIC-noun sized: every class is a row of the sortable table (worst
+    first), the page is folded behind its summary, and it stays a few hundred KB."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(1000), 2)
+    guess = np.where(rng.random(labels.size) < 0.6, labels, rng.integers(0, 1000, labels.size))
+    record = attach(make_record("k400", 60.0, method="Enc K"), tmp_path,
+                    predictions(labels, guess, classes=1000))
+    runs = write_all(tmp_path, [record])
+    site = tmp_path / "site"
+    assert report_main(["--runs", str(runs), "--out", str(site), "--resamples", "20"]) == 0
+    page = site / "runs" / "k400" / f"{record['run_id']}.html"
+    dom = parse(page.read_text(encoding="utf-8"))
+    (table,) = dom.find_all("table", id="classes")
+    rows = table_rows(table)
+    assert len(rows) == 1000 and sorted(int(r[0]) for r in rows) == list(range(1000))
+    accuracy = [float(r[3]) for r in rows]
+    assert accuracy == sorted(accuracy)  # worst first
+    assert "1000 classes" in page.read_text(encoding="utf-8")
+    assert page.stat().st_size < 600_000, page.stat().st_size
