@@ -134,7 +134,7 @@ def test_too_many_broken_clips_fail_with_a_record(demo, tmp_path, monkeypatch):
     assert "could not be read" in record["error"] and "file not found" in record["error"]
 
 
-def test_bad_manifest_line_fails_before_training(demo, tmp_path, monkeypatch, caplog):
+def test_bad_manifest_line_fails_before_training(demo, tmp_path, monkeypatch, capsys):
     data, weights = demo
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
@@ -142,10 +142,9 @@ def test_bad_manifest_line_fails_before_training(demo, tmp_path, monkeypatch, ca
     manifest = root / "demo" / "train_new.csv"
     manifest.write_text(manifest.read_text() + "videos/x.mp4,17\n")
     report = tmp_path / "report"
-    assert _run_single(root, weights, report) == 1
-    (record,) = _records(report)
-    assert f"{manifest}:17: label 17 outside the dataset's 4 classes" in record["error"]
-    assert "heads" not in record  # nothing was trained
+    assert _run_single(root, weights, report) == 2  # a usage mistake: said, nothing written
+    assert f"{manifest}:17: label 17 outside the dataset's 4 classes" in capsys.readouterr().err
+    assert not (report / "runs").exists()
 
 
 def test_unknown_family_fails_with_suggestion_before_any_record(demo, tmp_path, monkeypatch,

@@ -4,6 +4,8 @@ first and as a run without the cache; a run with an attentive head still encodes
 passes and takes only the kNN train vectors from the cache."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -36,16 +38,39 @@ def _run(tiny, report, *extra):
         "--default_epoch", "2", "--default_lr_list", "1e-3", "1e-2", "--knn_k", "3", "5",
         "--save_report", str(report), *extra]) == 0
     path = max((report / "runs").rglob("*.json"), key=lambda p: p.stat().st_mtime)
-    return read_record(str(path)), np.load(str(path).replace(".json", ".predictions.npz"))
+    record = dict(read_record(str(path)), _path=str(path))
+    return record, np.load(str(path).replace(".json", ".predictions.npz"))
+
+
+def _kind_files(record):
+    """{kind: its predictions file's arrays} of a later kind's reported head, and the record's
+    reported_by_kind without the files' names (their run ids) and digests."""
+    folder, files, entries = Path(record["_path"]).parent, {}, {}
+    for kind, entry in (record.get("reported_by_kind") or {}).items():
+        kept = entry.get("predictions")
+        if kept:
+            files[kind] = np.load(folder / kept["file"], allow_pickle=False)
+            kept = {k: v for k, v in kept.items() if k not in ("file", "sha256")}
+        entries[kind] = {**entry, "predictions": kept}
+    return files, entries
+
+
+def _same_arrays(pa, pb):
+    assert pa.files == pb.files
+    for name in pa.files:
+        assert (pa[name] == pb[name]).all(), name
 
 
 def _same(a, b):
     (ra, pa), (rb, pb) = a, b
+    (fa, ea), (fb, eb) = _kind_files(ra), _kind_files(rb)
     for key in SAME:
-        assert ra[key] == rb[key], key
-    assert pa.files == pb.files
-    for name in pa.files:
-        assert (pa[name] == pb[name]).all(), name
+        assert (ea if key == "reported_by_kind" else ra[key]) == \
+            (eb if key == "reported_by_kind" else rb[key]), key
+    _same_arrays(pa, pb)
+    assert sorted(fa) == sorted(fb) == ["knn"]  # a later kind's predictions, cached or not
+    for kind in fa:
+        _same_arrays(fa[kind], fb[kind])
 
 
 def test_a_second_pooled_run_runs_no_encoder_and_gives_the_same_record(tiny, tmp_path):
