@@ -42,8 +42,8 @@ DATA: Tuple[Deviation, ...] = (
         "every labelled clip of the official train.json and validation.json (validation as "
         "val; the test file has no labels); class = the template without brackets",
         "the official split, as every SSv2 evaluation uses it",
-        "168,913 train / 24,777 val written from the official lists (the publisher's figures "
-        "too)"),
+        "168,913 train / 24,777 val by the publisher (not run here: no copy of the official "
+        "lists)"),
     Deviation(
         "data: Diving48", UNRELEASED,
         "Diving48 V2 labels: Diving48_V2_train.json, and Diving48_V2_test.json as val",
