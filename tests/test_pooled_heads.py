@@ -233,6 +233,26 @@ def _every_kind_has_its_predictions(record, report, capsys):
     assert re.search(rf"demo\s+7\s+{linear:.1f}\s+{linear:.1f}\s+\+0\.0", out), out
     assert compare_main([path, path, "--probe_head", "vjepa2"]) == 2
     assert "has no vjepa2 head (its kinds: ov, linear, knn)" in capsys.readouterr().err
+    _the_run_page_has_each_kinds_classes(record, report, folder)
+
+
+def _the_run_page_has_each_kinds_classes(record, report, folder):
+    """The report's run page: a per-class table per kind, each from that kind's file."""
+    from chromium import parse, table_rows
+    from eval_encoder.report.site import main as report_main
+
+    site = report / "site"
+    assert report_main(["--runs", str(report / "runs"), "--out", str(site), "--resamples",
+                        "20"]) == 0
+    page = (site / "runs" / "demo" / f"{record['run_id']}.html").read_text(encoding="utf-8")
+    assert "Per-class accuracy (ov heads)" in page and "Per-class accuracy (knn heads)" in page
+    (table,) = parse(page).find_all("table", id="classes-linear")
+    shown = {int(row[0].split()[0]): (int(row[1]), int(row[2])) for row in table_rows(table)}
+    arrays = np.load(folder / record["reported_by_kind"]["linear"]["predictions"]["file"])
+    hit = arrays["top5"][:, 0] == arrays["label"]
+    assert shown == {int(c): (int((arrays["label"] == c).sum()),
+                              int(hit[arrays["label"] == c].sum()))
+                     for c in np.unique(arrays["label"])}
 
 
 def test_knn_alone_trains_nothing(tiny, tmp_path, no_launcher):

@@ -3,7 +3,8 @@ its reported head, per-class accuracy and confusions (:mod:`eval_encoder.report.
 head grid (final top-1 over lr x wd, a grid per head kind; held-out top-1 where val scored
 too few snapshots), every head's training curves (validation and held-out top-1), how its head
 was chosen (``--select_on heldout``: the held-out choice, the grid's val maximum, the gap, the
-refit), and its protocol, config and compute blocks. Class labels show their names where the
+refit), and its protocol, config and compute blocks; a run of several head kinds shows each
+kind's per-class tables. Class labels show their names where the
 dataset's ``classes.csv`` gives them (:mod:`eval_encoder.report.classnames`).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from eval_encoder import stats
 from eval_encoder.report import classes
 from eval_encoder.report.classnames import record_labeller
-from eval_encoder.report.kinds import record_kinds
+from eval_encoder.report.kinds import kind_view, record_kinds
 from eval_encoder.report.records import row_labels
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,16 @@ def predictions_view(records: Sequence[Dict[str, Any]], top: int) -> Dict[str, A
             "confusions": classes.confusions(both, top), "clips": int(len(both["label"]))}
 
 
+def kind_predictions(record: Dict[str, Any], top: int) -> Dict[str, Dict[str, Any]]:
+    """{kind: :func:`predictions_view`} of each later head kind's reported head, for a
+    complete run of several kinds whose record names their predictions files."""
+    if record.get("status") != "complete":
+        return {}
+    views = {k: kind_view(record, k) for k in record_kinds(record)[1:]}
+    return {k: predictions_view([v], top) for k, v in views.items()
+            if v is not None and v.get("predictions")}
+
+
 def selection_block(record: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """How a ``--select_on heldout`` run's head was chosen: the held-out choice, the grid's
     validation maximum (None: ``--heldout_val_max off``), their gap, the refit (None: no
@@ -156,6 +167,7 @@ def run_context(record: Dict[str, Any], top: int = 20, original: Optional[Dict[s
                 ) -> Dict[str, Any]:
     """Everything the run template shows but the figures' file names; ``record`` as the
     report's ``--selection`` shows it, ``original`` as written (its selection block)."""
+    kinds_shown = kind_predictions(record, top)
     return {"record": record, "row": row_labels(record), "page": page_name(record),
             "reported": record.get("reported") or {},
             "reported_by_kind": record.get("reported_by_kind") or {},
@@ -165,6 +177,8 @@ def run_context(record: Dict[str, Any], top: int = 20, original: Optional[Dict[s
             "grids": grids(record), "curves": curves(record),
             "predictions": predictions_view([record], top) if record["status"] == "complete"
             else {"missing": "a failed run", **NO_PREDICTIONS},
+            "kind_predictions": kinds_shown,
+            "first_kind_title": f" ({record_kinds(record)[0]} heads)" if kinds_shown else "",
             "label": record_labeller(record),
             "protocol": flat(record.get("protocol") or {}),
             "compute": flat(record.get("compute") or {}),
