@@ -22,6 +22,7 @@ the step, as a run does: the ratio a run pays (slow: use few rounds). ``--device
 the step on the GPU (bf16 autocast, as a run there) and prints the peak memory per head count.
 """
 import os
+import sys
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -31,11 +32,13 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from eval_encoder.distributed import DistEnv  # noqa: E402
 from eval_encoder.probe.heads import head_grid  # noqa: E402
 from eval_encoder.probe.trainer import ProbeTrainer, make_heads  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_heads import FrameEncoder, Tokens  # noqa: E402  (the same stand-ins)
 
 ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -43,33 +46,6 @@ ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class Tokens(nn.Module):
-    """Stands in for the frozen encoder: hands back the precomputed tokens."""
-
-    def __init__(self, tokens: torch.Tensor):
-        super().__init__()
-        self.tokens = tokens
-
-    def forward(self, batch):
-        return self.tokens
-
-
-class FrameEncoder(nn.Module):
-    """A frozen timm image encoder applied frame by frame: [B, T, 3, H, W] -> [B, T*N, D]."""
-
-    def __init__(self, name: str, frames: torch.Tensor):
-        super().__init__()
-        import timm
-
-        self.model = timm.create_model(name, pretrained=False, num_classes=0).eval()
-        self.frames = frames
-
-    def forward(self, batch):
-        b, t = self.frames.shape[:2]
-        out = self.model.forward_features(self.frames.flatten(0, 1))
-        return out.reshape(b, t * out.shape[1], out.shape[2])
 
 
 def step_time(kind: str, n: int, tokens: torch.Tensor, classes: int, encoder=None,
